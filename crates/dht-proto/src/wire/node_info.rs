@@ -1,0 +1,129 @@
+//! Compact node info: the `n4`/`n6` lists of find and get replies.
+//!
+//! IPv4 entry: id (20) ‖ address (4) ‖ port (2, big-endian) = 26 bytes.
+//! IPv6 entry: id (20) ‖ address (16) ‖ port (2, big-endian) = 38 bytes.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use super::DecodeError;
+use crate::InfoHash;
+
+/// Bytes per IPv4 entry.
+pub const NODE4_LEN: usize = 26;
+/// Bytes per IPv6 entry.
+pub const NODE6_LEN: usize = 38;
+
+/// A node as carried in a reply: its id and address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeInfo {
+    /// Node id.
+    pub id: InfoHash,
+    /// UDP address.
+    pub addr: SocketAddr,
+}
+
+impl NodeInfo {
+    /// Parses an `n4` list.
+    pub(crate) fn parse_v4(raw: &[u8]) -> Result<Vec<NodeInfo>, DecodeError> {
+        if !raw.len().is_multiple_of(NODE4_LEN) {
+            return Err(DecodeError::BadNodeListLength {
+                field: "n4",
+                len: raw.len(),
+                entry: NODE4_LEN,
+            });
+        }
+        Ok(raw
+            .chunks_exact(NODE4_LEN)
+            .map(|c| {
+                let (id, rest) = c.split_at(20);
+                let (ip, port) = rest.split_at(4);
+                NodeInfo {
+                    id: InfoHash(to_array(id)),
+                    addr: SocketAddrV4::new(Ipv4Addr::from(to_array::<4>(ip)), be16(port)).into(),
+                }
+            })
+            .collect())
+    }
+
+    /// Parses an `n6` list.
+    pub(crate) fn parse_v6(raw: &[u8]) -> Result<Vec<NodeInfo>, DecodeError> {
+        if !raw.len().is_multiple_of(NODE6_LEN) {
+            return Err(DecodeError::BadNodeListLength {
+                field: "n6",
+                len: raw.len(),
+                entry: NODE6_LEN,
+            });
+        }
+        Ok(raw
+            .chunks_exact(NODE6_LEN)
+            .map(|c| {
+                let (id, rest) = c.split_at(20);
+                let (ip, port) = rest.split_at(16);
+                NodeInfo {
+                    id: InfoHash(to_array(id)),
+                    addr: SocketAddrV6::new(Ipv6Addr::from(to_array::<16>(ip)), be16(port), 0, 0).into(),
+                }
+            })
+            .collect())
+    }
+
+    /// Appends the compact form of every node of the given family (`v6` false: IPv4) to `out`.
+    pub(crate) fn write_list(nodes: &[NodeInfo], v6: bool, out: &mut Vec<u8>) {
+        for n in nodes {
+            match (n.addr, v6) {
+                (SocketAddr::V4(a), false) => {
+                    out.extend_from_slice(n.id.as_bytes());
+                    out.extend_from_slice(&a.ip().octets());
+                    out.extend_from_slice(&a.port().to_be_bytes());
+                }
+                (SocketAddr::V6(a), true) => {
+                    out.extend_from_slice(n.id.as_bytes());
+                    out.extend_from_slice(&a.ip().octets());
+                    out.extend_from_slice(&a.port().to_be_bytes());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Copies a slice whose length the caller has fixed by `split_at`/`chunks_exact`.
+fn to_array<const N: usize>(s: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(s);
+    out
+}
+
+fn be16(s: &[u8]) -> u16 {
+    u16::from_be_bytes(to_array(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_round_trip_and_reject_bad_lengths() {
+        let nodes = vec![
+            NodeInfo {
+                id: InfoHash::get("a"),
+                addr: "192.0.2.1:4222".parse().unwrap(),
+            },
+            NodeInfo {
+                id: InfoHash::get("b"),
+                addr: "[2001:db8::1]:5000".parse().unwrap(),
+            },
+        ];
+        let mut n4 = Vec::new();
+        NodeInfo::write_list(&nodes, false, &mut n4);
+        assert_eq!(n4.len(), NODE4_LEN);
+        assert_eq!(&n4[24..], &[0x10, 0x7e]);
+        let mut n6 = Vec::new();
+        NodeInfo::write_list(&nodes, true, &mut n6);
+        assert_eq!(n6.len(), NODE6_LEN);
+        assert_eq!(NodeInfo::parse_v4(&n4).unwrap(), nodes[..1]);
+        assert_eq!(NodeInfo::parse_v6(&n6).unwrap(), nodes[1..]);
+        assert!(NodeInfo::parse_v4(&n4[..25]).is_err());
+        assert!(NodeInfo::parse_v6(&n6[..37]).is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! Helpers shared by the cross-crate tests: loading golden vectors and running a real OpenDHT
+//! `dhtnode` on loopback.
+
+pub mod opendht;
+pub mod vectors;

@@ -1,0 +1,1 @@
+//! Running Debian's OpenDHT `dhtnode` for interop tests.
