@@ -728,9 +728,24 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             write::map(out, 5 + extra);
             write::key(out, "a");
             encode_request_args(req, out);
-            write::key(out, "q");
-            write::str(out, request_name(&req.kind));
-            write_tail(msg, "q", out);
+            if let RequestKind::Update { payload: UpdatePayload::Refreshed(_) | UpdatePayload::Expired(_), .. } =
+                req.kind
+            {
+                // C++ writes refresh/expiry notices with the keys in this order.
+                write::key(out, "y");
+                write::str(out, "q");
+                write::key(out, "v");
+                write::str(out, USER_AGENT);
+                write::key(out, "q");
+                write::str(out, "update");
+                write::key(out, "t");
+                write::uint(out, u64::from(msg.tid));
+                write_net(msg, out);
+            } else {
+                write::key(out, "q");
+                write::str(out, request_name(&req.kind));
+                write_tail(msg, "q", out);
+            }
         }
         Body::Reply(reply) => {
             write::map(out, 4 + extra);
