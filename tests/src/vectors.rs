@@ -26,8 +26,14 @@ pub fn parse(text: &str) -> Vec<Vector> {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let [index, src, dst, fam, hex] = f.as_slice() else { panic!("bad vector line: {l}") };
-            let ip: IpAddr = if *fam == "v6" { Ipv6Addr::LOCALHOST.into() } else { Ipv4Addr::LOCALHOST.into() };
+            let [index, src, dst, fam, hex] = f.as_slice() else {
+                panic!("bad vector line: {l}")
+            };
+            let ip: IpAddr = if *fam == "v6" {
+                Ipv6Addr::LOCALHOST.into()
+            } else {
+                Ipv4Addr::LOCALHOST.into()
+            };
             Vector {
                 index: index.parse().expect("index"),
                 from: SocketAddr::new(ip, src.parse().expect("port")),

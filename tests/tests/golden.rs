@@ -16,7 +16,8 @@ fn decoded() -> Vec<(Vector, Message)> {
     opendht_2_4_12()
         .into_iter()
         .map(|v| {
-            let m = wire::decode(&v.bytes).unwrap_or_else(|e| panic!("vector {} does not decode: {e}", v.index));
+            let m =
+                wire::decode(&v.bytes).unwrap_or_else(|e| panic!("vector {} does not decode: {e}", v.index));
             (v, m)
         })
         .collect()
@@ -37,10 +38,10 @@ fn every_vector_decodes() {
 fn with_user_agent(mut ours: Vec<u8>, theirs: &[u8]) -> Vec<u8> {
     let o2 = [0xa1, b'v', 0xa2, b'o', b'2'];
     let rng1 = [0xa1, b'v', 0xa4, b'R', b'N', b'G', b'1'];
-    if theirs.windows(rng1.len()).any(|w| w == rng1) {
-        if let Some(p) = ours.windows(o2.len()).position(|w| w == o2) {
-            ours.splice(p..p + o2.len(), rng1);
-        }
+    if theirs.windows(rng1.len()).any(|w| w == rng1)
+        && let Some(p) = ours.windows(o2.len()).position(|w| w == o2)
+    {
+        ours.splice(p..p + o2.len(), rng1);
     }
     ours
 }
@@ -71,11 +72,23 @@ fn capture_covers_every_message_kind() {
                 RequestKind::Get { query, .. } if !query.where_.is_empty() => "get where id",
                 RequestKind::Get { .. } => "get",
                 RequestKind::Listen { version: Some(1), .. } => "listen v1",
-                RequestKind::Put { values: Values::Inline(_), .. } => "put inline",
-                RequestKind::Put { values: Values::Sizes(_), .. } => "put fragmented",
+                RequestKind::Put {
+                    values: Values::Inline(_),
+                    ..
+                } => "put inline",
+                RequestKind::Put {
+                    values: Values::Sizes(_),
+                    ..
+                } => "put fragmented",
                 RequestKind::Refresh { .. } => "refresh",
-                RequestKind::Update { payload: UpdatePayload::Values { .. }, .. } => "update values",
-                RequestKind::Update { payload: UpdatePayload::Refreshed(_), .. } => "update re",
+                RequestKind::Update {
+                    payload: UpdatePayload::Values { .. },
+                    ..
+                } => "update values",
+                RequestKind::Update {
+                    payload: UpdatePayload::Refreshed(_),
+                    ..
+                } => "update re",
                 RequestKind::Update { .. } => "update other",
                 _ => "request other",
             },
@@ -149,7 +162,11 @@ fn error_replies_say_what_opendht_says() {
             _ => None,
         })
         .collect();
-    let has = |code: u16, text: &str| errors.iter().any(|(c, m, id)| *c == code && m == text && !id.is_zero());
+    let has = |code: u16, text: &str| {
+        errors
+            .iter()
+            .any(|(c, m, id)| *c == code && m == text && !id.is_zero())
+    };
     // OpenDHT 2.4.12's texts; 4.x rewords two of them ("Put with incorrect token", "… invalid ID").
     assert!(has(401, "Put with wrong token"), "{errors:?}");
     assert!(has(203, "Get_values with no info_hash"), "{errors:?}");
@@ -162,9 +179,11 @@ fn small_value_travels_inline() {
     let key = InfoHash::get("golden-small");
     let found = decoded().into_iter().any(|(_, m)| match m.body {
         Body::Request(r) => match r.kind {
-            RequestKind::Put { key: k, values: Values::Inline(vs), .. } if k == key => {
-                vs.iter().any(|v| v.id == 0x1111 && v.data == b"hello opendht")
-            }
+            RequestKind::Put {
+                key: k,
+                values: Values::Inline(vs),
+                ..
+            } if k == key => vs.iter().any(|v| v.id == 0x1111 && v.data == b"hello opendht"),
             _ => false,
         },
         _ => false,
@@ -191,10 +210,18 @@ fn reassemble_all() -> Vec<Value> {
                     }
                 }
                 Body::Request(req) => match req.kind {
-                    RequestKind::Put { values: Values::Inline(vs), .. } => out.extend(vs),
-                    RequestKind::Update { payload: UpdatePayload::Values { values: Values::Inline(vs), .. }, .. } => {
-                        out.extend(vs)
-                    }
+                    RequestKind::Put {
+                        values: Values::Inline(vs),
+                        ..
+                    } => out.extend(vs),
+                    RequestKind::Update {
+                        payload:
+                            UpdatePayload::Values {
+                                values: Values::Inline(vs),
+                                ..
+                            },
+                        ..
+                    } => out.extend(vs),
                     _ => {}
                 },
                 _ => {}
@@ -219,9 +246,16 @@ fn fragmented_32k_value_reassembles_from_real_fragments() {
 fn listener_is_pushed_the_value() {
     let pushed = decoded().into_iter().any(|(_, m)| match m.body {
         Body::Request(r) => match r.kind {
-            RequestKind::Update { payload: UpdatePayload::Values { values: Values::Inline(vs), .. }, .. } => {
-                vs.iter().any(|v| v.id == 0x3333 && v.data == b"pushed to listener")
-            }
+            RequestKind::Update {
+                payload:
+                    UpdatePayload::Values {
+                        values: Values::Inline(vs),
+                        ..
+                    },
+                ..
+            } => vs
+                .iter()
+                .any(|v| v.id == 0x3333 && v.data == b"pushed to listener"),
             _ => false,
         },
         _ => false,

@@ -78,9 +78,10 @@ impl InfoHash {
     /// the rule `dhtnode` and the proxy use for keys typed by users.
     pub fn from_hex_or_hash(s: &str) -> InfoHash {
         if s.len() == 2 * HASH_LEN
-            && let Ok(h) = InfoHash::from_hex(s) {
-                return h;
-            }
+            && let Ok(h) = InfoHash::from_hex(s)
+        {
+            return h;
+        }
         InfoHash::get(s)
     }
 
@@ -176,10 +177,11 @@ impl InfoHash {
         }
         let rem = prefix_len % 8;
         if rem != 0
-            && let (Some(o), Some(s)) = (out.0.get_mut(full), self.0.get(full)) {
-                let mask = 0xffu8 << (8 - rem);
-                *o = (*s & mask) | (*o & !mask);
-            }
+            && let (Some(o), Some(s)) = (out.0.get_mut(full), self.0.get(full))
+        {
+            let mask = 0xffu8 << (8 - rem);
+            *o = (*s & mask) | (*o & !mask);
+        }
         out
     }
 

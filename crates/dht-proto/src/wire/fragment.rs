@@ -183,13 +183,15 @@ impl Slot {
             return false;
         }
         if let Some((o, d)) = self.frags.range(..=offset).next_back()
-            && o + d.len() > offset {
-                return false;
-            }
+            && o + d.len() > offset
+        {
+            return false;
+        }
         if let Some((o, _)) = self.frags.range(offset..).next()
-            && *o < end {
-                return false;
-            }
+            && *o < end
+        {
+            return false;
+        }
         self.received += data.len();
         self.frags.insert(offset, data);
         true

@@ -366,9 +366,10 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
         })
     } else {
         if let Some(mut y) = top.y
-            && y.str_bytes("y").map_err(|_| DecodeError::UnknownKind)? != b"q" {
-                return Err(DecodeError::UnknownKind);
-            }
+            && y.str_bytes("y").map_err(|_| DecodeError::UnknownKind)? != b"q"
+        {
+            return Err(DecodeError::UnknownKind);
+        }
         let name = top.q.ok_or(DecodeError::UnknownKind)?;
         let mut a = top.a.ok_or(DecodeError::NoBody)?;
         let f = BodyFields::read(&mut a)?;
@@ -447,9 +448,10 @@ fn read_value_parts(r: &mut Reader<'_>) -> Result<Vec<ValuePart>, DecodeError> {
         }
         // An entry missing `o` or `d` is ignored; a repeated index keeps the first entry.
         if let (Some(offset), Some(data)) = (offset, data)
-            && !parts.iter().any(|p| p.index == index) {
-                parts.push(ValuePart { index, offset, data });
-            }
+            && !parts.iter().any(|p| p.index == index)
+        {
+            parts.push(ValuePart { index, offset, data });
+        }
     }
     Ok(parts)
 }
@@ -728,8 +730,10 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             write::map(out, 5 + extra);
             write::key(out, "a");
             encode_request_args(req, out);
-            if let RequestKind::Update { payload: UpdatePayload::Refreshed(_) | UpdatePayload::Expired(_), .. } =
-                req.kind
+            if let RequestKind::Update {
+                payload: UpdatePayload::Refreshed(_) | UpdatePayload::Expired(_),
+                ..
+            } = req.kind
             {
                 // C++ writes refresh/expiry notices with the keys in this order.
                 write::key(out, "y");
