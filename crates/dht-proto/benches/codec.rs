@@ -4,6 +4,8 @@
 //! Targets (issue 2): a find reply decodes at ≥ 1,000,000 messages/s and encodes at ≥ 2,000,000/s
 //! on one core. Run: `cargo bench -p dht-proto --bench codec`.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // bench fixtures, not parser paths
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 
@@ -153,5 +155,9 @@ fn benches(c: &mut Criterion) {
     bench_fragments(c);
 }
 
-criterion_group!(codec, benches);
+criterion_group!(
+    /// The codec benchmarks.
+    codec,
+    benches
+);
 criterion_main!(codec);
