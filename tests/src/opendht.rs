@@ -48,7 +48,7 @@ impl Drop for OpenDhtNode {
     }
 }
 
-/// A UDP port that was free on 127.0.0.1 and [::1] a moment ago.
+/// A UDP port that was free on `127.0.0.1` and `::1` a moment ago.
 pub fn free_udp_port() -> u16 {
     loop {
         let s = UdpSocket::bind("127.0.0.1:0").expect("bind");

@@ -620,3 +620,101 @@ fn query_in_get_is_sent_only_when_non_empty() {
     let with = get(Query::new(Select::all().field(Field::Id), Where::any()));
     assert!(with.len() > plain.len());
 }
+
+/// Every way a datagram can be wrong surfaces as its own variant.
+#[test]
+fn each_decode_error_is_reachable() {
+    let idb = enc_bin(id().as_bytes());
+    let get_with = |extra: (&str, Vec<u8>)| {
+        raw_map(&[("a", body(&[("id", idb.clone()), extra])), ("q", enc_str("get"))])
+    };
+    // Truncated.
+    assert_eq!(decode(&[0xde, 0x00]), Err(DecodeError::Truncated));
+    assert!(matches!(decode(&[0x81]), Err(DecodeError::LengthTooLarge { .. })));
+    // TooLarge.
+    assert!(matches!(
+        decode(&vec![0; MAX_DATAGRAM + 1]),
+        Err(DecodeError::TooLarge(_))
+    ));
+    // WrongType.
+    assert!(matches!(
+        decode(&get_with(("h", enc_uint(1)))),
+        Err(DecodeError::WrongType { field: "h", .. })
+    ));
+    // LengthTooLarge: a bin declaring more bytes than remain.
+    assert!(matches!(
+        decode(&get_with(("token", vec![0xc6, 0x7f, 0xff, 0xff, 0xff]))),
+        Err(DecodeError::LengthTooLarge { .. })
+    ));
+    // TooDeep: a deep tower under an unknown key.
+    let mut deep = vec![0x91u8; 100];
+    deep.push(0xc0);
+    assert_eq!(decode(&get_with(("zz", deep))), Err(DecodeError::TooDeep));
+    // IntegerOutOfRange: a negative value id, a network id over u32.
+    assert!(matches!(
+        decode(&get_with(("vid", vec![0xff]))),
+        Err(DecodeError::IntegerOutOfRange { .. })
+    ));
+    let mut big = Vec::new();
+    write::uint(&mut big, 1 << 40);
+    let m = raw_map(&[
+        ("a", body(&[("id", idb.clone())])),
+        ("q", enc_str("ping")),
+        ("n", big),
+    ]);
+    assert_eq!(decode(&m), Err(DecodeError::IntegerOutOfRange { field: "n" }));
+    // BadIdLength.
+    assert!(matches!(
+        decode(&get_with(("h", enc_bin(&[1; 21])))),
+        Err(DecodeError::BadIdLength { .. })
+    ));
+    // BadNodeListLength.
+    let m = raw_map(&[("r", body(&[("id", idb.clone()), ("n6", enc_bin(&[0; 39]))]))]);
+    assert!(matches!(
+        decode(&m),
+        Err(DecodeError::BadNodeListLength { field: "n6", .. })
+    ));
+    // UnknownKind, NoBody.
+    assert_eq!(
+        decode(&raw_map(&[("q", enc_str("gte")), ("a", body(&[]))])),
+        Err(DecodeError::UnknownKind)
+    );
+    assert_eq!(
+        decode(&raw_map(&[("t", enc_uint(1))])),
+        Err(DecodeError::UnknownKind)
+    );
+    assert_eq!(
+        decode(&raw_map(&[("q", enc_str("get"))])),
+        Err(DecodeError::NoBody)
+    );
+    // MissingField: a query without "w".
+    let mut q = Vec::new();
+    write::map(&mut q, 1);
+    write::str(&mut q, "s");
+    write::array(&mut q, 0);
+    assert_eq!(
+        decode(&get_with(("q", q))),
+        Err(DecodeError::MissingField("query.w"))
+    );
+    // BadQuery: an unknown select field.
+    let mut q = Vec::new();
+    write::map(&mut q, 2);
+    write::str(&mut q, "s");
+    write::array(&mut q, 1);
+    write::uint(&mut q, 9);
+    write::str(&mut q, "w");
+    write::array(&mut q, 0);
+    assert!(matches!(
+        decode(&get_with(("q", q))),
+        Err(DecodeError::BadQuery(_))
+    ));
+    // BadValue: a values array mixing sizes and values.
+    let mut vals = Vec::new();
+    write::array(&mut vals, 2);
+    write::uint(&mut vals, 700);
+    Value::new(1, vec![1]).encode(&mut vals);
+    assert!(matches!(
+        decode(&get_with(("values", vals))),
+        Err(DecodeError::BadValue(_))
+    ));
+}
