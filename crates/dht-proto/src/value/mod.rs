@@ -18,7 +18,7 @@ pub use types::{StorePolicy, ValueType, ValueTypeId, decode_sockaddr, encode_soc
 
 use crate::InfoHash;
 use crate::wire::DecodeError;
-use crate::wire::msgpack::{Reader, write};
+use crate::wire::msgpack::{Reader, Seen, write};
 
 /// A value id: chosen by the writer, random by default; 0 is invalid.
 pub type ValueId = u64;
@@ -197,8 +197,9 @@ impl Value {
         let mut v = Value::default();
         let mut have_id = false;
         let mut have_dat = false;
+        let mut seen = Seen::default();
         for _ in 0..n {
-            match r.key()? {
+            match seen.first(r.key()?, &[b"id", b"dat", b"p", b"pt"]) {
                 Some(b"id") => {
                     v.id = r.uint("value.id")?;
                     have_id = true;
@@ -232,8 +233,9 @@ impl Value {
                 let n = r.map_len("value.dat")?;
                 let mut have_body = false;
                 let mut sig = None;
+                let mut seen = Seen::default();
                 for _ in 0..n {
-                    match r.key()? {
+                    match seen.first(r.key()?, &[b"body", b"sig"]) {
                         Some(b"body") => {
                             self.read_body(r)?;
                             have_body = true;
@@ -256,8 +258,9 @@ impl Value {
     fn read_body(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
         let n = r.map_len("value.body")?;
         let (mut have_type, mut have_data, mut have_seq) = (false, false, false);
+        let mut seen = Seen::default();
         for _ in 0..n {
-            match r.key()? {
+            match seen.first(r.key()?, &[b"seq", b"owner", b"to", b"type", b"data", b"utype"]) {
                 Some(b"seq") => {
                     self.seq = r.uint_as("value.seq")?;
                     have_seq = true;
@@ -401,6 +404,30 @@ pub(crate) mod tests {
         // A map with one entry is not a value.
         assert!(Value::decode(&[0x81, 0xa2, b'i', b'd', 0x01]).is_err());
         assert!(Value::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn repeated_keys_first_wins() {
+        // Found by the decode_value fuzzer: a body `dat`, then a cypher `dat`. OpenDHT reads the
+        // first occurrence of a key; so do we, and the value round-trips.
+        let mut b = Vec::new();
+        write::map(&mut b, 3);
+        write::key(&mut b, "id");
+        write::uint(&mut b, 7);
+        write::key(&mut b, "dat");
+        write::map(&mut b, 1);
+        write::key(&mut b, "body");
+        write::map(&mut b, 2);
+        write::key(&mut b, "type");
+        write::uint(&mut b, 0);
+        write::key(&mut b, "data");
+        write::bin(&mut b, b"first");
+        write::key(&mut b, "dat");
+        write::bin(&mut b, b"cypher");
+        let v = Value::decode(&b).unwrap();
+        assert_eq!(v.data, b"first");
+        assert!(v.cypher.is_empty());
+        assert_eq!(Value::decode(&v.encode_to_vec()).unwrap(), v);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use core::fmt;
 use super::Value;
 use crate::InfoHash;
 use crate::wire::DecodeError;
-use crate::wire::msgpack::{Reader, write};
+use crate::wire::msgpack::{Reader, Seen, write};
 
 /// A value field that a query can select or match (OpenDHT's `Value::Field` ids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -120,8 +120,9 @@ impl FieldValue {
         let n = r.map_len("query.w")?;
         let mut field = None;
         let mut value: Option<Reader<'_>> = None;
+        let mut seen = Seen::default();
         for _ in 0..n {
-            match r.key()? {
+            match seen.first(r.key()?, &[b"f", b"v"]) {
                 Some(b"f") => field = Some(r.uint("query.w.f")?),
                 Some(b"v") => {
                     value = Some(r.clone());
@@ -459,8 +460,9 @@ impl Query {
         let n = r.map_len("query")?;
         let mut select = None;
         let mut where_ = None;
+        let mut seen = Seen::default();
         for _ in 0..n {
-            match r.key()? {
+            match seen.first(r.key()?, &[b"s", b"w"]) {
                 Some(b"s") => {
                     let len = r.array_len("query.s")?;
                     let mut s = Select::default();

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use rmp::Marker;
 
 use super::DecodeError;
-use super::msgpack::{Reader, write};
+use super::msgpack::{Reader, Seen, write};
 use super::node_info::NodeInfo;
 use crate::InfoHash;
 use crate::value::{Field, FieldRow, FieldValue, Query, Value, ValueId};
@@ -321,8 +321,12 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
     let mut r = Reader::new(data);
     let n = r.map_len("message")?;
     let mut top = Top::default();
+    let mut seen = Seen::default();
     for _ in 0..n {
-        let key = r.key()?;
+        let key = seen.first(
+            r.key()?,
+            &[b"y", b"q", b"t", b"a", b"r", b"e", b"u", b"p", b"v", b"n", b"s"],
+        );
         let at = r.clone();
         match key {
             Some(b"y") => top.y = Some(at),
@@ -439,8 +443,9 @@ fn read_value_parts(r: &mut Reader<'_>) -> Result<Vec<ValuePart>, DecodeError> {
         let index: u32 = r.uint_as("p.index")?;
         let m = r.map_len("p.part")?;
         let (mut offset, mut data) = (None, None);
+        let mut seen = Seen::default();
         for _ in 0..m {
-            match r.key()? {
+            match seen.first(r.key()?, &[b"o", b"d"]) {
                 Some(b"o") => offset = Some(r.uint_as::<u32>("p.o")?),
                 Some(b"d") => data = Some(r.blob("p.d")?.into_vec()),
                 _ => r.skip()?,
@@ -544,8 +549,9 @@ fn read_fields(r: &mut Reader<'_>) -> Result<FieldRows, DecodeError> {
     let n = r.map_len("fileds")?;
     let mut fields: Option<Vec<Field>> = None;
     let mut flat: Option<Reader<'_>> = None;
+    let mut seen = Seen::default();
     for _ in 0..n {
-        match r.key()? {
+        match seen.first(r.key()?, &[b"f", b"v"]) {
             Some(b"f") => {
                 let len = r.array_len("fileds.f")?;
                 let mut f = Vec::with_capacity(len);
@@ -597,8 +603,15 @@ impl BodyFields {
     fn read(r: &mut Reader<'_>) -> Result<BodyFields, DecodeError> {
         let n = r.map_len("body")?;
         let mut f = BodyFields::default();
+        let mut seen = Seen::default();
         for _ in 0..n {
-            match r.key()? {
+            match seen.first(
+                r.key()?,
+                &[
+                    b"id", b"h", b"target", b"q", b"w", b"token", b"sid", b"ve", b"vid", b"c", b"values",
+                    b"fileds", b"fields", b"n4", b"n6", b"sa", b"re", b"exp",
+                ],
+            ) {
                 Some(b"id") => f.id = Some(read_hash(r, "id")?),
                 Some(b"h") => f.h = Some(read_hash(r, "h")?),
                 Some(b"target") => f.target = Some(read_hash(r, "target")?),

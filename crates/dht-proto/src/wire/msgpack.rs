@@ -343,6 +343,31 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Tracks which known keys of one map have been seen, so that the first occurrence of a repeated
+/// key wins, as OpenDHT's `findMapValue` does. Only known keys are tracked (a bitmask), so a
+/// hostile map of many distinct unknown keys costs nothing extra.
+#[derive(Default)]
+pub(crate) struct Seen(u64);
+
+impl Seen {
+    /// Passes `key` through unless it is a repeat of one of `known` (at most 64), in which case
+    /// the caller's fallback arm skips its value.
+    pub(crate) fn first<'a>(&mut self, key: Option<&'a [u8]>, known: &[&[u8]]) -> Option<&'a [u8]> {
+        let k = key?;
+        match known.iter().position(|x| *x == k) {
+            Some(i) if i < 64 => {
+                let bit = 1u64 << i;
+                if self.0 & bit != 0 {
+                    return None;
+                }
+                self.0 |= bit;
+                Some(k)
+            }
+            _ => Some(k),
+        }
+    }
+}
+
 /// Bytes read by [`Reader::blob`]: borrowed from the datagram unless they had to be assembled.
 #[derive(Debug)]
 pub(crate) enum Blob<'a> {

@@ -718,3 +718,28 @@ fn each_decode_error_is_reachable() {
         Err(DecodeError::BadValue(_))
     ));
 }
+
+#[test]
+fn repeated_keys_first_wins() {
+    let first = body(&[
+        ("id", enc_bin(id().as_bytes())),
+        ("h", enc_bin(&[1; 20])),
+        ("h", enc_bin(&[2; 20])),
+    ]);
+    let m = raw_map(&[
+        ("a", first),
+        ("q", enc_str("get")),
+        ("q", enc_str("ping")),
+        ("t", enc_uint(1)),
+        ("t", enc_uint(2)),
+    ]);
+    let msg = decode(&m).unwrap();
+    assert_eq!(msg.tid, 1);
+    match msg.body {
+        Body::Request(Request {
+            kind: RequestKind::Get { key, .. },
+            ..
+        }) => assert_eq!(key, InfoHash([1; 20])),
+        other => panic!("{other:?}"),
+    }
+}
