@@ -346,37 +346,51 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
             Some(b"s") => top.is_client = r.clone().bool("s")?,
             _ => {}
         }
-        if key != Some(b"q") {
-            r.skip()?;
+        if key == Some(b"q") {
+            continue;
         }
+        // Bodies are parsed where they stand, saving a second walk; a body that fails here is
+        // skipped and parsed again only if it turns out to be the one the message uses, so a
+        // malformed unused body rejects nothing, as in OpenDHT.
+        if matches!(key, Some(b"a" | b"r" | b"u")) {
+            let mut probe = r.clone();
+            if let Ok(f) = BodyFields::read(&mut probe) {
+                top.parsed.push((key.unwrap_or_default(), f));
+                r = probe;
+                continue;
+            }
+        }
+        r.skip()?;
     }
 
-    let body = if let Some(mut e) = top.e {
+    let body = if let Some(mut e) = top.e.clone() {
         let mut err = read_error(&mut e)?;
-        if let Some(mut b) = top.a.or(top.r).or(top.u) {
-            err.id = BodyFields::read(&mut b)?.id.unwrap_or(InfoHash::ZERO);
+        if let Some(f) = top.body()? {
+            err.id = f.id.unwrap_or(InfoHash::ZERO);
         }
         Body::Error(err)
-    } else if let Some(mut r) = top.r {
-        Body::Reply(BodyFields::read(&mut r)?.into_reply())
+    } else if top.r.is_some() {
+        Body::Reply(top.body()?.unwrap_or_default().into_reply())
     } else if let Some(mut p) = top.p {
         Body::ValueData(read_value_parts(&mut p)?)
-    } else if let Some(mut u) = top.u {
-        let f = BodyFields::read(&mut u)?;
+    } else if top.u.is_some() {
+        let f = top.body()?.unwrap_or_default();
         Body::LegacyUpdate(LegacyUpdate {
             id: f.id.unwrap_or(InfoHash::ZERO),
             token: f.token.clone(),
             payload: f.update_payload(),
         })
     } else {
-        if let Some(mut y) = top.y
+        if let Some(mut y) = top.y.clone()
             && y.str_bytes("y").map_err(|_| DecodeError::UnknownKind)? != b"q"
         {
             return Err(DecodeError::UnknownKind);
         }
         let name = top.q.ok_or(DecodeError::UnknownKind)?;
-        let mut a = top.a.ok_or(DecodeError::NoBody)?;
-        let f = BodyFields::read(&mut a)?;
+        if top.a.is_none() {
+            return Err(DecodeError::NoBody);
+        }
+        let f = top.body()?.unwrap_or_default();
         Body::Request(f.into_request(name)?)
     };
     Ok(Message {
@@ -389,6 +403,8 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
 
 #[derive(Default)]
 struct Top<'a> {
+    /// Bodies already parsed, by key.
+    parsed: Vec<(&'a [u8], BodyFields)>,
     y: Option<Reader<'a>>,
     q: Option<&'a [u8]>,
     a: Option<Reader<'a>>,
@@ -399,6 +415,23 @@ struct Top<'a> {
     tid: Tid,
     network: NetworkId,
     is_client: bool,
+}
+
+impl<'a> Top<'a> {
+    /// The body OpenDHT uses: `a`, else `r`, else `u`.
+    fn body(&mut self) -> Result<Option<BodyFields>, DecodeError> {
+        let (key, reader): (&[u8], _) = match (&self.a, &self.r, &self.u) {
+            (Some(a), _, _) => (b"a", a.clone()),
+            (None, Some(r), _) => (b"r", r.clone()),
+            (None, None, Some(u)) => (b"u", u.clone()),
+            (None, None, None) => return Ok(None),
+        };
+        if let Some(i) = self.parsed.iter().position(|(k, _)| *k == key) {
+            return Ok(Some(self.parsed.swap_remove(i).1));
+        }
+        let mut reader = reader;
+        BodyFields::read(&mut reader).map(Some)
+    }
 }
 
 /// A tid is a uint32; for backward compatibility a 4-byte str or bin is read big-endian.
@@ -528,12 +561,13 @@ fn read_values(r: &mut Reader<'_>) -> Result<Values, DecodeError> {
             Marker::FixPos(_) | Marker::U8 | Marker::U16 | Marker::U32 | Marker::U64 => {
                 sizes.push(r.uint("values")?);
             }
-            _ => {
-                r.skip()?;
-                if let Ok(v) = Value::read(&mut item) {
+            _ => match Value::read(&mut item) {
+                Ok(v) => {
                     inline.push(v);
+                    *r = item;
                 }
-            }
+                Err(_) => r.skip()?,
+            },
         }
     }
     match (sizes.is_empty(), inline.is_empty()) {
@@ -624,8 +658,8 @@ impl BodyFields {
                 Some(b"c") => f.created = Some(r.int("c")?),
                 Some(b"values") => f.values = Some(read_values(r)?),
                 Some(b"fileds") | Some(b"fields") => f.fields = Some(read_fields(r)?),
-                Some(b"n4") => f.nodes4 = NodeInfo::parse_v4(&r.blob("n4")?.into_vec())?,
-                Some(b"n6") => f.nodes6 = NodeInfo::parse_v6(&r.blob("n6")?.into_vec())?,
+                Some(b"n4") => f.nodes4 = NodeInfo::parse_v4(r.blob("n4")?.as_slice())?,
+                Some(b"n6") => f.nodes6 = NodeInfo::parse_v6(r.blob("n6")?.as_slice())?,
                 Some(b"sa") => {
                     let b = r.bin("sa")?;
                     f.addr = if let Ok(a) = <[u8; 4]>::try_from(b) {

@@ -376,6 +376,13 @@ pub(crate) enum Blob<'a> {
 }
 
 impl Blob<'_> {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Blob::Borrowed(b) => b,
+            Blob::Owned(v) => v,
+        }
+    }
+
     pub(crate) fn into_vec(self) -> Vec<u8> {
         match self {
             Blob::Borrowed(b) => b.to_vec(),

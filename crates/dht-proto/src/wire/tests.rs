@@ -743,3 +743,19 @@ fn repeated_keys_first_wins() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn only_the_body_opendht_uses_is_checked() {
+    // With both "a" and "r", OpenDHT classifies a reply but reads its fields from "a": a malformed
+    // "r" placed first must not reject the message.
+    let bad = body(&[("id", enc_bin(&[1; 19]))]);
+    let good = body(&[("id", enc_bin(id().as_bytes()))]);
+    let m = raw_map(&[("r", bad.clone()), ("a", good), ("t", enc_uint(3))]);
+    match decode(&m).unwrap().body {
+        Body::Reply(r) => assert_eq!(r.id, id()),
+        other => panic!("{other:?}"),
+    }
+    // When the malformed body is the one used, the message is rejected.
+    let m = raw_map(&[("r", bad), ("t", enc_uint(3))]);
+    assert!(decode(&m).is_err());
+}
