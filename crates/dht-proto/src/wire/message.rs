@@ -352,10 +352,10 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
         // Bodies are parsed where they stand, saving a second walk; a body that fails here is
         // skipped and parsed again only if it turns out to be the one the message uses, so a
         // malformed unused body rejects nothing, as in OpenDHT.
-        if matches!(key, Some(b"a" | b"r" | b"u")) {
+        if let (Some(k @ (b"a" | b"r" | b"u")), None) = (key, &top.parsed) {
             let mut probe = r.clone();
             if let Ok(f) = BodyFields::read(&mut probe) {
-                top.parsed.push((key.unwrap_or_default(), f));
+                top.parsed = Some((k, f));
                 r = probe;
                 continue;
             }
@@ -403,8 +403,8 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
 
 #[derive(Default)]
 struct Top<'a> {
-    /// Bodies already parsed, by key.
-    parsed: Vec<(&'a [u8], BodyFields)>,
+    /// The first body parsed where it stood, with its key (`a`, `r` or `u`).
+    parsed: Option<(&'a [u8], BodyFields)>,
     y: Option<Reader<'a>>,
     q: Option<&'a [u8]>,
     a: Option<Reader<'a>>,
@@ -426,8 +426,10 @@ impl<'a> Top<'a> {
             (None, None, Some(u)) => (b"u", u.clone()),
             (None, None, None) => return Ok(None),
         };
-        if let Some(i) = self.parsed.iter().position(|(k, _)| *k == key) {
-            return Ok(Some(self.parsed.swap_remove(i).1));
+        if let Some((k, f)) = self.parsed.take()
+            && k == key
+        {
+            return Ok(Some(f));
         }
         let mut reader = reader;
         BodyFields::read(&mut reader).map(Some)
