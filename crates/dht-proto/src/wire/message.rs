@@ -1039,54 +1039,39 @@ fn encode_request_args(req: &Request, out: &mut Vec<u8>) {
             version,
             token,
             payload,
-        } => match payload {
-            UpdatePayload::Values { .. } => {
-                let n = 2
-                    + u32::from(version.is_some())
-                    + u32::from(token.is_some())
-                    + payload_extra(payload)
-                    + u32::from(!key.is_zero());
-                write::map(out, n);
-                write_hash(out, "id", id);
-                if let Some(v) = version {
-                    write::key(out, "ve");
-                    write::uint(out, u64::from(*v));
-                }
-                if !key.is_zero() {
-                    write_hash(out, "h", key);
-                }
-                write::key(out, "sid");
-                write::uint(out, u64::from(*sid));
-                write_payload(payload, out);
+        } => {
+            let n = 2
+                + u32::from(version.is_some())
+                + u32::from(token.is_some())
+                + u32::from(!key.is_zero())
+                + payload_extra(payload);
+            write::map(out, n);
+            write_hash(out, "id", id);
+            if let Some(v) = version {
+                write::key(out, "ve");
+                write::uint(out, u64::from(*v));
+            }
+            if !key.is_zero() {
+                write_hash(out, "h", key);
+            }
+            write::key(out, "sid");
+            write::uint(out, u64::from(*sid));
+            // C++ puts the token after new values but before the ids of a refresh/expiry notice.
+            let notice = !matches!(payload, UpdatePayload::Values { .. });
+            let write_token = |out: &mut Vec<u8>| {
                 if let Some(t) = token {
                     write::key(out, "token");
                     write::bin(out, t);
                 }
+            };
+            if notice {
+                write_token(out);
             }
-            UpdatePayload::Refreshed(_) | UpdatePayload::Expired(_) => {
-                let n = 2
-                    + u32::from(token.is_some())
-                    + u32::from(version.is_some())
-                    + u32::from(!key.is_zero())
-                    + payload_extra(payload);
-                write::map(out, n);
-                write_hash(out, "id", id);
-                if let Some(v) = version {
-                    write::key(out, "ve");
-                    write::uint(out, u64::from(*v));
-                }
-                if !key.is_zero() {
-                    write_hash(out, "h", key);
-                }
-                write::key(out, "sid");
-                write::uint(out, u64::from(*sid));
-                if let Some(t) = token {
-                    write::key(out, "token");
-                    write::bin(out, t);
-                }
-                write_payload(payload, out);
+            write_payload(payload, out);
+            if !notice {
+                write_token(out);
             }
-        },
+        }
     }
 }
 
