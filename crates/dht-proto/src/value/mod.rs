@@ -294,6 +294,12 @@ impl Value {
         if self.owner.is_some() && !have_seq {
             return Err(DecodeError::MissingField("value.seq"));
         }
+        if self.owner.is_none() {
+            // `seq` and `to` belong to signed values; without an owner they are never written,
+            // so they are not kept either.
+            self.seq = 0;
+            self.recipient = None;
+        }
         if self.owner.as_ref().is_some_and(|o| o.is_empty()) {
             return Err(DecodeError::BadValue("empty owner key"));
         }
@@ -427,6 +433,30 @@ pub(crate) mod tests {
         let v = Value::decode(&b).unwrap();
         assert_eq!(v.data, b"first");
         assert!(v.cypher.is_empty());
+        assert_eq!(Value::decode(&v.encode_to_vec()).unwrap(), v);
+    }
+
+    #[test]
+    fn seq_and_recipient_need_an_owner() {
+        // Found by the fuzz smoke in CI: `seq` without `owner` did not round-trip.
+        let mut b = Vec::new();
+        write::map(&mut b, 2);
+        write::key(&mut b, "id");
+        write::uint(&mut b, 7);
+        write::key(&mut b, "dat");
+        write::map(&mut b, 1);
+        write::key(&mut b, "body");
+        write::map(&mut b, 4);
+        write::key(&mut b, "seq");
+        write::uint(&mut b, 9);
+        write::key(&mut b, "to");
+        write::bin(&mut b, &[1; 20]);
+        write::key(&mut b, "type");
+        write::uint(&mut b, 0);
+        write::key(&mut b, "data");
+        write::bin(&mut b, b"x");
+        let v = Value::decode(&b).unwrap();
+        assert_eq!((v.seq, v.recipient), (0, None));
         assert_eq!(Value::decode(&v.encode_to_vec()).unwrap(), v);
     }
 
