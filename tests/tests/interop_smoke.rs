@@ -85,6 +85,33 @@ impl Client {
             return complete.body;
         }
     }
+
+    /// A plain get of `key`.
+    fn get(&mut self, key: InfoHash, deadline: Duration) -> Reply {
+        reply(self.ask(
+            RequestKind::Get {
+                key,
+                query: Default::default(),
+                want: None,
+            },
+            &[],
+            deadline,
+        ))
+    }
+
+    /// Puts one value, inline or as fragments as OpenDHT would; returns the acknowledgement and
+    /// whether the value went as fragments.
+    fn put(&mut self, key: InfoHash, value: &Value, token: &[u8], deadline: Duration) -> (Reply, bool) {
+        let out = fragment::prepare(std::slice::from_ref(value));
+        let fragmented = !out.data.is_empty();
+        let kind = RequestKind::Put {
+            key,
+            values: out.values,
+            created: None,
+            token: token.to_vec(),
+        };
+        (reply(self.ask(kind, &out.data, deadline)), fragmented)
+    }
 }
 
 fn reply(body: Body) -> Reply {
@@ -125,15 +152,7 @@ fn our_messages_against_real_opendht() {
 
     // Get of an empty key: a token and no values.
     let key = InfoHash::get("rdht interop key");
-    let got = reply(c.ask(
-        RequestKind::Get {
-            key,
-            query: Default::default(),
-            want: None,
-        },
-        &[],
-        wait,
-    ));
+    let got = c.get(key, wait);
     let token = got.token.clone().expect("get replies carry a token");
     assert!(
         got.values
@@ -143,46 +162,18 @@ fn our_messages_against_real_opendht() {
 
     // Put a small value inline: acknowledged with its id.
     let small = Value::new(0x5151, b"hello from rust".to_vec());
-    let out = fragment::prepare(std::slice::from_ref(&small));
-    assert!(out.data.is_empty());
-    let ack = reply(c.ask(
-        RequestKind::Put {
-            key,
-            values: out.values,
-            created: None,
-            token: token.clone(),
-        },
-        &[],
-        wait,
-    ));
+    let (ack, fragmented) = c.put(key, &small, &token, wait);
+    assert!(!fragmented);
     assert_eq!(ack.vid, Some(0x5151));
 
     // Put a 32 KiB value as fragments.
     let big = Value::new(0x3232, (0..32 * 1024).map(|i| (i % 251) as u8).collect());
-    let out = fragment::prepare(std::slice::from_ref(&big));
-    assert!(matches!(out.values, Values::Sizes(_)));
-    let ack = reply(c.ask(
-        RequestKind::Put {
-            key,
-            values: out.values,
-            created: None,
-            token: token.clone(),
-        },
-        &out.data,
-        wait,
-    ));
+    let (ack, fragmented) = c.put(key, &big, &token, wait);
+    assert!(fragmented);
     assert_eq!(ack.vid, Some(0x3232));
 
     // Get both back; the reply's values come as fragments we reassemble.
-    let got = reply(c.ask(
-        RequestKind::Get {
-            key,
-            query: Default::default(),
-            want: None,
-        },
-        &[],
-        wait,
-    ));
+    let got = c.get(key, wait);
     let mut vals = values(&got);
     vals.sort_by_key(|v| v.id);
     assert_eq!(vals, vec![big, small]);
