@@ -1,5 +1,6 @@
 //! Helpers shared by the cross-crate tests: loading golden vectors and running a real OpenDHT
 //! `dhtnode` on loopback.
 
+pub mod memnet;
 pub mod opendht;
 pub mod vectors;

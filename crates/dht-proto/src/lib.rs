@@ -38,12 +38,24 @@
 
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod config;
+mod event;
 mod infohash;
+mod node;
+mod routing;
+mod rpc;
+mod search;
+mod storage;
 mod time;
 pub mod value;
 pub mod wire;
 
+pub use config::Config;
+pub use event::{
+    CommandError, DropReason, Event, Family, ListenToken, MessageKind, OpId, PutOutcome, Stats, Status, Transmit,
+};
 pub use infohash::{HASH_LEN, InfoHash, ParseHashError};
+pub use node::{ExportedValue, Node, PutHandle, PutOptions};
 pub use time::Instant;
 
 /// OpenDHT's default UDP port.

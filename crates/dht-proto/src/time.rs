@@ -55,6 +55,14 @@ impl Instant {
         Duration::from_micros(self.micros.saturating_sub(earlier.micros))
     }
 
+    /// `self - d`, saturating at [`Instant::ZERO`].
+    pub fn saturating_sub_duration(self, d: Duration) -> Instant {
+        let sub = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Instant {
+            micros: self.micros.saturating_sub(sub),
+        }
+    }
+
     /// `self + d`, saturating at [`Instant::MAX`].
     pub fn saturating_add(self, d: Duration) -> Instant {
         let add = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);

@@ -427,7 +427,7 @@ impl Query {
         self.select.is_empty() && self.where_.is_empty()
     }
 
-    /// OpenDHT's `Query::isSatisfiedBy`: results for `self` can answer `other`.
+    /// OpenDHT's `Query::isSatisfiedBy`: the results of a query for `other` can answer `self`.
     pub fn is_satisfied_by(&self, other: &Query) -> bool {
         self.none
             || (self.where_.is_satisfied_by(&other.where_) && self.select.is_satisfied_by(&other.select))

@@ -1,0 +1,126 @@
+//! Node configuration. Every table the node keeps has its bound here; defaults are OpenDHT's
+//! constants (`opendht-wire.md` §15) where OpenDHT has one, and a stated choice of ours where it
+//! has none.
+
+use core::time::Duration;
+
+use crate::InfoHash;
+use crate::value::ValueType;
+use crate::wire::NetworkId;
+use crate::wire::fragment::ReassemblyLimits;
+
+/// How a [`Node`](crate::Node) behaves and how much it may hold.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Our node id; `None` draws one from the seed.
+    pub node_id: Option<InfoHash>,
+    /// Network id (`n`); nodes ignore every message of another network. 0 is the public network.
+    pub network: NetworkId,
+    /// Client mode (`s`): peers do not put us in their routing tables.
+    pub is_client: bool,
+    /// Bootstrap mode: split buckets far from our id down to depth 6, as OpenDHT's bootstrap nodes do.
+    pub bootstrap_mode: bool,
+    /// Listens are re-sent every 4 min 50 s instead of every 20 s (OpenDHT's `public_stable`), and an
+    /// expired search does not reset the family's connectivity.
+    pub public_stable: bool,
+    /// Value types the node knows (others are stored with type 0's rules).
+    pub types: Vec<ValueType>,
+
+    /// Incoming requests per second from all peers (`max_req_per_sec`); `None`: no limit.
+    pub max_req_per_sec: Option<u32>,
+    /// Incoming requests per second from one IPv4 address or IPv6 /64; `None`: no limit.
+    pub max_peer_req_per_sec: Option<u32>,
+    /// Addresses the per-IP rate limiter tracks at once; past this, unknown addresses share the
+    /// global limit only.
+    pub max_rate_limited_ips: usize,
+    /// Blacklisted socket addresses kept (oldest forgotten first).
+    pub max_blacklist: usize,
+
+    /// Requests awaiting a reply at once; further requests wait for room.
+    pub max_pending_requests: usize,
+    /// Datagrams queued for the driver; past this, new datagrams are dropped and counted.
+    pub max_transmit_queue: usize,
+    /// Events queued for the driver; past this, new events are dropped and counted.
+    pub max_event_queue: usize,
+    /// Fragment reassembly bounds.
+    pub reassembly: ReassemblyLimits,
+
+    /// Searches at once (`MAX_SEARCHES`).
+    pub max_searches: usize,
+    /// Values a single get delivers at most.
+    pub max_values_per_get: usize,
+    /// Values one listened node's cache holds (OpenDHT's `ValueCache` bound).
+    pub max_listen_cache: usize,
+
+    /// Keys stored (`max_store_keys`).
+    pub max_store_keys: usize,
+    /// Values per key (`Storage::MAX_VALUES`).
+    pub max_values_per_key: usize,
+    /// Bytes of other nodes' values stored in all (`max_store_size`).
+    pub max_store_size: usize,
+    /// Bytes of other nodes' values stored from one IPv4 address or IPv6 /64. OpenDHT has only the
+    /// total; this cap keeps one address from taking all of it.
+    pub max_store_size_per_ip: usize,
+    /// Bytes of our own values stored locally; `None`: no limit (OpenDHT's default).
+    pub max_local_store_size: Option<usize>,
+    /// Remote listeners per key.
+    pub max_listeners_per_key: usize,
+    /// Remote listeners in all.
+    pub max_listeners: usize,
+    /// Bytes of values in one get reply; further values are left out.
+    pub max_reply_values_bytes: usize,
+
+    /// Re-announce stored values when the set of closest nodes changes (our departure from
+    /// OpenDHT's default, so values survive churn). See `docs/architecture.md`.
+    pub replicate: bool,
+    /// How often stored keys are checked for re-replication.
+    pub replicate_period: Duration,
+    /// Bootstrap addresses remembered.
+    pub max_bootstrap: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: None,
+            network: 0,
+            is_client: false,
+            bootstrap_mode: false,
+            public_stable: false,
+            types: ValueType::defaults().to_vec(),
+            max_req_per_sec: Some(8192),
+            max_peer_req_per_sec: Some(1024),
+            max_rate_limited_ips: 65_536,
+            max_blacklist: 1024,
+            max_pending_requests: 65_536,
+            max_transmit_queue: 65_536,
+            max_event_queue: 65_536,
+            reassembly: ReassemblyLimits::default(),
+            max_searches: 1 << 20,
+            max_values_per_get: 65_536,
+            max_listen_cache: 4096,
+            max_store_keys: 1 << 30,
+            max_values_per_key: 65_536,
+            max_store_size: 64 << 20,
+            max_store_size_per_ip: 16 << 20,
+            max_local_store_size: None,
+            max_listeners_per_key: 1024,
+            max_listeners: 65_536,
+            max_reply_values_bytes: 4 << 20,
+            replicate: true,
+            replicate_period: Duration::from_secs(60),
+            max_bootstrap: 64,
+        }
+    }
+}
+
+impl Config {
+    /// The type with id `id`, or type 0's rules for an unknown id.
+    pub fn value_type(&self, id: u16) -> &ValueType {
+        self.types
+            .iter()
+            .find(|t| t.id == id)
+            .unwrap_or(ValueType::default_for(id))
+    }
+}

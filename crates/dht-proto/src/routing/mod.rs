@@ -1,0 +1,517 @@
+//! The routing table of one address family (`opendht-wire.md` §4): buckets of 8 nodes split by
+//! OpenDHT's rules, node states, the bucket's replacement candidate, closest-node lookup and the
+//! maintenance that keeps buckets fresh.
+
+use core::time::Duration;
+use std::net::SocketAddr;
+
+use rand_core::RngCore;
+
+use crate::event::{Family, Status};
+use crate::wire::NodeInfo;
+use crate::{InfoHash, Instant};
+
+/// Nodes per bucket (`TARGET_NODES`, K).
+pub(crate) const BUCKET_SIZE: usize = 8;
+/// A node that has not replied for this long is no longer good (`NODE_GOOD_TIME`).
+pub(crate) const NODE_GOOD_TIME: Duration = Duration::from_secs(120 * 60);
+/// A node not heard from for this long is "old" (`NODE_EXPIRE_TIME`).
+pub(crate) const NODE_EXPIRE_TIME: Duration = Duration::from_secs(10 * 60);
+/// Auth errors after which a node is expired (`MAX_AUTH_ERRORS`).
+pub(crate) const MAX_AUTH_ERRORS: u8 = 3;
+/// Buckets with no reply for this long are refreshed.
+const BUCKET_REFRESH: Duration = Duration::from_secs(10 * 60);
+
+/// How we learned of a node (OpenDHT's `confirm` levels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Confirm {
+    /// From another node's list.
+    Learned,
+    /// It sent us a request.
+    Requested,
+    /// It replied to us.
+    Replied,
+}
+
+/// A node in the table.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeEntry {
+    pub id: InfoHash,
+    pub addr: SocketAddr,
+    pub last_heard: Option<Instant>,
+    pub last_replied: Option<Instant>,
+    pub expired: bool,
+    pub auth_errors: u8,
+}
+
+impl NodeEntry {
+    fn new(id: InfoHash, addr: SocketAddr) -> NodeEntry {
+        NodeEntry {
+            id,
+            addr,
+            last_heard: None,
+            last_replied: None,
+            expired: false,
+            auth_errors: 0,
+        }
+    }
+
+    /// Not expired, replied within 120 min and heard from within 10 min.
+    pub(crate) fn is_good(&self, now: Instant) -> bool {
+        !self.expired
+            && self.last_replied.is_some_and(|t| now - t < NODE_GOOD_TIME)
+            && self.last_heard.is_some_and(|t| now - t < NODE_EXPIRE_TIME)
+    }
+
+    /// Not heard from for 10 min.
+    pub(crate) fn is_old(&self, now: Instant) -> bool {
+        self.last_heard.is_none_or(|t| now - t >= NODE_EXPIRE_TIME)
+    }
+
+    fn touch(&mut self, now: Instant, addr: SocketAddr, confirm: Confirm) {
+        if confirm >= Confirm::Requested || self.is_old(now) {
+            self.addr = addr;
+        }
+        if confirm >= Confirm::Requested {
+            self.last_heard = Some(now);
+            self.expired = false;
+        }
+        if confirm == Confirm::Replied {
+            self.last_replied = Some(now);
+        }
+    }
+
+    pub(crate) fn info(&self) -> NodeInfo {
+        NodeInfo {
+            id: self.id,
+            addr: self.addr,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Bucket {
+    first: InfoHash,
+    nodes: Vec<NodeEntry>,
+    /// A replacement candidate, pinged when a place frees up.
+    cached: Option<NodeInfo>,
+    /// Last reply from any node of the bucket.
+    time: Option<Instant>,
+}
+
+impl Bucket {
+    fn new(first: InfoHash) -> Bucket {
+        Bucket {
+            first,
+            nodes: Vec::new(),
+            cached: None,
+            time: None,
+        }
+    }
+}
+
+/// One family's table.
+#[derive(Clone, Debug)]
+pub(crate) struct RoutingTable {
+    family: Family,
+    own: InfoHash,
+    bootstrap_mode: bool,
+    buckets: Vec<Bucket>,
+    /// Last time a node was added to our own bucket.
+    pub grow_time: Option<Instant>,
+}
+
+impl RoutingTable {
+    pub(crate) fn new(family: Family, own: InfoHash, bootstrap_mode: bool) -> RoutingTable {
+        RoutingTable {
+            family,
+            own,
+            bootstrap_mode,
+            buckets: vec![Bucket::new(InfoHash::ZERO)],
+            grow_time: None,
+        }
+    }
+
+    /// Index of the bucket covering `id`.
+    fn bucket_of(&self, id: &InfoHash) -> usize {
+        self.buckets.partition_point(|b| b.first <= *id).saturating_sub(1)
+    }
+
+    fn depth(&self, i: usize) -> u32 {
+        let bit1 = self.buckets.get(i).and_then(|b| b.first.lowbit());
+        let bit2 = self.buckets.get(i + 1).and_then(|b| b.first.lowbit());
+        match bit1.max(bit2) {
+            Some(b) => b + 1,
+            None => 0,
+        }
+    }
+
+    fn split(&mut self, i: usize) -> bool {
+        let depth = self.depth(i);
+        if depth >= 160 {
+            return false;
+        }
+        let Some(b) = self.buckets.get_mut(i) else {
+            return false;
+        };
+        let mut first = b.first;
+        first.set_bit(depth, true);
+        let (stay, go): (Vec<_>, Vec<_>) = b.nodes.drain(..).partition(|n| n.id < first);
+        b.nodes = stay;
+        let mut nb = Bucket::new(first);
+        nb.nodes = go;
+        nb.time = b.time;
+        self.buckets.insert(i + 1, nb);
+        true
+    }
+
+    pub(crate) fn get(&self, id: &InfoHash) -> Option<&NodeEntry> {
+        self.buckets.get(self.bucket_of(id))?.nodes.iter().find(|n| n.id == *id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &InfoHash) -> Option<&mut NodeEntry> {
+        let i = self.bucket_of(id);
+        self.buckets.get_mut(i)?.nodes.iter_mut().find(|n| n.id == *id)
+    }
+
+    /// OpenDHT's `onNewNode`. Returns true when the node was added. Nodes the caller should ping
+    /// (dubious nodes of a full bucket, candidates of a split bucket) go to `pings`.
+    pub(crate) fn on_new_node(
+        &mut self,
+        now: Instant,
+        id: InfoHash,
+        addr: SocketAddr,
+        confirm: Confirm,
+        has_pending: &dyn Fn(&SocketAddr) -> bool,
+        pings: &mut Vec<NodeInfo>,
+    ) -> bool {
+        if id == self.own || id.is_zero() || Family::of(&addr) != self.family {
+            return false;
+        }
+        loop {
+            let i = self.bucket_of(&id);
+            let splittable = {
+                let contains_own = self.bucket_of(&self.own) == i;
+                contains_own || (self.bootstrap_mode && self.depth(i) < 6)
+            };
+            let single = self.buckets.len() == 1;
+            let own = self.own;
+            let Some(b) = self.buckets.get_mut(i) else {
+                return false;
+            };
+            if confirm == Confirm::Replied {
+                b.time = Some(now);
+            }
+            if let Some(n) = b.nodes.iter_mut().find(|n| n.id == id) {
+                n.touch(now, addr, confirm);
+                return false;
+            }
+            let mut entry = NodeEntry::new(id, addr);
+            entry.touch(now, addr, confirm);
+            if confirm == Confirm::Learned {
+                // Heard of, not from: it counts as dubious until it answers.
+                entry.last_heard = None;
+            }
+            if b.nodes.len() < BUCKET_SIZE {
+                b.nodes.insert(0, entry);
+                if b.first <= own && self.bucket_of(&own) == i {
+                    self.grow_time = Some(now);
+                }
+                return true;
+            }
+            if let Some(slot) = b.nodes.iter_mut().find(|n| n.expired) {
+                *slot = entry;
+                return true;
+            }
+            let mut dubious = false;
+            for n in &b.nodes {
+                if !n.is_good(now) {
+                    dubious = true;
+                    if !has_pending(&n.addr) {
+                        pings.push(n.info());
+                        break;
+                    }
+                }
+            }
+            if splittable && (!dubious || single) {
+                if let Some(c) = b.cached.take() {
+                    pings.push(c);
+                }
+                if self.split(i) {
+                    continue;
+                }
+                return false;
+            }
+            if confirm != Confirm::Learned || b.cached.is_none() {
+                b.cached = Some(entry.info());
+            }
+            return false;
+        }
+    }
+
+    /// Marks a node expired (a request timed out, or too many auth errors).
+    pub(crate) fn mark_expired(&mut self, id: &InfoHash) {
+        if let Some(n) = self.get_mut(id) {
+            n.expired = true;
+        }
+    }
+
+    /// Up to `count` nodes closest to `target`, closest first: good ones only, or every
+    /// non-expired one.
+    pub(crate) fn closest(&self, now: Instant, target: &InfoHash, count: usize, good_only: bool) -> Vec<NodeInfo> {
+        let mut out: Vec<NodeInfo> = Vec::with_capacity(2 * count);
+        let ok = |n: &&NodeEntry| if good_only { n.is_good(now) } else { !n.expired };
+        let start = self.bucket_of(target);
+        let mut lo = start as isize;
+        let mut hi = start + 1;
+        if let Some(b) = self.buckets.get(start) {
+            out.extend(b.nodes.iter().filter(ok).map(NodeEntry::info));
+        }
+        // Walk outwards until `count` are gathered, then one more bucket each way: the XOR
+        // order across buckets is not the index order, so a neighbour may hold closer nodes.
+        let mut extra = 1;
+        while lo > 0 || hi < self.buckets.len() {
+            if hi < self.buckets.len() {
+                if let Some(b) = self.buckets.get(hi) {
+                    out.extend(b.nodes.iter().filter(ok).map(NodeEntry::info));
+                }
+                hi += 1;
+            }
+            if lo > 0 {
+                lo -= 1;
+                if let Some(b) = self.buckets.get(lo as usize) {
+                    out.extend(b.nodes.iter().filter(ok).map(NodeEntry::info));
+                }
+            }
+            if out.len() >= count {
+                if extra == 0 {
+                    break;
+                }
+                extra -= 1;
+            }
+        }
+        out.sort_unstable_by(|a, b| target.xor_cmp(&a.id, &b.id));
+        out.truncate(count);
+        out
+    }
+
+    /// Removes expired nodes; their buckets' candidates are returned to be pinged.
+    pub(crate) fn expire(&mut self) -> Vec<NodeInfo> {
+        let mut pings = Vec::new();
+        for b in &mut self.buckets {
+            let before = b.nodes.len();
+            b.nodes.retain(|n| !n.expired);
+            if b.nodes.len() < before
+                && let Some(c) = b.cached.take()
+            {
+                pings.push(c);
+            }
+        }
+        pings
+    }
+
+    /// Bucket maintenance (§4.3): for each stale or empty bucket, a random id inside it and the
+    /// node to ask. Nodes with a pending request are skipped.
+    pub(crate) fn maintenance(
+        &self,
+        now: Instant,
+        rng: &mut impl RngCore,
+        has_pending: &dyn Fn(&SocketAddr) -> bool,
+    ) -> Vec<(NodeInfo, InfoHash)> {
+        let mut out = Vec::new();
+        for (i, b) in self.buckets.iter().enumerate() {
+            let stale = b.time.is_none_or(|t| now - t > BUCKET_REFRESH);
+            if !b.nodes.is_empty() && !stale {
+                continue;
+            }
+            let target = b.first.random_in_prefix(self.depth(i), rng);
+            let mut from = i;
+            if b.nodes.is_empty() || rng.next_u32() % 8 == 0 {
+                from = if i + 1 < self.buckets.len() && (i == 0 || rng.next_u32() % 2 == 0) {
+                    i + 1
+                } else {
+                    i.saturating_sub(1)
+                };
+            }
+            let Some(src) = self.buckets.get(from) else {
+                continue;
+            };
+            let live: Vec<&NodeEntry> = src
+                .nodes
+                .iter()
+                .filter(|n| !n.expired && !has_pending(&n.addr))
+                .collect();
+            if live.is_empty() {
+                continue;
+            }
+            if let Some(n) = live.get(rng.next_u32() as usize % live.len()) {
+                out.push((n.info(), target));
+            }
+        }
+        out
+    }
+
+    /// A random non-expired node of our own bucket or a neighbour, for neighbourhood maintenance.
+    pub(crate) fn neighbourhood_node(&self, rng: &mut impl RngCore) -> Option<NodeInfo> {
+        let i = self.bucket_of(&self.own);
+        let mut pool: Vec<&NodeEntry> = Vec::new();
+        for j in [i.wrapping_sub(1), i, i + 1] {
+            if let Some(b) = self.buckets.get(j) {
+                pool.extend(b.nodes.iter().filter(|n| !n.expired));
+            }
+        }
+        if pool.is_empty() {
+            return None;
+        }
+        pool.get(rng.next_u32() as usize % pool.len()).map(|n| n.info())
+    }
+
+    /// Every bucket's time becomes "never" and every node dubious (`connectivityChanged`).
+    pub(crate) fn reset_times(&mut self) {
+        for b in &mut self.buckets {
+            b.time = None;
+            for n in &mut b.nodes {
+                n.last_replied = None;
+                n.expired = false;
+            }
+        }
+    }
+
+    pub(crate) fn status(&self, now: Instant) -> Status {
+        let mut any = false;
+        for n in self.nodes() {
+            if n.is_good(now) {
+                return Status::Connected;
+            }
+            any |= !n.expired;
+        }
+        if any { Status::Connecting } else { Status::Disconnected }
+    }
+
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &NodeEntry> {
+        self.buckets.iter().flat_map(|b| b.nodes.iter())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.buckets.iter().map(|b| b.nodes.len()).sum()
+    }
+
+    pub(crate) fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Heap bytes held (for the memory benchmark).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * size_of::<Bucket>()
+            + self
+                .buckets
+                .iter()
+                .map(|b| b.nodes.capacity() * size_of::<NodeEntry>())
+                .sum::<usize>()
+    }
+
+    /// One line per bucket: its first id, depth and nodes.
+    pub(crate) fn describe(&self, now: Instant) -> String {
+        use core::fmt::Write;
+        let mut s = String::new();
+        for (i, b) in self.buckets.iter().enumerate() {
+            let _ = writeln!(s, "bucket {} depth {} ({} nodes)", b.first, self.depth(i), b.nodes.len());
+            for n in &b.nodes {
+                let state = if n.expired {
+                    "expired"
+                } else if n.is_good(now) {
+                    "good"
+                } else {
+                    "dubious"
+                };
+                let _ = writeln!(s, "  {} {} {}", n.id, n.addr, state);
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn addr(i: u32) -> SocketAddr {
+        SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 4222))
+    }
+
+    #[test]
+    fn fills_splits_and_finds_closest() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let own = InfoHash::random(&mut rng);
+        let mut t = RoutingTable::new(Family::V4, own, false);
+        let now = Instant::from_secs(1);
+        let mut pings = Vec::new();
+        let mut ids = Vec::new();
+        for i in 0..2000 {
+            let id = InfoHash::random(&mut rng);
+            ids.push(id);
+            t.on_new_node(now, id, addr(i), Confirm::Replied, &|_| false, &mut pings);
+        }
+        assert!(t.bucket_count() > 10);
+        assert!(t.len() <= t.bucket_count() * BUCKET_SIZE);
+        // The buckets near our id are full and the closest nodes overall are all kept.
+        own.sort_by_distance(&mut ids);
+        let closest = t.closest(now, &own, 8, true);
+        assert_eq!(closest.iter().map(|n| n.id).collect::<Vec<_>>(), ids[..8].to_vec());
+        assert_eq!(t.status(now), Status::Connected);
+        // A good node's state decays: dubious after 10 min without hearing from it.
+        assert_eq!(t.status(now + Duration::from_secs(601)), Status::Connecting);
+    }
+
+    #[test]
+    fn full_far_bucket_keeps_a_candidate_and_pings_dubious_nodes() {
+        let own = InfoHash([0; 20]);
+        let mut t = RoutingTable::new(Family::V4, own, false);
+        let now = Instant::from_secs(1);
+        let mut pings = Vec::new();
+        // Fill the far half (first bit set) until it splits off and fills.
+        let far = |i: u8| {
+            let mut b = [0u8; 20];
+            b[0] = 0x80;
+            b[19] = i;
+            InfoHash(b)
+        };
+        for i in 0..20 {
+            t.on_new_node(now, far(i), addr(u32::from(i)), Confirm::Learned, &|_| false, &mut pings);
+        }
+        // Our half is split off; the far bucket holds 8 and the 9th became its candidate, while a
+        // dubious node was pinged.
+        assert_eq!(t.len(), 8);
+        assert!(!pings.is_empty());
+        // An expired node is replaced.
+        t.mark_expired(&far(7));
+        assert!(t.on_new_node(now, far(100), addr(100), Confirm::Replied, &|_| false, &mut pings));
+        assert!(t.get(&far(7)).is_none());
+        assert!(t.get(&far(100)).is_some());
+    }
+
+    #[test]
+    fn expire_removes_expired_nodes_and_returns_candidates() {
+        let own = InfoHash([0; 20]);
+        let mut t = RoutingTable::new(Family::V4, own, false);
+        let mut pings = Vec::new();
+        let id = InfoHash([1; 20]);
+        t.on_new_node(Instant::ZERO, id, addr(1), Confirm::Replied, &|_| false, &mut pings);
+        t.mark_expired(&id);
+        assert_eq!(t.status(Instant::ZERO), Status::Disconnected);
+        t.expire();
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn wrong_family_and_own_id_are_refused() {
+        let own = InfoHash([5; 20]);
+        let mut t = RoutingTable::new(Family::V6, own, false);
+        let mut pings = Vec::new();
+        assert!(!t.on_new_node(Instant::ZERO, InfoHash([1; 20]), addr(1), Confirm::Replied, &|_| false, &mut pings));
+        assert!(!t.on_new_node(Instant::ZERO, own, "[::1]:1".parse().unwrap(), Confirm::Replied, &|_| false, &mut pings));
+        assert_eq!(t.len(), 0);
+    }
+}

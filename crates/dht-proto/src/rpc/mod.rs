@@ -1,0 +1,379 @@
+//! Requests in flight and the gate in front of the node: transaction ids, retransmission and
+//! timeouts (`opendht-wire.md` §2.4), write tokens (§2.9), rate limits (§8.1), the blacklist
+//! (§4.5) and martian addresses (§8.3).
+//!
+//! Nothing here decides what a request means: the caller attaches a [`Purpose`] and gets it back
+//! with the reply or the timeout.
+
+mod limiter;
+mod token;
+
+use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+use rand_core::RngCore;
+
+use crate::event::Family;
+use crate::value::ValueId;
+use crate::wire::Tid;
+use crate::{InfoHash, Instant};
+
+pub(crate) use limiter::{RateLimiter, Refusal};
+pub(crate) use token::Tokens;
+
+/// Sends per request (`MAX_ATTEMPT_COUNT`).
+pub(crate) const MAX_ATTEMPTS: u8 = 3;
+/// The first wait (`MAX_RESPONSE_TIME / 2`).
+const FIRST_WAIT: Duration = Duration::from_millis(500);
+/// Upper bound of the random part added to each wait.
+const WAIT_JITTER_MICROS: u64 = 250_000;
+
+
+/// Why a request was sent: handed back with its reply, error or timeout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A ping to a bootstrap address or a routing-table check.
+    Ping,
+    /// Bucket or neighbourhood maintenance.
+    Maintenance,
+    /// A search's find or get.
+    SearchGet { key: InfoHash, family: Family },
+    /// A search's put of one value.
+    Put { key: InfoHash, family: Family, vid: ValueId },
+    /// A search's refresh of one value.
+    Refresh { key: InfoHash, family: Family, vid: ValueId },
+    /// A search's listen.
+    Listen { key: InfoHash, family: Family },
+    /// A push to a remote listener.
+    Update,
+}
+
+/// A request awaiting its reply.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    /// Node id of the peer; zero when unknown (bootstrap pings).
+    pub node: InfoHash,
+    pub purpose: Purpose,
+    attempts: u8,
+    wait: Duration,
+    next: Instant,
+    /// The encoded request, re-sent as it is.
+    packet: Vec<u8>,
+    /// Value-data datagrams that follow the request, re-sent with it.
+    parts: Vec<Vec<u8>>,
+}
+
+/// What happened to a request on a timer.
+#[derive(Debug)]
+pub(crate) enum Timeout {
+    /// Sent again; on the second send the request is "expired, not over" (the search makes the
+    /// node a candidate).
+    Retransmit {
+        to: SocketAddr,
+        tid: Tid,
+        node: InfoHash,
+        purpose: Purpose,
+        second: bool,
+    },
+    /// Given up: the node is expired.
+    Expired { to: SocketAddr, pending: Pending },
+}
+
+/// The table of requests in flight.
+#[derive(Debug)]
+pub(crate) struct Rpc {
+    pending: BTreeMap<(SocketAddr, Tid), Pending>,
+    timers: BTreeSet<(Instant, SocketAddr, Tid)>,
+    next_tid: Tid,
+    max_pending: usize,
+}
+
+impl Rpc {
+    pub(crate) fn new(rng: &mut impl RngCore, max_pending: usize) -> Rpc {
+        Rpc {
+            pending: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            next_tid: rng.next_u32().max(1),
+            max_pending,
+        }
+    }
+
+    /// A fresh id, never 0, not in use towards `to`. Transaction ids and listen socket ids come
+    /// from this one counter, so they are unique per peer as OpenDHT's per-node counters are.
+    pub(crate) fn next_tid(&mut self, to: SocketAddr) -> Tid {
+        loop {
+            self.next_tid = self.next_tid.wrapping_add(1);
+            if self.next_tid != 0 && !self.pending.contains_key(&(to, self.next_tid)) {
+                return self.next_tid;
+            }
+        }
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.pending.len() >= self.max_pending
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Records a request that the caller sends now (`packet` then `parts`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start(
+        &mut self,
+        now: Instant,
+        rng: &mut impl RngCore,
+        to: SocketAddr,
+        tid: Tid,
+        node: InfoHash,
+        purpose: Purpose,
+        packet: Vec<u8>,
+        parts: Vec<Vec<u8>>,
+    ) {
+        let wait = next_wait(FIRST_WAIT, rng);
+        let next = now + wait;
+        self.timers.insert((next, to, tid));
+        self.pending.insert(
+            (to, tid),
+            Pending {
+                node,
+                purpose,
+                attempts: 1,
+                wait,
+                next,
+                packet,
+                parts,
+            },
+        );
+    }
+
+    pub(crate) fn get(&self, from: SocketAddr, tid: Tid) -> Option<&Pending> {
+        self.pending.get(&(from, tid))
+    }
+
+    /// Takes the request a reply or error from `from` answers.
+    pub(crate) fn complete(&mut self, from: SocketAddr, tid: Tid) -> Option<Pending> {
+        let p = self.pending.remove(&(from, tid))?;
+        self.timers.remove(&(p.next, from, tid));
+        Some(p)
+    }
+
+    /// Drops a request without waiting for its reply.
+    pub(crate) fn cancel(&mut self, to: SocketAddr, tid: Tid) {
+        let _ = self.complete(to, tid);
+    }
+
+    /// Every pending request to `to`, taken out (the node is expired).
+    pub(crate) fn take_all_to(&mut self, to: SocketAddr) -> Vec<(Tid, Pending)> {
+        let tids: Vec<Tid> = self
+            .pending
+            .range((to, 0)..=(to, Tid::MAX))
+            .map(|((_, t), _)| *t)
+            .collect();
+        tids.into_iter()
+            .filter_map(|t| self.complete(to, t).map(|p| (t, p)))
+            .collect()
+    }
+
+    pub(crate) fn has_pending_to(&self, to: SocketAddr) -> bool {
+        self.pending.range((to, 0)..=(to, Tid::MAX)).next().is_some()
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.first().map(|t| t.0)
+    }
+
+    /// The next request whose timer has passed: retransmitted (its datagrams are pushed to
+    /// `out`) or expired.
+    pub(crate) fn poll_timeout(
+        &mut self,
+        now: Instant,
+        rng: &mut impl RngCore,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) -> Option<Timeout> {
+        let &(at, to, tid) = self.timers.first()?;
+        if at > now {
+            return None;
+        }
+        self.timers.remove(&(at, to, tid));
+        let p = self.pending.get_mut(&(to, tid))?;
+        if p.attempts >= MAX_ATTEMPTS {
+            let pending = self.pending.remove(&(to, tid))?;
+            return Some(Timeout::Expired { to, pending });
+        }
+        p.attempts += 1;
+        p.wait = next_wait(p.wait, rng);
+        p.next = now + p.wait;
+        self.timers.insert((p.next, to, tid));
+        out.push((to, p.packet.clone()));
+        out.extend(p.parts.iter().map(|d| (to, d.clone())));
+        Some(Timeout::Retransmit {
+            to,
+            tid,
+            node: p.node,
+            purpose: p.purpose.clone(),
+            second: p.attempts == 2,
+        })
+    }
+}
+
+/// `2·d + U(0, 250 ms)`, as OpenDHT's request step.
+fn next_wait(d: Duration, rng: &mut impl RngCore) -> Duration {
+    2 * d + Duration::from_micros(rng.next_u64() % WAIT_JITTER_MICROS)
+}
+
+/// A source OpenDHT never accepts (§8.3): port 0, IPv4 0/8 and ≥ 224/4, IPv6 multicast,
+/// unspecified or IPv4-mapped.
+pub(crate) fn is_martian(addr: &SocketAddr) -> bool {
+    if addr.port() == 0 {
+        return true;
+    }
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            let first = ip.octets()[0];
+            first == 0 || first >= 224
+        }
+        IpAddr::V6(ip) => {
+            ip.is_multicast() || ip.is_unspecified() || ip.to_ipv4_mapped().is_some()
+        }
+    }
+}
+
+/// `::ffff:a.b.c.d` becomes `a.b.c.d`, as OpenDHT does before anything else.
+pub(crate) fn unmap(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
+/// The quota key of an address: the IPv4 address, or the first 64 bits of an IPv6 one.
+pub(crate) fn ip_key(ip: &IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(*v4)),
+        IpAddr::V6(v6) => (u128::from(*v6) >> 64) | (1 << 127),
+    }
+}
+
+/// Blacklisted socket addresses: bounded, oldest forgotten first.
+#[derive(Debug, Default)]
+pub(crate) struct Blacklist {
+    set: BTreeSet<SocketAddr>,
+    order: VecDeque<SocketAddr>,
+    max: usize,
+}
+
+impl Blacklist {
+    pub(crate) fn new(max: usize) -> Blacklist {
+        Blacklist {
+            max,
+            ..Blacklist::default()
+        }
+    }
+
+    pub(crate) fn insert(&mut self, addr: SocketAddr) {
+        if self.max == 0 || !self.set.insert(addr) {
+            return;
+        }
+        self.order.push_back(addr);
+        while self.order.len() > self.max {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    pub(crate) fn contains(&self, addr: &SocketAddr) -> bool {
+        self.set.contains(addr)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.set.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn retransmits_twice_then_expires_on_opendht_schedule() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let mut rpc = Rpc::new(&mut rng, 16);
+        let to = addr("10.0.0.1:4222");
+        let tid = rpc.next_tid(to);
+        rpc.start(Instant::ZERO, &mut rng, to, tid, InfoHash::ZERO, Purpose::Ping, vec![1], vec![vec![2]]);
+        let mut out = Vec::new();
+        let mut sends = vec![Instant::ZERO];
+        let mut expired_at = None;
+        let mut now = Instant::ZERO;
+        while let Some(t) = rpc.next_deadline() {
+            now = t;
+            match rpc.poll_timeout(now, &mut rng, &mut out) {
+                Some(Timeout::Retransmit { second, .. }) => {
+                    assert_eq!(second, sends.len() == 1);
+                    sends.push(now);
+                }
+                Some(Timeout::Expired { .. }) => expired_at = Some(now),
+                None => panic!("timer fired without an action"),
+            }
+        }
+        assert_eq!(sends.len(), 3);
+        // Each retransmission carries the request and its parts again.
+        assert_eq!(out.len(), 4);
+        let d1 = sends[1] - sends[0];
+        let d2 = sends[2] - sends[1];
+        let d3 = expired_at.unwrap() - sends[2];
+        assert!(d1 >= Duration::from_millis(1000) && d1 < Duration::from_millis(1250), "{d1:?}");
+        assert!(d2 >= Duration::from_millis(2000) && d2 < Duration::from_millis(2750), "{d2:?}");
+        assert!(d3 >= Duration::from_millis(4000) && d3 < Duration::from_millis(5750), "{d3:?}");
+        assert_eq!(rpc.len(), 0);
+        let _ = now;
+    }
+
+    #[test]
+    fn replies_match_by_address_and_tid() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let mut rpc = Rpc::new(&mut rng, 16);
+        let a = addr("10.0.0.1:1");
+        let tid = rpc.next_tid(a);
+        rpc.start(Instant::ZERO, &mut rng, a, tid, InfoHash::ZERO, Purpose::Ping, vec![], vec![]);
+        assert!(rpc.complete(addr("10.0.0.2:1"), tid).is_none());
+        assert!(rpc.complete(a, tid.wrapping_add(1)).is_none());
+        assert!(rpc.complete(a, tid).is_some());
+        assert!(rpc.complete(a, tid).is_none(), "a second reply is ignored");
+        assert!(rpc.next_deadline().is_none());
+    }
+
+    #[test]
+    fn martians() {
+        for m in ["0.1.2.3:1", "224.0.0.1:1", "255.255.255.255:1", "1.2.3.4:0", "[ff02::1]:1", "[::]:1", "[::ffff:1.2.3.4]:1"] {
+            assert!(is_martian(&addr(m)), "{m}");
+        }
+        for ok in ["127.0.0.1:1", "10.0.0.1:4222", "[::1]:1", "[2001:db8::1]:9"] {
+            assert!(!is_martian(&addr(ok)), "{ok}");
+        }
+        assert_eq!(unmap(addr("[::ffff:1.2.3.4]:7")), addr("1.2.3.4:7"));
+    }
+
+    #[test]
+    fn blacklist_is_bounded() {
+        let mut b = Blacklist::new(4);
+        for i in 0..10u16 {
+            b.insert(SocketAddr::from(([10, 0, 0, 1], 1000 + i)));
+        }
+        assert_eq!(b.len(), 4);
+        assert!(!b.contains(&addr("10.0.0.1:1000")));
+        assert!(b.contains(&addr("10.0.0.1:1009")));
+    }
+}

@@ -1,0 +1,858 @@
+//! Searches (`opendht-wire.md` §5): one per key and address family, shared by every get, put and
+//! listen on that key. A search keeps the closest nodes it knows, asks up to four at a time for
+//! closer nodes (and values), and once the closest eight have all answered recently ("synced")
+//! it completes gets, announces values and keeps listens alive.
+//!
+//! A search never sends anything itself: [`Search::step`] returns [`Action`]s, the node sends
+//! them and reports the transaction ids back with [`Search::sent`].
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use crate::event::{Family, ListenToken, OpId};
+use crate::value::{Query, Value, ValueId};
+use crate::wire::{NodeInfo, Tid, Token};
+use crate::{InfoHash, Instant};
+
+/// Nodes kept per search, not counting bad ones (`SEARCH_NODES`).
+pub(crate) const SEARCH_NODES: usize = 14;
+/// Nodes that must answer, store or acknowledge (`TARGET_NODES`).
+pub(crate) const TARGET_NODES: usize = 8;
+/// Non-bad nodes with a get or find in flight at once (`MAX_REQUESTED_SEARCH_NODES`).
+const ALPHA: usize = 4;
+/// Nodes a listen goes to (`LISTEN_NODES`).
+const LISTEN_NODES: usize = 4;
+/// Expired nodes at the head of the list that expire the search (`SEARCH_MAX_BAD_NODES`).
+const MAX_BAD_NODES: usize = 25;
+/// How long a reply keeps a node synced, and how often the node list is refilled.
+const SYNC_TIME: Duration = Duration::from_secs(10 * 60);
+/// Announces and listens are renewed this long before they lapse (`REANNOUNCE_MARGIN`).
+pub(crate) const REANNOUNCE_MARGIN: Duration = Duration::from_secs(10);
+/// A storer forgets a listen after this (`LISTEN_EXPIRE_TIME`), or 5 min for public-stable nodes.
+const LISTEN_EXPIRE: Duration = Duration::from_secs(30);
+const LISTEN_EXPIRE_PUBLIC: Duration = Duration::from_secs(5 * 60);
+/// While a family is still connecting, a search with no nodes waits this long before it gives up.
+const CONNECT_GRACE: Duration = Duration::from_secs(10);
+/// An expired search that still holds permanent puts or listens tries again after this.
+const RETRY_EXPIRED: Duration = Duration::from_secs(60);
+/// Longest accepted token (§2.9).
+const MAX_TOKEN_LEN: usize = 64;
+
+/// Per-node state of one announced value.
+#[derive(Clone, Debug)]
+struct Ack {
+    vid: ValueId,
+    /// The node's copy lasts until then.
+    until: Option<Instant>,
+    pending: Option<Tid>,
+    /// The node holds the value: a permanent value is renewed with `refresh`.
+    stored: bool,
+}
+
+/// A listen placed on one node.
+#[derive(Clone, Debug)]
+struct NodeListen {
+    sid: Tid,
+    pending: Option<Tid>,
+    refresh_at: Option<Instant>,
+    /// Values this node reported: until when they are believed alive, and their type's life.
+    cache: BTreeMap<ValueId, (Instant, Duration)>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct SearchNode {
+    pub id: InfoHash,
+    pub addr: SocketAddr,
+    token: Option<Token>,
+    last_reply: Option<Instant>,
+    /// The query the last get answered; `None` for a find.
+    replied_query: Option<Query>,
+    get_pending: Option<(Tid, Option<Query>)>,
+    candidate: bool,
+    expired: bool,
+    last_expired: Option<Instant>,
+    acks: Vec<Ack>,
+    listen: Option<NodeListen>,
+}
+
+impl SearchNode {
+    fn new(info: NodeInfo) -> SearchNode {
+        SearchNode {
+            id: info.id,
+            addr: info.addr,
+            token: None,
+            last_reply: None,
+            replied_query: None,
+            get_pending: None,
+            candidate: false,
+            expired: false,
+            last_expired: None,
+            acks: Vec::new(),
+            listen: None,
+        }
+    }
+
+    fn is_bad(&self) -> bool {
+        self.expired || self.candidate
+    }
+
+    fn is_synced(&self, now: Instant) -> bool {
+        !self.expired && self.token.is_some() && self.last_reply.is_some_and(|t| now - t < SYNC_TIME)
+    }
+
+    fn ack(&mut self, vid: ValueId) -> &mut Ack {
+        if let Some(i) = self.acks.iter().position(|a| a.vid == vid) {
+            #[allow(clippy::indexing_slicing)] // i was just found
+            return &mut self.acks[i];
+        }
+        self.acks.push(Ack {
+            vid,
+            until: None,
+            pending: None,
+            stored: false,
+        });
+        #[allow(clippy::indexing_slicing)] // just pushed
+        let last = self.acks.len() - 1;
+        &mut self.acks[last]
+    }
+
+    fn acked(&self, vid: ValueId, now: Instant) -> bool {
+        self.acks.iter().any(|a| a.vid == vid && a.until.is_some_and(|u| u > now))
+    }
+}
+
+/// A get waiting on this search.
+#[derive(Clone, Debug)]
+pub(crate) struct GetOp {
+    pub op: OpId,
+    pub query: Query,
+    started: Instant,
+}
+
+/// A value this search announces.
+#[derive(Clone, Debug)]
+pub(crate) struct Announce {
+    pub value: Value,
+    /// Creation time sent as `c` (in Unix seconds), for non-permanent values.
+    pub created_unix: Option<i64>,
+    pub permanent: bool,
+    pub ops: Vec<OpId>,
+    /// The value type's lifetime.
+    pub life: Duration,
+}
+
+/// Something the node should send or report for a search.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Action {
+    /// A `get` with this query, or a `find` when `None`.
+    Get { to: NodeInfo, query: Option<Query> },
+    /// A `put` of announce `vid`.
+    Put { to: NodeInfo, token: Token, vid: ValueId },
+    /// A `refresh` of `vid`.
+    Refresh { to: NodeInfo, token: Token, vid: ValueId },
+    /// A `listen` (a new socket when `sid` is `None`).
+    Listen { to: NodeInfo, token: Token, sid: Option<Tid>, query: Query },
+    /// A get is complete.
+    GetDone { op: OpId, ok: bool },
+    /// A put's announce is complete (or failed, with fewer acks than targeted).
+    PutDone { op: OpId, vid: ValueId, acked: usize, targeted: usize },
+}
+
+/// What a sent request was, for [`Search::sent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sent {
+    Get,
+    Put(ValueId),
+    Listen(Tid),
+}
+
+/// A change a listened node reported: the node applies it to its listen operations.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum ListenChange {
+    /// A value this node had not reported before (`first` is true) or whose content changed.
+    Added { value: Value, first: bool },
+    /// A value this node reported is gone (expired, or the node left the search).
+    Removed(ValueId),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Search {
+    pub key: InfoHash,
+    pub family: Family,
+    pub nodes: Vec<SearchNode>,
+    pub gets: Vec<GetOp>,
+    pub announces: Vec<Announce>,
+    pub listens: Vec<(ListenToken, Query)>,
+    /// A lookup of our own id to join the network: done once synced.
+    pub join: bool,
+    created: Instant,
+    refilled: Option<Instant>,
+    expired_at: Option<Instant>,
+    pub last_activity: Instant,
+}
+
+impl Search {
+    pub(crate) fn new(now: Instant, key: InfoHash, family: Family) -> Search {
+        Search {
+            key,
+            family,
+            nodes: Vec::new(),
+            gets: Vec::new(),
+            announces: Vec::new(),
+            listens: Vec::new(),
+            join: false,
+            created: now,
+            refilled: None,
+            expired_at: None,
+            last_activity: now,
+        }
+    }
+
+    /// No get, announce or listen left: the search can go.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.gets.is_empty() && self.announces.is_empty() && self.listens.is_empty() && !self.join
+    }
+
+    pub(crate) fn is_expired(&self) -> bool {
+        self.expired_at.is_some()
+    }
+
+    fn non_bad(&self) -> impl Iterator<Item = &SearchNode> {
+        self.nodes.iter().filter(|n| !n.is_bad())
+    }
+
+    pub(crate) fn add_get(&mut self, now: Instant, op: OpId, query: Query) {
+        self.gets.push(GetOp {
+            op,
+            query,
+            started: now,
+        });
+        self.revive(now);
+    }
+
+    pub(crate) fn add_listen(&mut self, now: Instant, token: ListenToken, query: Query) {
+        self.listens.push((token, query));
+        self.revive(now);
+    }
+
+    /// Adds or replaces an announce. Returns the ops that must be told "done, not stored": a
+    /// value of the same id with other content was being announced. The same content again
+    /// joins the existing announce (and is done at the next step if already announced).
+    pub(crate) fn add_announce(&mut self, now: Instant, a: Announce) -> Vec<OpId> {
+        self.revive(now);
+        let vid = a.value.id;
+        if let Some(old) = self.announces.iter_mut().find(|o| o.value.id == vid) {
+            if old.value.content_eq(&a.value) {
+                old.permanent |= a.permanent;
+                old.ops.extend(a.ops);
+                return Vec::new();
+            }
+            let replaced = core::mem::take(&mut old.ops);
+            *old = a;
+            for n in &mut self.nodes {
+                n.acks.retain(|x| x.vid != vid);
+            }
+            return replaced;
+        }
+        self.announces.push(a);
+        Vec::new()
+    }
+
+    /// Stops announcing `vid`. Returns its ops (to be told "done").
+    pub(crate) fn cancel_announce(&mut self, vid: ValueId) -> Option<Vec<OpId>> {
+        let i = self.announces.iter().position(|a| a.value.id == vid)?;
+        let a = self.announces.remove(i);
+        for n in &mut self.nodes {
+            n.acks.retain(|x| x.vid != vid);
+        }
+        Some(a.ops)
+    }
+
+    /// Removes a listen. When none is left, every node's listen state (and the values it
+    /// reported) goes.
+    pub(crate) fn cancel_listen(&mut self, token: ListenToken) -> Vec<ListenChange> {
+        self.listens.retain(|(t, _)| *t != token);
+        let mut out = Vec::new();
+        if self.listens.is_empty() {
+            for n in &mut self.nodes {
+                if let Some(l) = n.listen.take() {
+                    out.extend(l.cache.into_keys().map(ListenChange::Removed));
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) fn remove_get(&mut self, op: OpId) {
+        self.gets.retain(|g| g.op != op);
+    }
+
+    /// A search that expired but has work again starts afresh.
+    fn revive(&mut self, now: Instant) {
+        if self.expired_at.is_some() {
+            self.expired_at = None;
+            self.refilled = None;
+            self.created = now;
+        }
+        self.last_activity = now;
+    }
+
+    /// True when the node list should be refilled from the routing table.
+    pub(crate) fn needs_refill(&self, now: Instant) -> bool {
+        match self.refilled {
+            None => true,
+            Some(t) => self.non_bad().count() < SEARCH_NODES && now - t >= SYNC_TIME,
+        }
+    }
+
+    pub(crate) fn refill(&mut self, now: Instant, nodes: &[NodeInfo]) -> Vec<ListenChange> {
+        self.refilled = Some(now);
+        let mut changes = Vec::new();
+        for n in nodes {
+            self.insert_node(now, *n, &mut changes);
+        }
+        changes
+    }
+
+    /// Offers a node (§5.2). Returns true when it joined the list.
+    pub(crate) fn insert_node(&mut self, now: Instant, info: NodeInfo, changes: &mut Vec<ListenChange>) -> bool {
+        if Family::of(&info.addr) != self.family || info.id.is_zero() {
+            return false;
+        }
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.id == info.id) {
+            if n.expired && n.last_expired.is_some_and(|t| now - t >= SYNC_TIME) {
+                n.addr = info.addr;
+            }
+            return false;
+        }
+        let key = self.key;
+        let pos = self
+            .nodes
+            .partition_point(|n| key.xor_cmp(&n.id, &info.id) == core::cmp::Ordering::Less);
+        // Not among the 14 closest non-bad nodes: not wanted.
+        if self.nodes.iter().take(pos).filter(|n| !n.is_bad()).count() >= SEARCH_NODES {
+            return false;
+        }
+        self.nodes.insert(pos, SearchNode::new(info));
+        self.trim(changes);
+        true
+    }
+
+    /// Keeps at most 14 non-bad nodes, and at most 25 bad ones.
+    fn trim(&mut self, changes: &mut Vec<ListenChange>) {
+        let mut good = 0;
+        let mut bad = 0;
+        let mut keep = Vec::with_capacity(self.nodes.len());
+        for n in self.nodes.drain(..) {
+            let ok = if n.is_bad() {
+                bad += 1;
+                good < SEARCH_NODES && bad <= MAX_BAD_NODES
+            } else {
+                good += 1;
+                good <= SEARCH_NODES
+            };
+            if ok {
+                keep.push(n);
+            } else if let Some(l) = n.listen {
+                changes.extend(l.cache.into_keys().map(ListenChange::Removed));
+            }
+        }
+        self.nodes = keep;
+    }
+
+    fn node_mut(&mut self, id: &InfoHash) -> Option<&mut SearchNode> {
+        self.nodes.iter_mut().find(|n| n.id == *id)
+    }
+
+    /// Records the tid of a request the node sent for an [`Action`].
+    pub(crate) fn sent(&mut self, to: &InfoHash, what: Sent, tid: Tid, query: Option<Query>) {
+        let Some(n) = self.node_mut(to) else { return };
+        match what {
+            Sent::Get => n.get_pending = Some((tid, query)),
+            Sent::Put(vid) => n.ack(vid).pending = Some(tid),
+            Sent::Listen(sid) => {
+                let l = n.listen.get_or_insert_with(|| NodeListen {
+                    sid,
+                    pending: None,
+                    refresh_at: None,
+                    cache: BTreeMap::new(),
+                });
+                l.sid = sid;
+                l.pending = Some(tid);
+            }
+        }
+    }
+
+    /// A get or find reply from `id`. A reply without a usable token is reported back as
+    /// `false` (the node blacklists such a replier, as OpenDHT does).
+    pub(crate) fn on_get_reply(&mut self, now: Instant, id: &InfoHash, tid: Tid, token: Option<&Token>) -> bool {
+        let Some(n) = self.node_mut(id) else { return true };
+        let query = match &n.get_pending {
+            Some((t, q)) if *t == tid => q.clone(),
+            _ => return true,
+        };
+        n.get_pending = None;
+        let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN) else {
+            n.expired = true;
+            n.last_expired = Some(now);
+            return false;
+        };
+        n.token = Some(token.clone());
+        n.last_reply = Some(now);
+        n.replied_query = query;
+        n.candidate = false;
+        n.expired = false;
+        self.last_activity = now;
+        true
+    }
+
+    /// A get or find to `id` went unanswered twice: the node is a candidate (bad) until it
+    /// answers.
+    pub(crate) fn on_get_slow(&mut self, id: &InfoHash, tid: Tid) {
+        if let Some(n) = self.node_mut(id)
+            && n.get_pending.as_ref().is_some_and(|(t, _)| *t == tid)
+        {
+            n.candidate = true;
+        }
+    }
+
+    /// A request to `id` expired: the node is expired here too.
+    pub(crate) fn on_node_expired(&mut self, now: Instant, id: &InfoHash) -> bool {
+        let Some(n) = self.node_mut(id) else { return false };
+        n.expired = true;
+        n.last_expired = Some(now);
+        n.get_pending = None;
+        for a in &mut n.acks {
+            a.pending = None;
+        }
+        if let Some(l) = &mut n.listen {
+            l.pending = None;
+        }
+        true
+    }
+
+    /// A put or refresh of `vid` was acknowledged by `id`.
+    pub(crate) fn on_ack(&mut self, now: Instant, id: &InfoHash, vid: ValueId) {
+        let life = match self.announces.iter().find(|a| a.value.id == vid) {
+            Some(a) => a.life,
+            None => return,
+        };
+        if let Some(n) = self.node_mut(id) {
+            let a = n.ack(vid);
+            a.pending = None;
+            a.until = Some(now + life);
+            a.stored = true;
+        }
+        self.last_activity = now;
+    }
+
+    /// A refresh of `vid` got 404, or a put failed: the next step sends a full put.
+    pub(crate) fn on_put_failed(&mut self, id: &InfoHash, vid: ValueId) {
+        if let Some(n) = self.node_mut(id) {
+            let a = n.ack(vid);
+            a.pending = None;
+            a.stored = false;
+            a.until = None;
+        }
+    }
+
+    /// A 401 from `id`: its token is stale. A new get follows on the next step.
+    pub(crate) fn on_unauthorized(&mut self, id: &InfoHash) {
+        if let Some(n) = self.node_mut(id) {
+            n.token = None;
+            n.last_reply = None;
+            for a in &mut n.acks {
+                a.pending = None;
+            }
+            if let Some(l) = &mut n.listen {
+                l.pending = None;
+                l.refresh_at = None;
+            }
+        }
+    }
+
+    /// A listen was confirmed by `id` with a fresh token.
+    pub(crate) fn on_listen_reply(&mut self, now: Instant, id: &InfoHash, token: Option<&Token>, public_stable: bool) {
+        let life = if public_stable { LISTEN_EXPIRE_PUBLIC } else { LISTEN_EXPIRE };
+        if let Some(n) = self.node_mut(id) {
+            if let Some(t) = token.filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN) {
+                n.token = Some(t.clone());
+            }
+            if let Some(l) = &mut n.listen {
+                l.pending = None;
+                l.refresh_at = Some(now + life.saturating_sub(REANNOUNCE_MARGIN));
+            }
+        }
+    }
+
+    /// The listen socket `sid` of node `id` was told of values, refreshes or expiries.
+    pub(crate) fn on_update(
+        &mut self,
+        now: Instant,
+        id: &InfoHash,
+        sid: Tid,
+        token: Option<&Token>,
+        values: Vec<Value>,
+        refreshed: &[ValueId],
+        expired: &[ValueId],
+        max_cache: usize,
+        life_of: &dyn Fn(&Value) -> Duration,
+    ) -> Vec<ListenChange> {
+        let mut out = Vec::new();
+        let Some(n) = self.nodes.iter_mut().find(|n| n.id == *id) else {
+            return out;
+        };
+        if let Some(t) = token.filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN) {
+            n.token = Some(t.clone());
+        }
+        let Some(l) = n.listen.as_mut().filter(|l| l.sid == sid) else {
+            return out;
+        };
+        for v in values {
+            let life = life_of(&v);
+            let first = l.cache.insert(v.id, (now + life, life)).is_none();
+            out.push(ListenChange::Added { value: v, first });
+        }
+        for vid in refreshed {
+            if let Some((until, life)) = l.cache.get_mut(vid) {
+                *until = (*until).max(now + *life);
+            }
+        }
+        for vid in expired {
+            if l.cache.remove(vid).is_some() {
+                out.push(ListenChange::Removed(*vid));
+            }
+        }
+        // The cache is bounded: the values that expire first go, reported expired.
+        while l.cache.len() > max_cache {
+            let Some((&vid, _)) = l.cache.iter().min_by_key(|(vid, (t, _))| (*t, **vid)) else {
+                break;
+            };
+            l.cache.remove(&vid);
+            out.push(ListenChange::Removed(vid));
+        }
+        out
+    }
+
+    /// Drops listen-cache entries whose time has passed.
+    pub(crate) fn expire_listen_caches(&mut self, now: Instant) -> Vec<ListenChange> {
+        let mut out = Vec::new();
+        for n in &mut self.nodes {
+            if let Some(l) = &mut n.listen {
+                let gone: Vec<ValueId> = l.cache.iter().filter(|(_, (t, _))| *t <= now).map(|(v, _)| *v).collect();
+                for vid in gone {
+                    l.cache.remove(&vid);
+                    out.push(ListenChange::Removed(vid));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `id` has listen socket `sid` here.
+    pub(crate) fn has_socket(&self, id: &InfoHash, sid: Tid) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.id == *id && n.listen.as_ref().is_some_and(|l| l.sid == sid))
+    }
+
+    /// Number of consecutive synced non-bad nodes at the head, at most 8.
+    fn sync_level(&self, now: Instant) -> usize {
+        self.non_bad().take(TARGET_NODES).take_while(|n| n.is_synced(now)).count()
+    }
+
+    pub(crate) fn is_synced(&self, now: Instant) -> bool {
+        let first: Vec<&SearchNode> = self.non_bad().take(TARGET_NODES).collect();
+        !first.is_empty() && first.iter().all(|n| n.is_synced(now))
+    }
+
+    fn is_announced(&self, vid: ValueId, now: Instant) -> bool {
+        let first: Vec<&SearchNode> = self.non_bad().take(TARGET_NODES).collect();
+        !first.is_empty() && first.iter().all(|n| n.acked(vid, now))
+    }
+
+    fn get_done(&self, g: &GetOp) -> bool {
+        let first: Vec<&SearchNode> = self.non_bad().take(TARGET_NODES).collect();
+        !first.is_empty()
+            && first.iter().all(|n| {
+                n.get_pending.is_none()
+                    && n.last_reply.is_some_and(|t| t >= g.started)
+                    && n.replied_query.as_ref().is_some_and(|q| g.query.is_satisfied_by(q))
+            })
+    }
+
+    /// The query this search sends: the gets' common query, or everything when they differ.
+    fn get_query(&self) -> Option<Query> {
+        let first = self.gets.first()?;
+        if self.gets.iter().all(|g| g.query == first.query) {
+            Some(first.query.clone())
+        } else {
+            Some(Query::default())
+        }
+    }
+
+    fn can_get(&self, n: &SearchNode, now: Instant) -> bool {
+        if n.is_bad() || n.get_pending.is_some() {
+            return false;
+        }
+        if self.gets.is_empty() {
+            return !n.is_synced(now);
+        }
+        !self.gets.iter().all(|g| {
+            n.last_reply.is_some_and(|t| t >= g.started)
+                && n.replied_query.as_ref().is_some_and(|q| g.query.is_satisfied_by(q))
+        }) || !n.is_synced(now)
+    }
+
+    /// One search step (§5.3). `connecting` is true while the family is still bootstrapping.
+    pub(crate) fn step(&mut self, now: Instant, connecting: bool, public_stable: bool) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.expired_at.is_some() {
+            if now - self.expired_at.unwrap_or(now) < RETRY_EXPIRED || self.is_idle() {
+                return out;
+            }
+            self.revive(now);
+        }
+        let synced = self.is_synced(now);
+        if synced {
+            let (done, keep): (Vec<GetOp>, Vec<GetOp>) =
+                core::mem::take(&mut self.gets).into_iter().partition(|g| self.get_done(g));
+            self.gets = keep;
+            self.join = false;
+            out.extend(done.into_iter().map(|g| Action::GetDone { op: g.op, ok: true }));
+            self.check_announces(now, &mut out);
+        }
+        let reach = if synced {
+            TARGET_NODES
+        } else {
+            self.sync_level(now).saturating_sub(1)
+        };
+        if reach > 0 {
+            self.send_listens(now, reach.min(LISTEN_NODES), public_stable, &mut out);
+            self.send_announces(now, reach, &mut out);
+        }
+        // Keep up to α gets or finds in flight.
+        let query = self.get_query();
+        let mut in_flight = self.non_bad().filter(|n| n.get_pending.is_some()).count();
+        let wanted = !self.is_idle();
+        for n in &self.nodes {
+            if in_flight >= ALPHA || !wanted {
+                break;
+            }
+            if self.can_get(n, now) {
+                out.push(Action::Get {
+                    to: NodeInfo { id: n.id, addr: n.addr },
+                    query: query.clone(),
+                });
+                in_flight += 1;
+            }
+        }
+        self.check_expiry(now, connecting, &mut out);
+        out
+    }
+
+    fn check_announces(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let targeted = self.non_bad().take(TARGET_NODES).count();
+        let mut finished = Vec::new();
+        for a in &self.announces {
+            if (!a.ops.is_empty() || !a.permanent) && self.is_announced(a.value.id, now) {
+                finished.push(a.value.id);
+            }
+        }
+        for vid in finished {
+            let acked = self.nodes.iter().filter(|n| n.acked(vid, now)).count();
+            if let Some(a) = self.announces.iter_mut().find(|a| a.value.id == vid) {
+                for op in a.ops.drain(..) {
+                    out.push(Action::PutDone { op, vid, acked, targeted });
+                }
+            }
+            // A put is done once its value is announced; only permanent values are kept alive.
+            self.announces.retain(|a| a.value.id != vid || a.permanent);
+        }
+    }
+
+    fn send_announces(&mut self, now: Instant, reach: usize, out: &mut Vec<Action>) {
+        let vids: Vec<(ValueId, bool)> = self.announces.iter().map(|a| (a.value.id, a.permanent)).collect();
+        let mut seen = 0;
+        for n in self.nodes.iter_mut() {
+            if n.is_bad() {
+                continue;
+            }
+            if seen >= reach {
+                break;
+            }
+            seen += 1;
+            if !n.is_synced(now) {
+                continue;
+            }
+            let Some(token) = n.token.clone() else { continue };
+            let to = NodeInfo { id: n.id, addr: n.addr };
+            for &(vid, permanent) in &vids {
+                let a = n.ack(vid);
+                if a.pending.is_some() || a.until.is_some_and(|u| now + REANNOUNCE_MARGIN < u) {
+                    continue;
+                }
+                if permanent && a.stored {
+                    out.push(Action::Refresh {
+                        to,
+                        token: token.clone(),
+                        vid,
+                    });
+                } else {
+                    out.push(Action::Put {
+                        to,
+                        token: token.clone(),
+                        vid,
+                    });
+                }
+            }
+        }
+    }
+
+    fn send_listens(&mut self, now: Instant, reach: usize, _public_stable: bool, out: &mut Vec<Action>) {
+        if self.listens.is_empty() {
+            return;
+        }
+        let query = match self.listens.first() {
+            Some((_, q)) if self.listens.iter().all(|(_, o)| o == q) => q.clone(),
+            _ => Query::default(),
+        };
+        let mut seen = 0;
+        for n in &self.nodes {
+            if n.is_bad() {
+                continue;
+            }
+            if seen >= reach {
+                break;
+            }
+            seen += 1;
+            if !n.is_synced(now) {
+                continue;
+            }
+            let Some(token) = n.token.clone() else { continue };
+            let due = match &n.listen {
+                None => true,
+                Some(l) => l.pending.is_none() && l.refresh_at.is_none_or(|t| t <= now),
+            };
+            if due {
+                out.push(Action::Listen {
+                    to: NodeInfo { id: n.id, addr: n.addr },
+                    token,
+                    sid: n.listen.as_ref().map(|l| l.sid),
+                    query: query.clone(),
+                });
+            }
+        }
+    }
+
+    /// §5.2: when the first min(size, 25) nodes are all expired (or there are none), the search
+    /// expires: gets fail, non-permanent announces fail, permanent ones and listens wait.
+    fn check_expiry(&mut self, now: Instant, connecting: bool, out: &mut Vec<Action>) {
+        let head_expired = self.nodes.iter().take_while(|n| n.expired).count();
+        if head_expired < self.nodes.len().min(MAX_BAD_NODES) {
+            return;
+        }
+        if self.nodes.is_empty() && connecting && now - self.created < CONNECT_GRACE {
+            return;
+        }
+        self.expired_at = Some(now);
+        self.join = false;
+        for g in self.gets.drain(..) {
+            out.push(Action::GetDone { op: g.op, ok: false });
+        }
+        let targeted = self.non_bad().take(TARGET_NODES).count();
+        let mut i = 0;
+        while let Some(a) = self.announces.get_mut(i) {
+            let vid = a.value.id;
+            let ops = core::mem::take(&mut a.ops);
+            let permanent = a.permanent;
+            let acked = self.nodes.iter().filter(|n| n.acked(vid, now)).count();
+            out.extend(ops.into_iter().map(|op| Action::PutDone { op, vid, acked, targeted }));
+            if permanent {
+                i += 1;
+            } else {
+                self.announces.remove(i);
+            }
+        }
+    }
+
+    /// When this search next needs a step without any new input.
+    pub(crate) fn next_wakeup(&self, now: Instant) -> Option<Instant> {
+        if let Some(t) = self.expired_at {
+            return (!self.is_idle()).then_some(t + RETRY_EXPIRED);
+        }
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if self.is_idle() {
+            return None;
+        }
+        for n in &self.nodes {
+            if let Some(t) = n.last_reply {
+                consider(t + SYNC_TIME);
+            }
+            for a in &n.acks {
+                if let Some(u) = a.until
+                    && self.announces.iter().any(|x| x.value.id == a.vid && x.permanent)
+                {
+                    consider(u.saturating_sub_duration(REANNOUNCE_MARGIN));
+                }
+            }
+            if let Some(l) = &n.listen {
+                if let Some(t) = l.refresh_at {
+                    consider(t);
+                }
+                if let Some(t) = l.cache.values().map(|(t, _)| *t).min() {
+                    consider(t);
+                }
+            }
+        }
+        if let Some(t) = self.refilled {
+            consider(t + SYNC_TIME);
+        }
+        if self.nodes.is_empty() {
+            consider(self.created + CONNECT_GRACE);
+        }
+        next.map(|t| t.max(now))
+    }
+
+    /// Forgets everything learned about the network (connectivity changed).
+    pub(crate) fn reset(&mut self, now: Instant) -> Vec<ListenChange> {
+        let mut out = Vec::new();
+        for n in self.nodes.drain(..) {
+            if let Some(l) = n.listen {
+                out.extend(l.cache.into_keys().map(ListenChange::Removed));
+            }
+        }
+        self.refilled = None;
+        self.expired_at = None;
+        self.created = now;
+        out
+    }
+
+    /// Closest nodes with their state, for display.
+    pub(crate) fn describe(&self, now: Instant) -> String {
+        use core::fmt::Write;
+        let mut s = format!(
+            "search {} {:?}: {} gets, {} announces, {} listens, synced {}\n",
+            self.key,
+            self.family,
+            self.gets.len(),
+            self.announces.len(),
+            self.listens.len(),
+            self.is_synced(now)
+        );
+        for n in &self.nodes {
+            let _ = writeln!(
+                s,
+                "  {} {} {}{}{}",
+                n.id,
+                n.addr,
+                if n.is_synced(now) { "synced" } else { "-" },
+                if n.candidate { " candidate" } else { "" },
+                if n.expired { " expired" } else { "" }
+            );
+        }
+        s
+    }
+}
