@@ -65,3 +65,219 @@ fn put_then_get_from_every_other_node() {
         assert_eq!(values[0].id, put.vid);
     }
 }
+
+fn listen_added(net: &MemNet, node: usize) -> Vec<Value> {
+    net.events[node]
+        .iter()
+        .filter_map(|e| match e {
+            Event::ListenAdded { values, .. } => Some(values.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn listen_expired(net: &MemNet, node: usize) -> Vec<Value> {
+    net.events[node]
+        .iter()
+        .filter_map(|e| match e {
+            Event::ListenExpired { values, .. } => Some(values.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn listen_sees_puts_and_expiry() {
+    let mut net = boot(2, Stack::V4, 25);
+    let key = InfoHash::get("channel");
+    let token = net.with(7, |n, now| n.listen(now, key, Query::default()).unwrap());
+    net.run_for(Duration::from_secs(5));
+    let mut vids = Vec::new();
+    for (i, node) in [3usize, 12, 20].into_iter().enumerate() {
+        let put = net.with(node, |n, now| {
+            n.put(now, key, Value::new(0, format!("msg {i}").into_bytes()), PutOptions::default()).unwrap()
+        });
+        vids.push(put.vid);
+        net.run_for(Duration::from_secs(2));
+    }
+    assert!(net.run_until(Duration::from_secs(10), |net| listen_added(net, 7).len() >= 3));
+    let mut seen: Vec<_> = listen_added(&net, 7).iter().map(|v| v.id).collect();
+    seen.sort_unstable();
+    let mut want = vids.clone();
+    want.sort_unstable();
+    assert_eq!(seen, want, "each value reported once");
+    assert!(listen_expired(&net, 7).is_empty());
+    // Type 0 values live 10 minutes: their expiry is reported once, after that.
+    net.run_for(Duration::from_secs(9 * 60));
+    assert!(listen_expired(&net, 7).is_empty(), "expired too early");
+    net.run_for(Duration::from_secs(3 * 60));
+    let mut gone: Vec<_> = listen_expired(&net, 7).iter().map(|v| v.id).collect();
+    gone.sort_unstable();
+    assert_eq!(gone, want);
+    // A cancelled listen hears nothing more.
+    net.with(7, |n, now| n.cancel_listen(now, token).unwrap());
+    let before = listen_added(&net, 7).len();
+    net.with(3, |n, now| n.put(now, key, Value::new(0, b"late".to_vec()), PutOptions::default()).unwrap());
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(listen_added(&net, 7).len(), before);
+}
+
+#[test]
+fn values_expire_and_permanent_puts_are_refreshed() {
+    let mut net = boot(3, Stack::V4, 20);
+    let plain = InfoHash::get("plain");
+    let forever = InfoHash::get("forever");
+    let p1 = net.with(4, |n, now| n.put(now, plain, Value::new(1, b"a".to_vec()), PutOptions::default()).unwrap());
+    let p2 = net.with(4, |n, now| n.put(now, forever, Value::new(2, b"b".to_vec()), PutOptions::permanent()).unwrap());
+    assert!(net.run_until(Duration::from_secs(20), |net| put_done(net, 4, p1.op).is_some()
+        && put_done(net, 4, p2.op).is_some()));
+    let found = |net: &mut MemNet, key: InfoHash, from: usize| {
+        let op = net.with(from, |n, now| n.get(now, key, Query::default()).unwrap());
+        assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, from, op).is_some()));
+        get_values(net, from, op).len()
+    };
+    net.run_for(Duration::from_secs(9 * 60));
+    assert_eq!(found(&mut net, plain, 15), 1, "alive before its expiration");
+    net.run_for(Duration::from_secs(2 * 60));
+    assert_eq!(found(&mut net, plain, 15), 0, "gone after it");
+    // The permanent value outlives several expirations; refreshes keep it on the storers.
+    net.run_for(Duration::from_secs(30 * 60));
+    assert_eq!(found(&mut net, forever, 16), 1);
+    assert!(net.nodes[4].stats().sent(dht_proto::MessageKind::Refresh) > 0, "refresh used");
+    // Once cancelled, it expires.
+    net.with(4, |n, now| n.cancel_put(now, forever, 2).unwrap());
+    net.run_for(Duration::from_secs(11 * 60));
+    assert_eq!(found(&mut net, forever, 16), 0);
+}
+
+#[test]
+fn large_values_cross_as_fragments() {
+    let mut net = boot(4, Stack::V4, 20);
+    let key = InfoHash::get("big");
+    let data: Vec<u8> = (0..60 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let put = net.with(2, |n, now| n.put(now, key, Value::new(0, data.clone()), PutOptions::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(30), |net| put_done(net, 2, put.op).is_some()));
+    assert!(put_done(&net, 2, put.op).unwrap().ok());
+    let op = net.with(17, |n, now| n.get(now, key, Query::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, 17, op).is_some()));
+    let values = get_values(&net, 17, op);
+    assert_eq!(values.len(), 1);
+    assert_eq!(values[0].data, data);
+}
+
+#[test]
+fn ipv6_only_and_dual_stack_networks() {
+    let mut net = boot(5, Stack::V6, 20);
+    let key = InfoHash::get("six");
+    let put = net.with(1, |n, now| n.put(now, key, Value::new(0, b"v6".to_vec()), PutOptions::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(30), |net| put_done(net, 1, put.op).is_some()));
+    let outcome = put_done(&net, 1, put.op).unwrap();
+    assert!(outcome.ok() && outcome.acked[1] == 8 && outcome.acked[0] == 0, "{outcome:?}");
+    let op = net.with(19, |n, now| n.get(now, key, Query::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, 19, op).is_some()));
+    assert_eq!(get_values(&net, 19, op).len(), 1);
+
+    let mut net = boot(6, Stack::Dual, 20);
+    assert!(net.run_until(Duration::from_secs(60), |net| connected(net, Family::V6)));
+    let put = net.with(1, |n, now| n.put(now, key, Value::new(0, b"both".to_vec()), PutOptions::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(30), |net| put_done(net, 1, put.op).is_some()));
+    let outcome = put_done(&net, 1, put.op).unwrap();
+    assert_eq!(outcome.acked, [8, 8], "{outcome:?}");
+    let op = net.with(18, |n, now| n.get(now, key, Query::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, 18, op) == Some(true)));
+    assert_eq!(get_values(&net, 18, op).len(), 1, "the same value found on both families is delivered once");
+}
+
+#[test]
+fn queries_filter_and_select() {
+    let mut net = boot(7, Stack::V4, 20);
+    let key = InfoHash::get("typed");
+    for (id, ut) in [(1u64, "a"), (2, "b"), (3, "a")] {
+        let mut v = Value::new(id, vec![id as u8; 10]);
+        v.user_type = ut.into();
+        net.with(5, |n, now| n.put(now, key, v, PutOptions::default()).unwrap());
+    }
+    net.run_for(Duration::from_secs(10));
+    let q = Query::parse("WHERE user_type=a").unwrap();
+    let op = net.with(14, |n, now| n.get(now, key, q).unwrap());
+    assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, 14, op).is_some()));
+    let mut ids: Vec<u64> = get_values(&net, 14, op).iter().map(|v| v.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 3]);
+    let q = Query::parse("SELECT id").unwrap();
+    let op = net.with(15, |n, now| n.get(now, key, q).unwrap());
+    assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, 15, op).is_some()));
+    let values = get_values(&net, 15, op);
+    let mut ids: Vec<u64> = values.iter().map(|v| v.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert!(values.iter().all(|v| v.data.is_empty()), "only ids were selected");
+}
+
+#[test]
+fn a_lone_node_answers_from_its_own_storage() {
+    let mut net = MemNet::build(8, Stack::V4, 1);
+    let key = InfoHash::get("alone");
+    let put = net.with(0, |n, now| n.put(now, key, Value::new(5, b"x".to_vec()), PutOptions::default()).unwrap());
+    net.run_for(Duration::from_secs(1));
+    let outcome = put_done(&net, 0, put.op).expect("put done");
+    assert!(!outcome.ok());
+    let op = net.with(0, |n, now| n.get(now, key, Query::default()).unwrap());
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(get_done(&net, 0, op), Some(false));
+    assert_eq!(get_values(&net, 0, op).len(), 1);
+}
+
+#[test]
+fn values_survive_the_loss_of_their_first_storers() {
+    let mut net = boot(9, Stack::V4, 40);
+    let key = InfoHash::get("survivor");
+    let put = net.with(0, |n, now| n.put(now, key, Value::new(9, b"still here".to_vec()), PutOptions::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(20), |net| put_done(net, 0, put.op).is_some()));
+    let holders = |net: &MemNet| -> Vec<usize> {
+        (1..net.nodes.len()).filter(|&i| !net.nodes[i].local_values(&key).is_empty()).collect()
+    };
+    let first = holders(&net);
+    assert_eq!(first.len(), 8, "{first:?}");
+    // All eight storers leave, two at a time, a couple of minutes apart. The putter never
+    // re-announces a non-permanent value, so only re-replication can keep it.
+    for pair in first.chunks(2) {
+        for &i in pair {
+            net.take_down(i);
+        }
+        net.run_for(Duration::from_secs(150));
+    }
+    let now_holding: Vec<usize> = holders(&net).into_iter().filter(|i| !first.contains(i)).collect();
+    assert!(now_holding.len() >= 4, "re-replicated to {now_holding:?}");
+    let op = net.with(33, |n, now| n.get(now, key, Query::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(60), |net| get_done(net, 33, op).is_some()));
+    assert_eq!(get_values(&net, 33, op).len(), 1);
+    assert!(net.nodes.iter().map(|n| n.stats().replications).sum::<u64>() > 0);
+}
+
+#[test]
+fn a_replaced_value_reaches_the_storers_and_cancel_stops_traffic() {
+    let mut net = boot(10, Stack::V4, 20);
+    let key = InfoHash::get("override");
+    let p1 = net.with(2, |n, now| n.put(now, key, Value::new(77, b"one".to_vec()), PutOptions::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(20), |net| put_done(net, 2, p1.op).is_some()));
+    let p2 = net.with(2, |n, now| n.put(now, key, Value::new(77, b"two".to_vec()), PutOptions::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(20), |net| put_done(net, 2, p2.op).is_some()));
+    let op = net.with(11, |n, now| n.get(now, key, Query::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, 11, op).is_some()));
+    let values = get_values(&net, 11, op);
+    assert_eq!(values.len(), 1);
+    assert_eq!(values[0].data, b"two");
+
+    // A permanent put cancelled at once sends nothing more after a short while.
+    let p3 = net.with(5, |n, now| n.put(now, InfoHash::get("p3"), Value::new(3, b"x".to_vec()), PutOptions::permanent()).unwrap());
+    net.with(5, |n, now| n.cancel_put(now, InfoHash::get("p3"), p3.vid).unwrap());
+    assert!(put_done(&net, 5, p3.op).is_some(), "a cancelled put reports done");
+    net.run_for(Duration::from_secs(30));
+    let sent = net.nodes[5].stats().sent(dht_proto::MessageKind::Put);
+    net.run_for(Duration::from_secs(30 * 60));
+    assert_eq!(net.nodes[5].stats().sent(dht_proto::MessageKind::Put), sent);
+    assert_eq!(net.nodes[5].stats().searches, 0, "no search left behind");
+}

@@ -33,7 +33,7 @@ use crate::routing::{Confirm, MAX_AUTH_ERRORS, RoutingTable};
 use crate::rpc::{self, Blacklist, Pending, Purpose, RateLimiter, Rpc, Timeout, Tokens};
 use crate::search::{Action, Announce, ListenChange, REANNOUNCE_MARGIN, Search, Sent, TARGET_NODES};
 use crate::storage::{self, Evicted, RemoteListener, Storage, StoreOutcome};
-use crate::value::{Field, FieldRow, FieldValue, Query, Value, ValueId};
+use crate::value::{FieldRow, FieldValue, Query, Value, ValueId};
 use crate::wire::fragment::{self, Progress, Reassembler};
 use crate::wire::{
     self, Body, ErrorCode, FieldRows, Message, NodeInfo, Reply, Request, RequestKind, Tid, UpdatePayload, Values,
@@ -1758,6 +1758,14 @@ impl Node {
             if !g.query.where_.matches(v) {
                 continue;
             }
+            // A select delivers only the selected fields, whoever holds the whole value.
+            let projected;
+            let v = if g.query.select.is_empty() {
+                v
+            } else {
+                projected = value_of_row(&g.query.select.project(v));
+                &projected
+            };
             let fp = InfoHash::get(v.encode_to_vec());
             match g.seen.get(&v.id) {
                 Some(old) if *old == fp => continue,
@@ -2035,7 +2043,23 @@ impl Node {
         if self.shutting_down {
             return;
         }
-        for (key, last) in self.storage.remote_keys() {
+        let keys = self.storage.remote_keys();
+        // Replicas that went quiet are pinged, so that a dead one expires and changes the
+        // closest set by the next round.
+        let period = self.config.replicate_period;
+        let mut quiet = BTreeSet::new();
+        for (key, _) in &keys {
+            for t in &self.tables {
+                for n in t.closest(now, key, TARGET_NODES, false) {
+                    if t.get(&n.id).is_some_and(|e| e.last_heard.is_none_or(|h| now - h >= period)) {
+                        quiet.insert((n.addr, n.id));
+                    }
+                }
+            }
+        }
+        let pings: Vec<NodeInfo> = quiet.into_iter().map(|(addr, id)| NodeInfo { id, addr }).collect();
+        self.ping_all(now, pings);
+        for (key, last) in keys {
             let fp = self.closest_fingerprint(now, &key);
             if last == Some(fp) {
                 continue;
