@@ -72,7 +72,10 @@ impl MemNet {
 
     /// Node `i`'s IPv6 address.
     pub fn addr6(i: usize) -> SocketAddr {
-        SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i as u16 + 1)), 4222)
+        SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i as u16 + 1)),
+            4222,
+        )
     }
 
     /// Node `i`'s main address (IPv4 unless IPv6-only).
@@ -144,15 +147,23 @@ impl MemNet {
         let src4 = Self::addr4(i);
         let src6 = Self::addr6(i);
         while let Some(t) = self.nodes[i].poll_transmit(now, &mut buf) {
-            if self.down.contains(&i) || (self.loss > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.loss)
+            if self.down.contains(&i)
+                || (self.loss > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.loss)
             {
                 continue;
             }
-            let Some(to) = self.index_of(&t.destination) else { continue };
+            let Some(to) = self.index_of(&t.destination) else {
+                continue;
+            };
             let from = if t.destination.is_ipv4() { src4 } else { src6 };
             self.seq += 1;
-            self.queue
-                .push(Reverse((now + self.latency, self.seq, to, from, buf[..t.len].to_vec())));
+            self.queue.push(Reverse((
+                now + self.latency,
+                self.seq,
+                to,
+                from,
+                buf[..t.len].to_vec(),
+            )));
         }
         while let Some(e) = self.nodes[i].poll_event() {
             self.events[i].push(e);

@@ -38,7 +38,11 @@ fn put_done(net: &MemNet, node: usize, op: OpId) -> Option<dht_proto::PutOutcome
 
 fn boot(seed: u64, stack: Stack, n: usize) -> MemNet {
     let mut net = MemNet::build(seed, stack, n);
-    let fam = if stack == Stack::V6 { Family::V6 } else { Family::V4 };
+    let fam = if stack == Stack::V6 {
+        Family::V6
+    } else {
+        Family::V4
+    };
     assert!(
         net.run_until(Duration::from_secs(60), |net| connected(net, fam)),
         "network did not connect"
@@ -51,14 +55,20 @@ fn boot(seed: u64, stack: Stack, n: usize) -> MemNet {
 fn put_then_get_from_every_other_node() {
     let mut net = boot(1, Stack::V4, 30);
     let key = InfoHash::get("hello");
-    let put = net.with(3, |n, now| n.put(now, key, Value::new(0, b"world".to_vec()), PutOptions::default()).unwrap());
+    let put = net.with(3, |n, now| {
+        n.put(now, key, Value::new(0, b"world".to_vec()), PutOptions::default())
+            .unwrap()
+    });
     assert!(net.run_until(Duration::from_secs(30), |net| put_done(net, 3, put.op).is_some()));
     let outcome = put_done(&net, 3, put.op).unwrap();
     assert!(outcome.ok(), "{outcome:?}");
     assert_eq!(outcome.acked[0], 8, "{outcome:?}");
     for i in 0..30 {
         let op = net.with(i, |n, now| n.get(now, key, Query::default()).unwrap());
-        assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, i, op).is_some()), "node {i}");
+        assert!(
+            net.run_until(Duration::from_secs(30), |net| get_done(net, i, op).is_some()),
+            "node {i}"
+        );
         let values = get_values(&net, i, op);
         assert_eq!(values.len(), 1, "node {i}");
         assert_eq!(values[0].data, b"world");
@@ -97,7 +107,13 @@ fn listen_sees_puts_and_expiry() {
     let mut vids = Vec::new();
     for (i, node) in [3usize, 12, 20].into_iter().enumerate() {
         let put = net.with(node, |n, now| {
-            n.put(now, key, Value::new(0, format!("msg {i}").into_bytes()), PutOptions::default()).unwrap()
+            n.put(
+                now,
+                key,
+                Value::new(0, format!("msg {i}").into_bytes()),
+                PutOptions::default(),
+            )
+            .unwrap()
         });
         vids.push(put.vid);
         net.run_for(Duration::from_secs(2));
@@ -119,7 +135,10 @@ fn listen_sees_puts_and_expiry() {
     // A cancelled listen hears nothing more.
     net.with(7, |n, now| n.cancel_listen(now, token).unwrap());
     let before = listen_added(&net, 7).len();
-    net.with(3, |n, now| n.put(now, key, Value::new(0, b"late".to_vec()), PutOptions::default()).unwrap());
+    net.with(3, |n, now| {
+        n.put(now, key, Value::new(0, b"late".to_vec()), PutOptions::default())
+            .unwrap()
+    });
     net.run_for(Duration::from_secs(10));
     assert_eq!(listen_added(&net, 7).len(), before);
 }
@@ -129,10 +148,23 @@ fn values_expire_and_permanent_puts_are_refreshed() {
     let mut net = boot(3, Stack::V4, 20);
     let plain = InfoHash::get("plain");
     let forever = InfoHash::get("forever");
-    let p1 = net.with(4, |n, now| n.put(now, plain, Value::new(1, b"a".to_vec()), PutOptions::default()).unwrap());
-    let p2 = net.with(4, |n, now| n.put(now, forever, Value::new(2, b"b".to_vec()), PutOptions::permanent()).unwrap());
-    assert!(net.run_until(Duration::from_secs(20), |net| put_done(net, 4, p1.op).is_some()
-        && put_done(net, 4, p2.op).is_some()));
+    let p1 = net.with(4, |n, now| {
+        n.put(now, plain, Value::new(1, b"a".to_vec()), PutOptions::default())
+            .unwrap()
+    });
+    let p2 = net.with(4, |n, now| {
+        n.put(
+            now,
+            forever,
+            Value::new(2, b"b".to_vec()),
+            PutOptions::permanent(),
+        )
+        .unwrap()
+    });
+    assert!(
+        net.run_until(Duration::from_secs(20), |net| put_done(net, 4, p1.op).is_some()
+            && put_done(net, 4, p2.op).is_some())
+    );
     let found = |net: &mut MemNet, key: InfoHash, from: usize| {
         let op = net.with(from, |n, now| n.get(now, key, Query::default()).unwrap());
         assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, from, op).is_some()));
@@ -145,7 +177,10 @@ fn values_expire_and_permanent_puts_are_refreshed() {
     // The permanent value outlives several expirations; refreshes keep it on the storers.
     net.run_for(Duration::from_secs(30 * 60));
     assert_eq!(found(&mut net, forever, 16), 1);
-    assert!(net.nodes[4].stats().sent(dht_proto::MessageKind::Refresh) > 0, "refresh used");
+    assert!(
+        net.nodes[4].stats().sent(dht_proto::MessageKind::Refresh) > 0,
+        "refresh used"
+    );
     // Once cancelled, it expires.
     net.with(4, |n, now| n.cancel_put(now, forever, 2).unwrap());
     net.run_for(Duration::from_secs(11 * 60));
@@ -157,7 +192,10 @@ fn large_values_cross_as_fragments() {
     let mut net = boot(4, Stack::V4, 20);
     let key = InfoHash::get("big");
     let data: Vec<u8> = (0..60 * 1024).map(|i| (i * 7 % 251) as u8).collect();
-    let put = net.with(2, |n, now| n.put(now, key, Value::new(0, data.clone()), PutOptions::default()).unwrap());
+    let put = net.with(2, |n, now| {
+        n.put(now, key, Value::new(0, data.clone()), PutOptions::default())
+            .unwrap()
+    });
     assert!(net.run_until(Duration::from_secs(30), |net| put_done(net, 2, put.op).is_some()));
     assert!(put_done(&net, 2, put.op).unwrap().ok());
     let op = net.with(17, |n, now| n.get(now, key, Query::default()).unwrap());
@@ -171,23 +209,36 @@ fn large_values_cross_as_fragments() {
 fn ipv6_only_and_dual_stack_networks() {
     let mut net = boot(5, Stack::V6, 20);
     let key = InfoHash::get("six");
-    let put = net.with(1, |n, now| n.put(now, key, Value::new(0, b"v6".to_vec()), PutOptions::default()).unwrap());
+    let put = net.with(1, |n, now| {
+        n.put(now, key, Value::new(0, b"v6".to_vec()), PutOptions::default())
+            .unwrap()
+    });
     assert!(net.run_until(Duration::from_secs(30), |net| put_done(net, 1, put.op).is_some()));
     let outcome = put_done(&net, 1, put.op).unwrap();
-    assert!(outcome.ok() && outcome.acked[1] == 8 && outcome.acked[0] == 0, "{outcome:?}");
+    assert!(
+        outcome.ok() && outcome.acked[1] == 8 && outcome.acked[0] == 0,
+        "{outcome:?}"
+    );
     let op = net.with(19, |n, now| n.get(now, key, Query::default()).unwrap());
     assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, 19, op).is_some()));
     assert_eq!(get_values(&net, 19, op).len(), 1);
 
     let mut net = boot(6, Stack::Dual, 20);
     assert!(net.run_until(Duration::from_secs(60), |net| connected(net, Family::V6)));
-    let put = net.with(1, |n, now| n.put(now, key, Value::new(0, b"both".to_vec()), PutOptions::default()).unwrap());
+    let put = net.with(1, |n, now| {
+        n.put(now, key, Value::new(0, b"both".to_vec()), PutOptions::default())
+            .unwrap()
+    });
     assert!(net.run_until(Duration::from_secs(30), |net| put_done(net, 1, put.op).is_some()));
     let outcome = put_done(&net, 1, put.op).unwrap();
     assert_eq!(outcome.acked, [8, 8], "{outcome:?}");
     let op = net.with(18, |n, now| n.get(now, key, Query::default()).unwrap());
     assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, 18, op) == Some(true)));
-    assert_eq!(get_values(&net, 18, op).len(), 1, "the same value found on both families is delivered once");
+    assert_eq!(
+        get_values(&net, 18, op).len(),
+        1,
+        "the same value found on both families is delivered once"
+    );
 }
 
 #[test]
@@ -220,7 +271,10 @@ fn queries_filter_and_select() {
 fn a_lone_node_answers_from_its_own_storage() {
     let mut net = MemNet::build(8, Stack::V4, 1);
     let key = InfoHash::get("alone");
-    let put = net.with(0, |n, now| n.put(now, key, Value::new(5, b"x".to_vec()), PutOptions::default()).unwrap());
+    let put = net.with(0, |n, now| {
+        n.put(now, key, Value::new(5, b"x".to_vec()), PutOptions::default())
+            .unwrap()
+    });
     net.run_for(Duration::from_secs(1));
     let outcome = put_done(&net, 0, put.op).expect("put done");
     assert!(!outcome.ok());
@@ -234,10 +288,20 @@ fn a_lone_node_answers_from_its_own_storage() {
 fn values_survive_the_loss_of_their_first_storers() {
     let mut net = boot(9, Stack::V4, 40);
     let key = InfoHash::get("survivor");
-    let put = net.with(0, |n, now| n.put(now, key, Value::new(9, b"still here".to_vec()), PutOptions::default()).unwrap());
+    let put = net.with(0, |n, now| {
+        n.put(
+            now,
+            key,
+            Value::new(9, b"still here".to_vec()),
+            PutOptions::default(),
+        )
+        .unwrap()
+    });
     assert!(net.run_until(Duration::from_secs(20), |net| put_done(net, 0, put.op).is_some()));
     let holders = |net: &MemNet| -> Vec<usize> {
-        (1..net.nodes.len()).filter(|&i| !net.nodes[i].local_values(&key).is_empty()).collect()
+        (1..net.nodes.len())
+            .filter(|&i| !net.nodes[i].local_values(&key).is_empty())
+            .collect()
     };
     let first = holders(&net);
     assert_eq!(first.len(), 8, "{first:?}");
@@ -261,9 +325,15 @@ fn values_survive_the_loss_of_their_first_storers() {
 fn a_replaced_value_reaches_the_storers_and_cancel_stops_traffic() {
     let mut net = boot(10, Stack::V4, 20);
     let key = InfoHash::get("override");
-    let p1 = net.with(2, |n, now| n.put(now, key, Value::new(77, b"one".to_vec()), PutOptions::default()).unwrap());
+    let p1 = net.with(2, |n, now| {
+        n.put(now, key, Value::new(77, b"one".to_vec()), PutOptions::default())
+            .unwrap()
+    });
     assert!(net.run_until(Duration::from_secs(20), |net| put_done(net, 2, p1.op).is_some()));
-    let p2 = net.with(2, |n, now| n.put(now, key, Value::new(77, b"two".to_vec()), PutOptions::default()).unwrap());
+    let p2 = net.with(2, |n, now| {
+        n.put(now, key, Value::new(77, b"two".to_vec()), PutOptions::default())
+            .unwrap()
+    });
     assert!(net.run_until(Duration::from_secs(20), |net| put_done(net, 2, p2.op).is_some()));
     let op = net.with(11, |n, now| n.get(now, key, Query::default()).unwrap());
     assert!(net.run_until(Duration::from_secs(30), |net| get_done(net, 11, op).is_some()));
@@ -272,8 +342,18 @@ fn a_replaced_value_reaches_the_storers_and_cancel_stops_traffic() {
     assert_eq!(values[0].data, b"two");
 
     // A permanent put cancelled at once sends nothing more after a short while.
-    let p3 = net.with(5, |n, now| n.put(now, InfoHash::get("p3"), Value::new(3, b"x".to_vec()), PutOptions::permanent()).unwrap());
-    net.with(5, |n, now| n.cancel_put(now, InfoHash::get("p3"), p3.vid).unwrap());
+    let p3 = net.with(5, |n, now| {
+        n.put(
+            now,
+            InfoHash::get("p3"),
+            Value::new(3, b"x".to_vec()),
+            PutOptions::permanent(),
+        )
+        .unwrap()
+    });
+    net.with(5, |n, now| {
+        n.cancel_put(now, InfoHash::get("p3"), p3.vid).unwrap()
+    });
     assert!(put_done(&net, 5, p3.op).is_some(), "a cancelled put reports done");
     net.run_for(Duration::from_secs(30));
     let sent = net.nodes[5].stats().sent(dht_proto::MessageKind::Put);

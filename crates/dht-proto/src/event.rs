@@ -73,7 +73,10 @@ pub struct PutOutcome {
 impl PutOutcome {
     /// True when at least one family reached all its closest nodes (OpenDHT's `ok`).
     pub fn ok(&self) -> bool {
-        (0..2).any(|i| self.targeted[i] > 0 && self.acked[i] >= self.targeted[i])
+        self.targeted
+            .iter()
+            .zip(self.acked.iter())
+            .any(|(t, a)| *t > 0 && a >= t)
     }
 
     /// Acknowledgements in both families.
@@ -345,6 +348,42 @@ impl Stats {
     pub(crate) fn count_out(&mut self, kind: MessageKind) {
         if let Some(c) = self.sent.get_mut(kind as usize) {
             *c += 1;
+        }
+    }
+}
+
+/// One `T` per family, indexed by [`Family`] (no index can be out of range).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PerFamily<T> {
+    pub v4: T,
+    pub v6: T,
+}
+
+impl<T> PerFamily<T> {
+    pub(crate) fn new(v4: T, v6: T) -> PerFamily<T> {
+        PerFamily { v4, v6 }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        [&self.v4, &self.v6].into_iter()
+    }
+}
+
+impl<T> core::ops::Index<Family> for PerFamily<T> {
+    type Output = T;
+    fn index(&self, f: Family) -> &T {
+        match f {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+}
+
+impl<T> core::ops::IndexMut<Family> for PerFamily<T> {
+    fn index_mut(&mut self, f: Family) -> &mut T {
+        match f {
+            Family::V4 => &mut self.v4,
+            Family::V6 => &mut self.v6,
         }
     }
 }

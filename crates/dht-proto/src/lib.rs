@@ -52,7 +52,8 @@ pub mod wire;
 
 pub use config::Config;
 pub use event::{
-    CommandError, DropReason, Event, Family, ListenToken, MessageKind, OpId, PutOutcome, Stats, Status, Transmit,
+    CommandError, DropReason, Event, Family, ListenToken, MessageKind, OpId, PutOutcome, Stats, Status,
+    Transmit,
 };
 pub use infohash::{HASH_LEN, InfoHash, ParseHashError};
 pub use node::{ExportedValue, Node, PutHandle, PutOptions};

@@ -27,7 +27,8 @@ use rand_core::{RngCore, SeedableRng};
 
 use crate::config::Config;
 use crate::event::{
-    CommandError, DropReason, Event, Family, ListenToken, MessageKind, OpId, PutOutcome, Stats, Status, Transmit,
+    CommandError, DropReason, Event, Family, ListenToken, MessageKind, OpId, PerFamily, PutOutcome, Stats,
+    Status, Transmit,
 };
 use crate::routing::{Confirm, MAX_AUTH_ERRORS, RoutingTable};
 use crate::rpc::{self, Blacklist, Pending, Purpose, RateLimiter, Rpc, Timeout, Tokens};
@@ -36,8 +37,8 @@ use crate::storage::{self, Evicted, RemoteListener, Storage, StoreOutcome};
 use crate::value::{FieldRow, FieldValue, Query, Value, ValueId};
 use crate::wire::fragment::{self, Progress, Reassembler};
 use crate::wire::{
-    self, Body, ErrorCode, FieldRows, Message, NodeInfo, Reply, Request, RequestKind, Tid, UpdatePayload, Values,
-    Want,
+    self, Body, ErrorCode, FieldRows, Message, NodeInfo, Reply, Request, RequestKind, Tid, UpdatePayload,
+    Values, Want,
 };
 use crate::{InfoHash, Instant};
 
@@ -124,7 +125,7 @@ pub struct Node {
     limiter: RateLimiter,
     blacklist: Blacklist,
     reassembler: Reassembler,
-    tables: [RoutingTable; 2],
+    tables: PerFamily<RoutingTable>,
     storage: Storage,
     searches: BTreeMap<SearchKey, Search>,
     search_timers: BTreeSet<(Instant, SearchKey)>,
@@ -139,8 +140,8 @@ pub struct Node {
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
     stats: Stats,
-    status: [Status; 2],
-    public_addrs: [Vec<(IpAddr, u32)>; 2],
+    status: PerFamily<Status>,
+    public_addrs: PerFamily<Vec<(IpAddr, u32)>>,
     bootstrap: Vec<SocketAddr>,
     bootstrap_at: Option<Instant>,
     bootstrap_period: Duration,
@@ -153,6 +154,9 @@ pub struct Node {
     shutdown_reported: bool,
     last_input: Instant,
 }
+
+#[cfg(test)]
+mod tests;
 
 fn family_index(f: Family) -> usize {
     f.index()
@@ -188,10 +192,10 @@ impl Node {
             ),
             blacklist: Blacklist::new(config.max_blacklist),
             reassembler: Reassembler::new(config.reassembly.clone()),
-            tables: [
+            tables: PerFamily::new(
                 RoutingTable::new(Family::V4, id, config.bootstrap_mode),
                 RoutingTable::new(Family::V6, id, config.bootstrap_mode),
-            ],
+            ),
             storage: Storage::new(limits),
             searches: BTreeMap::new(),
             search_timers: BTreeSet::new(),
@@ -205,8 +209,8 @@ impl Node {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
-            status: [Status::Disconnected; 2],
-            public_addrs: [Vec::new(), Vec::new()],
+            status: PerFamily::new(Status::Disconnected, Status::Disconnected),
+            public_addrs: PerFamily::default(),
             bootstrap: Vec::new(),
             bootstrap_at: None,
             bootstrap_period: BOOTSTRAP_PERIOD,
@@ -239,18 +243,18 @@ impl Node {
 
     /// Connectivity of `family`.
     pub fn status(&self, family: Family) -> Status {
-        self.status[family_index(family)]
+        self.status[family]
     }
 
     /// Counters and gauges.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         let now = self.last_now();
-        for f in Family::ALL {
-            let t = &self.tables[family_index(f)];
-            s.nodes[family_index(f)] = t.len();
-            s.good_nodes[family_index(f)] = t.nodes().filter(|n| n.is_good(now)).count();
-        }
+        let count = |t: &RoutingTable| [t.len(), t.nodes().filter(|n| n.is_good(now)).count()];
+        let [n4, g4] = count(&self.tables.v4);
+        let [n6, g6] = count(&self.tables.v6);
+        s.nodes = [n4, n6];
+        s.good_nodes = [g4, g6];
         s.searches = self.searches.len();
         s.stored_keys = self.storage.keys();
         s.stored_values = self.storage.values();
@@ -268,24 +272,31 @@ impl Node {
 
     /// Our public addresses as peers report them, most reported first (ports unknown).
     pub fn public_addresses(&self, family: Family) -> Vec<IpAddr> {
-        let mut v = self.public_addrs[family_index(family)].clone();
+        let mut v = self.public_addrs[family].clone();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         v.into_iter().map(|(ip, _)| ip).collect()
     }
 
     /// The routing table of `family`, one bucket per paragraph, for display.
     pub fn routing_table_text(&self, family: Family) -> String {
-        self.tables[family_index(family)].describe(self.last_input)
+        self.tables[family].describe(self.last_input)
     }
 
     /// Every search and its nodes, for display.
     pub fn searches_text(&self) -> String {
-        self.searches.values().map(|s| s.describe(self.last_input)).collect()
+        self.searches
+            .values()
+            .map(|s| s.describe(self.last_input))
+            .collect()
     }
 
     /// Values stored here at `key`.
     pub fn local_values(&self, key: &InfoHash) -> Vec<Value> {
-        self.storage.entries(key).iter().map(|s| s.value.clone()).collect()
+        self.storage
+            .entries(key)
+            .iter()
+            .map(|s| s.value.clone())
+            .collect()
     }
 
     /// Heap bytes held by the routing tables, storage and searches (an estimate, for the
@@ -431,9 +442,7 @@ impl Node {
         }
         let tid = self.rpc.next_tid(to);
         let mk = request_kind(&kind);
-        let packet = self
-            .stamp(Message::request(tid, self.id, kind))
-            .encode_to_vec();
+        let packet = self.stamp(Message::request(tid, self.id, kind)).encode_to_vec();
         let parts = self.value_parts(tid, data);
         self.stats.count_out(mk);
         self.queue(to, packet.clone());
@@ -583,7 +592,11 @@ impl Node {
             Body::Reply(reply) => {
                 let pending = self.rpc.complete(from, tid);
                 if !msg.is_client {
-                    let confirm = if pending.is_some() { Confirm::Replied } else { Confirm::Requested };
+                    let confirm = if pending.is_some() {
+                        Confirm::Replied
+                    } else {
+                        Confirm::Requested
+                    };
                     self.learn_sender(now, reply.id, from, confirm);
                 }
                 if let Some(p) = pending {
@@ -606,7 +619,7 @@ impl Node {
     fn learn_sender(&mut self, now: Instant, id: InfoHash, from: SocketAddr, confirm: Confirm) {
         let mut pings = Vec::new();
         let rpc = &self.rpc;
-        let t = &mut self.tables[family_index(Family::of(&from))];
+        let t = &mut self.tables[Family::of(&from)];
         let added = t.on_new_node(now, id, from, confirm, &|a| rpc.has_pending_to(*a), &mut pings);
         if added {
             self.offer_to_searches(now, NodeInfo { id, addr: from });
@@ -627,8 +640,15 @@ impl Node {
                 continue;
             }
             let rpc = &self.rpc;
-            let t = &mut self.tables[family_index(Family::of(&addr))];
-            t.on_new_node(now, n.id, addr, Confirm::Learned, &|a| rpc.has_pending_to(*a), &mut pings);
+            let t = &mut self.tables[Family::of(&addr)];
+            t.on_new_node(
+                now,
+                n.id,
+                addr,
+                Confirm::Learned,
+                &|a| rpc.has_pending_to(*a),
+                &mut pings,
+            );
             out.push(NodeInfo { id: n.id, addr });
         }
         self.ping_all(now, pings);
@@ -639,7 +659,10 @@ impl Node {
     fn offer_to_searches(&mut self, now: Instant, info: NodeInfo) {
         let fam = Family::of(&info.addr);
         let mut all_changes = Vec::new();
-        for (k, s) in self.searches.range_mut((fam, InfoHash::ZERO)..=(fam, InfoHash([0xff; 20]))) {
+        for (k, s) in self
+            .searches
+            .range_mut((fam, InfoHash::ZERO)..=(fam, InfoHash([0xff; 20])))
+        {
             let mut changes = Vec::new();
             if s.insert_node(now, info, &mut changes) {
                 self.dirty.insert(*k);
@@ -664,7 +687,7 @@ impl Node {
     fn tally_public_address(&mut self, ip: IpAddr) {
         let fam = Family::of_ip(&ip);
         let before = self.public_addresses(fam).first().copied();
-        let list = &mut self.public_addrs[family_index(fam)];
+        let list = &mut self.public_addrs[fam];
         if let Some(e) = list.iter_mut().find(|e| e.0 == ip) {
             e.1 = e.1.saturating_add(1);
         } else if list.len() < MAX_PUBLIC_ADDRS {
@@ -728,18 +751,31 @@ impl Node {
         });
         let mut r = self.plain_reply(from);
         if want.ipv4 {
-            r.nodes4 = self.tables[0].closest(now, target, TARGET_NODES, true);
+            r.nodes4 = self.tables[Family::V4].closest(now, target, TARGET_NODES, true);
         }
         if want.ipv6 {
-            r.nodes6 = self.tables[1].closest(now, target, TARGET_NODES, true);
+            r.nodes6 = self.tables[Family::V6].closest(now, target, TARGET_NODES, true);
         }
         r.token = Some(self.tokens.make(from));
         r
     }
 
-    fn on_get(&mut self, now: Instant, from: SocketAddr, tid: Tid, key: InfoHash, query: Query, want: Option<Want>) {
+    fn on_get(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: Tid,
+        key: InfoHash,
+        query: Query,
+        want: Option<Want>,
+    ) {
         if key.is_zero() {
-            return self.send_error(from, tid, ErrorCode::NON_AUTHORITATIVE_INFORMATION, "Get_values with no info_hash");
+            return self.send_error(
+                from,
+                tid,
+                ErrorCode::NON_AUTHORITATIVE_INFORMATION,
+                "Get_values with no info_hash",
+            );
         }
         let mut r = self.nodes_reply(now, &from, &key, want);
         let mut budget = self.config.max_reply_values_bytes;
@@ -786,7 +822,12 @@ impl Node {
         token: &[u8],
     ) {
         if key.is_zero() {
-            return self.send_error(from, tid, ErrorCode::NON_AUTHORITATIVE_INFORMATION, "Put with no info_hash");
+            return self.send_error(
+                from,
+                tid,
+                ErrorCode::NON_AUTHORITATIVE_INFORMATION,
+                "Put with no info_hash",
+            );
         }
         if !self.tokens.check(&from, token) {
             return self.send_error(from, tid, ErrorCode::UNAUTHORIZED, "Put with wrong token");
@@ -794,7 +835,7 @@ impl Node {
         // Values arrive inline here: fragmented ones were reassembled first.
         let Values::Inline(values) = values else { return };
         // §7.3: we are not among the closest nodes we know for the key: drop silently.
-        let closest = self.tables[family_index(Family::of(&from))].closest(now, &key, 14, true);
+        let closest = self.tables[Family::of(&from)].closest(now, &key, 14, true);
         let too_far = closest.len() >= TARGET_NODES
             && closest
                 .last()
@@ -802,7 +843,12 @@ impl Node {
         let created = self.instant_of_unix(now, created);
         for v in values {
             if v.id == 0 {
-                return self.send_error(from, tid, ErrorCode::NON_AUTHORITATIVE_INFORMATION, "Put with invalid id");
+                return self.send_error(
+                    from,
+                    tid,
+                    ErrorCode::NON_AUTHORITATIVE_INFORMATION,
+                    "Put with invalid id",
+                );
             }
             let vid = v.id;
             if too_far {
@@ -817,7 +863,14 @@ impl Node {
     }
 
     /// Stores a value (ours when `source` is `None`) and tells listeners.
-    fn store_value(&mut self, now: Instant, key: InfoHash, v: Value, created: Instant, source: Option<SocketAddr>) -> bool {
+    fn store_value(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        v: Value,
+        created: Instant,
+        source: Option<SocketAddr>,
+    ) -> bool {
         let ty = self.config.value_type(v.value_type).clone();
         let Some(v) = ty.check_store(&key, v, source) else {
             self.stats.store_refused += 1;
@@ -839,7 +892,13 @@ impl Node {
                     self.storage.set_replicated(&key, fp);
                 }
                 self.notify_listeners(now, key, Notice::Values(vec![v.clone()]));
-                self.apply_listen_changes(key, vec![ListenChange::Added { value: v, first: fresh }]);
+                self.apply_listen_changes(
+                    key,
+                    vec![ListenChange::Added {
+                        value: v,
+                        first: fresh,
+                    }],
+                );
                 true
             }
             StoreOutcome::Refreshed => {
@@ -883,7 +942,12 @@ impl Node {
         query: Query,
     ) {
         if key.is_zero() {
-            return self.send_error(from, tid, ErrorCode::NON_AUTHORITATIVE_INFORMATION, "Listen with no info_hash");
+            return self.send_error(
+                from,
+                tid,
+                ErrorCode::NON_AUTHORITATIVE_INFORMATION,
+                "Listen with no info_hash",
+            );
         }
         if !self.tokens.check(&from, token) {
             return self.send_error(from, tid, ErrorCode::UNAUTHORIZED, "Listen with wrong token");
@@ -911,7 +975,15 @@ impl Node {
         }
     }
 
-    fn on_refresh(&mut self, now: Instant, from: SocketAddr, tid: Tid, key: InfoHash, vid: ValueId, token: &[u8]) {
+    fn on_refresh(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: Tid,
+        key: InfoHash,
+        vid: ValueId,
+        token: &[u8],
+    ) {
         if !self.tokens.check(&from, token) {
             return self.send_error(from, tid, ErrorCode::UNAUTHORIZED, "Refresh with wrong token");
         }
@@ -921,7 +993,12 @@ impl Node {
             .map(|s| self.config.value_type(s.value.value_type).expiration)
             .unwrap_or(Duration::ZERO);
         if self.storage.refresh(now, &key, vid, life).is_none() {
-            return self.send_error(from, tid, ErrorCode::NOT_FOUND, "Access operation for unknown storage");
+            return self.send_error(
+                from,
+                tid,
+                ErrorCode::NOT_FOUND,
+                "Access operation for unknown storage",
+            );
         }
         // OpenDHT tells listeners even when the value is not stored here; so do we.
         self.notify_listeners(now, key, Notice::Refreshed(vec![vid]));
@@ -944,7 +1021,9 @@ impl Node {
     ) {
         let r = self.plain_reply(&from);
         self.send_reply(from, tid, r, &[]);
-        let Some(&skey) = self.sockets.get(&sid) else { return };
+        let Some(&skey) = self.sockets.get(&sid) else {
+            return;
+        };
         let (values, refreshed, expired) = match payload {
             UpdatePayload::Values {
                 values: Values::Inline(v),
@@ -956,7 +1035,9 @@ impl Node {
         };
         let max_cache = self.config.max_listen_cache;
         let types = &self.config;
-        let Some(s) = self.searches.get_mut(&skey) else { return };
+        let Some(s) = self.searches.get_mut(&skey) else {
+            return;
+        };
         if !s.has_socket(&node, sid) {
             return;
         }
@@ -1049,7 +1130,13 @@ impl Node {
         }
     }
 
-    fn push_notice(&mut self, now: Instant, l: &RemoteListener, token: Option<Vec<u8>>, payload: UpdatePayload) {
+    fn push_notice(
+        &mut self,
+        now: Instant,
+        l: &RemoteListener,
+        token: Option<Vec<u8>>,
+        payload: UpdatePayload,
+    ) {
         let kind = RequestKind::Update {
             key: InfoHash::ZERO,
             sid: l.sid,
@@ -1085,7 +1172,7 @@ impl Node {
                 if !ok {
                     // A find or get reply without a token: OpenDHT blacklists the replier.
                     self.blacklist.insert(from);
-                    self.tables[family_index(family)].mark_expired(&reply.id);
+                    self.tables[family].mark_expired(&reply.id);
                 }
                 let mut nodes = reply.nodes4.clone();
                 nodes.extend(reply.nodes6.iter().copied());
@@ -1141,11 +1228,13 @@ impl Node {
                 }
             }
             (
-                Purpose::Put { family, .. } | Purpose::Refresh { family, .. } | Purpose::Listen { family, .. },
+                Purpose::Put { family, .. }
+                | Purpose::Refresh { family, .. }
+                | Purpose::Listen { family, .. },
                 ErrorCode::UNAUTHORIZED,
             ) => {
                 let fam = *family;
-                if let Some(n) = self.tables[family_index(fam)].get_mut(&p.node) {
+                if let Some(n) = self.tables[fam].get_mut(&p.node) {
                     n.auth_errors = n.auth_errors.saturating_add(1);
                     if n.auth_errors > MAX_AUTH_ERRORS {
                         n.expired = true;
@@ -1179,11 +1268,12 @@ impl Node {
                 ..
             } => {
                 self.stats.retransmits += 1;
-                if second && let Purpose::SearchGet { key, family } = purpose {
-                    if let Some(s) = self.searches.get_mut(&(family, key)) {
-                        s.on_get_slow(&node, tid);
-                        self.dirty.insert((family, key));
-                    }
+                if second
+                    && let Purpose::SearchGet { key, family } = purpose
+                    && let Some(s) = self.searches.get_mut(&(family, key))
+                {
+                    s.on_get_slow(&node, tid);
+                    self.dirty.insert((family, key));
                 }
             }
             Timeout::Expired { to, pending } => {
@@ -1201,7 +1291,7 @@ impl Node {
             return;
         }
         let fam = Family::of(&to);
-        self.tables[family_index(fam)].mark_expired(&id);
+        self.tables[fam].mark_expired(&id);
         for (k, s) in self.searches.iter_mut() {
             if k.0 == fam && s.on_node_expired(now, &id) {
                 self.dirty.insert(*k);
@@ -1275,6 +1365,18 @@ impl Node {
         self.after_input(now);
     }
 
+    /// A command on a key needs room for its two searches, unless they exist.
+    fn check_search_room(&self, key: &InfoHash) -> Result<(), CommandError> {
+        let missing = Family::ALL
+            .iter()
+            .filter(|f| !self.searches.contains_key(&(**f, *key)))
+            .count();
+        if self.searches.len() + missing > self.config.max_searches {
+            return Err(CommandError::TooManySearches(self.config.max_searches));
+        }
+        Ok(())
+    }
+
     fn ensure_search(&mut self, now: Instant, family: Family, key: InfoHash) -> Option<&mut Search> {
         let skey = (family, key);
         if !self.searches.contains_key(&skey) {
@@ -1297,6 +1399,7 @@ impl Node {
         if key.is_zero() {
             return Err(CommandError::ZeroKey);
         }
+        self.check_search_room(&key)?;
         let op = OpId(self.new_op());
         self.gets.insert(
             op,
@@ -1336,7 +1439,13 @@ impl Node {
     /// Stores `value` here and announces it to the closest nodes of both families.
     /// [`Event::PutDone`] reports how many acknowledged it. A value id of 0 is replaced by a random
     /// one. A permanent put is refreshed before it expires until [`Node::cancel_put`].
-    pub fn put(&mut self, now: Instant, key: InfoHash, mut value: Value, opts: PutOptions) -> Result<PutHandle, CommandError> {
+    pub fn put(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        mut value: Value,
+        opts: PutOptions,
+    ) -> Result<PutHandle, CommandError> {
         self.last_input = self.last_input.max(now);
         if self.shutting_down {
             return Err(CommandError::ShuttingDown);
@@ -1351,6 +1460,7 @@ impl Node {
                 max: crate::value::MAX_VALUE_SIZE,
             });
         }
+        self.check_search_room(&key)?;
         while value.id == 0 {
             value.id = self.rng.next_u64();
         }
@@ -1358,7 +1468,11 @@ impl Node {
         let op = OpId(self.new_op());
         let life = self.config.value_type(value.value_type).expiration;
         let created = self.instant_of_unix(now, opts.created);
-        let expiration = if opts.permanent { None } else { Some(created + life) };
+        let expiration = if opts.permanent {
+            None
+        } else {
+            Some(created + life)
+        };
         self.store_local(now, key, value.clone(), created, expiration);
         self.puts.insert(
             op,
@@ -1369,7 +1483,11 @@ impl Node {
                 outcome: PutOutcome::default(),
             },
         );
-        let created_unix = if created < now { self.unix_at(created) } else { None };
+        let created_unix = if created < now {
+            self.unix_at(created)
+        } else {
+            None
+        };
         for fam in Family::ALL {
             let announce = Announce {
                 value: value.clone(),
@@ -1392,7 +1510,14 @@ impl Node {
         Ok(PutHandle { op, vid })
     }
 
-    fn store_local(&mut self, now: Instant, key: InfoHash, v: Value, created: Instant, expiration: Option<Instant>) {
+    fn store_local(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        v: Value,
+        created: Instant,
+        expiration: Option<Instant>,
+    ) {
         let fresh = self.storage.get_value(&key, v.id).is_none();
         let mut evicted = Vec::new();
         let outcome = self
@@ -1402,7 +1527,13 @@ impl Node {
         match outcome {
             StoreOutcome::Stored => {
                 self.notify_listeners(now, key, Notice::Values(vec![v.clone()]));
-                self.apply_listen_changes(key, vec![ListenChange::Added { value: v, first: fresh }]);
+                self.apply_listen_changes(
+                    key,
+                    vec![ListenChange::Added {
+                        value: v,
+                        first: fresh,
+                    }],
+                );
             }
             StoreOutcome::Refreshed => self.notify_listeners(now, key, Notice::Refreshed(vec![v.id])),
             // Over the local quota: not kept here, but still announced (as OpenDHT does).
@@ -1426,7 +1557,11 @@ impl Node {
                 }
             }
         }
-        if self.storage.get_value(&key, vid).is_some_and(|s| s.source.is_none()) {
+        if self
+            .storage
+            .get_value(&key, vid)
+            .is_some_and(|s| s.source.is_none())
+        {
             found = true;
             if let Some(v) = self.storage.remove(&key, vid) {
                 self.report_removed(now, vec![(key, v)]);
@@ -1445,7 +1580,11 @@ impl Node {
             }
         }
         self.after_input(now);
-        if found { Ok(()) } else { Err(CommandError::UnknownOperation) }
+        if found {
+            Ok(())
+        } else {
+            Err(CommandError::UnknownOperation)
+        }
     }
 
     /// Listens to `key`: [`Event::ListenAdded`] for values present now and added later,
@@ -1458,6 +1597,7 @@ impl Node {
         if key.is_zero() {
             return Err(CommandError::ZeroKey);
         }
+        self.check_search_room(&key)?;
         let token = ListenToken(self.new_op());
         let local: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
         let values = local.iter().map(|v| (v.id, (v.clone(), 1))).collect();
@@ -1488,7 +1628,10 @@ impl Node {
     /// Stops a listen. Remote nodes forget it on their own when it is no longer renewed.
     pub fn cancel_listen(&mut self, now: Instant, token: ListenToken) -> Result<(), CommandError> {
         self.last_input = self.last_input.max(now);
-        let l = self.listens.remove(&token).ok_or(CommandError::UnknownOperation)?;
+        let l = self
+            .listens
+            .remove(&token)
+            .ok_or(CommandError::UnknownOperation)?;
         for fam in Family::ALL {
             if let Some(s) = self.searches.get_mut(&(fam, l.key)) {
                 let changes = s.cancel_listen(token);
@@ -1504,8 +1647,8 @@ impl Node {
     /// searches start over and bootstrap resumes if needed.
     pub fn connectivity_changed(&mut self, now: Instant, family: Family) {
         self.last_input = self.last_input.max(now);
-        self.tables[family_index(family)].reset_times();
-        self.public_addrs[family_index(family)].clear();
+        self.tables[family].reset_times();
+        self.public_addrs[family].clear();
         let mut all = Vec::new();
         for (k, s) in self.searches.iter_mut() {
             if k.0 == family {
@@ -1606,13 +1749,15 @@ impl Node {
 impl Node {
     fn step_search(&mut self, now: Instant, skey: SearchKey) {
         let (fam, key) = skey;
-        let connecting = self.status[family_index(fam)] != Status::Connected
-            && (self.bootstrap_at.is_some() || self.status[family_index(fam)] == Status::Connecting);
+        let connecting = self.status[fam] != Status::Connected
+            && (self.bootstrap_at.is_some() || self.status[fam] == Status::Connecting);
         let public_stable = self.config.public_stable;
-        let Some(s) = self.searches.get_mut(&skey) else { return };
+        let Some(s) = self.searches.get_mut(&skey) else {
+            return;
+        };
         let mut changes = Vec::new();
         if s.needs_refill(now) {
-            let nodes = self.tables[family_index(fam)].closest(now, &key, crate::search::SEARCH_NODES, false);
+            let nodes = self.tables[fam].closest(now, &key, crate::search::SEARCH_NODES, false);
             changes.extend(s.refill(now, &nodes));
         }
         let actions = s.step(now, connecting, public_stable);
@@ -1642,7 +1787,10 @@ impl Node {
             match a {
                 Action::Get { to, query } => {
                     let kind = match &query {
-                        None => RequestKind::Find { target: key, want: None },
+                        None => RequestKind::Find {
+                            target: key,
+                            want: None,
+                        },
                         Some(q) => RequestKind::Get {
                             key,
                             query: q.clone(),
@@ -1672,7 +1820,11 @@ impl Node {
                         created,
                         token,
                     };
-                    let purpose = Purpose::Put { key, family: fam, vid };
+                    let purpose = Purpose::Put {
+                        key,
+                        family: fam,
+                        vid,
+                    };
                     if let Some(tid) = self.send_request(now, to.addr, to.id, kind, purpose, &out.data)
                         && let Some(s) = self.searches.get_mut(&skey)
                     {
@@ -1681,14 +1833,23 @@ impl Node {
                 }
                 Action::Refresh { to, token, vid } => {
                     let kind = RequestKind::Refresh { key, vid, token };
-                    let purpose = Purpose::Refresh { key, family: fam, vid };
+                    let purpose = Purpose::Refresh {
+                        key,
+                        family: fam,
+                        vid,
+                    };
                     if let Some(tid) = self.send_request(now, to.addr, to.id, kind, purpose, &[])
                         && let Some(s) = self.searches.get_mut(&skey)
                     {
                         s.sent(&to.id, Sent::Put(vid), tid, None);
                     }
                 }
-                Action::Listen { to, token, sid, query } => {
+                Action::Listen {
+                    to,
+                    token,
+                    sid,
+                    query,
+                } => {
                     let sid = sid.unwrap_or_else(|| self.rpc.next_tid(to.addr));
                     self.sockets.insert(sid, skey);
                     let kind = RequestKind::Listen {
@@ -1745,7 +1906,12 @@ impl Node {
         if p.pending.iter().all(|x| !x) {
             let (key, vid, outcome) = (p.key, p.vid, p.outcome);
             self.puts.remove(&op);
-            self.emit(Event::PutDone { op, key, vid, outcome });
+            self.emit(Event::PutDone {
+                op,
+                key,
+                vid,
+                outcome,
+            });
         }
     }
 
@@ -1916,16 +2082,18 @@ impl Node {
     fn update_status(&mut self, now: Instant) {
         let bootstrapping = self.bootstrap.iter().any(|a| self.rpc.has_pending_to(*a));
         for fam in Family::ALL {
-            let i = family_index(fam);
-            let mut st = self.tables[i].status(now);
+            let mut st = self.tables[fam].status(now);
             if st == Status::Disconnected && bootstrapping {
                 st = Status::Connecting;
             }
-            if st == self.status[i] {
+            if st == self.status[fam] {
                 continue;
             }
-            self.status[i] = st;
-            self.emit(Event::StatusChanged { family: fam, status: st });
+            self.status[fam] = st;
+            self.emit(Event::StatusChanged {
+                family: fam,
+                status: st,
+            });
             if st == Status::Connected {
                 self.bootstrap_at = None;
                 let keys: Vec<SearchKey> = self.searches.keys().filter(|k| k.0 == fam).copied().collect();
@@ -1944,7 +2112,11 @@ impl Node {
     /// A lookup of our own id: fills the buckets near us and tells our neighbours about us.
     fn start_join(&mut self, now: Instant, fam: Family) {
         let id = self.id;
-        if self.searches.range((fam, InfoHash::ZERO)..=(fam, InfoHash([0xff; 20]))).next().is_none()
+        if self
+            .searches
+            .range((fam, InfoHash::ZERO)..=(fam, InfoHash([0xff; 20])))
+            .next()
+            .is_none()
             && let Some(s) = self.ensure_search(now, fam, id)
         {
             s.join = true;
@@ -1952,7 +2124,7 @@ impl Node {
     }
 
     fn bootstrap_job(&mut self, now: Instant) {
-        if self.status.contains(&Status::Connected) {
+        if self.status.iter().any(|s| *s == Status::Connected) {
             self.bootstrap_at = None;
             return;
         }
@@ -1970,18 +2142,19 @@ impl Node {
         let mut sent = false;
         let dual = self.tables.iter().all(|t| t.len() > 0);
         for fam in Family::ALL {
-            if self.status[family_index(fam)] == Status::Connected {
+            if self.status[fam] == Status::Connected {
                 self.start_join(now, fam);
             }
             let rpc = &self.rpc;
-            let reqs = self.tables[family_index(fam)].maintenance(now, &mut self.rng, &|a| rpc.has_pending_to(*a));
+            let reqs = self.tables[fam].maintenance(now, &mut self.rng, &|a| rpc.has_pending_to(*a));
             let other = match fam {
-                Family::V4 => 1,
-                Family::V6 => 0,
+                Family::V4 => Family::V6,
+                Family::V6 => Family::V4,
             };
-            let other_small = self.tables.get(other).is_some_and(|t| t.len() < 8);
+            let other_small = self.tables[other].len() < 8;
             for (node, target) in reqs {
-                let want = (dual && (other_small || self.rng.next_u32() % 38 == 0)).then_some(Want::BOTH);
+                let want =
+                    (dual && (other_small || self.rng.next_u32().is_multiple_of(38))).then_some(Want::BOTH);
                 let kind = RequestKind::Find { target, want };
                 sent |= self
                     .send_request(now, node.addr, node.id, kind, Purpose::Maintenance, &[])
@@ -1990,11 +2163,13 @@ impl Node {
         }
         if !sent {
             for fam in Family::ALL {
-                let t = &self.tables[family_index(fam)];
-                if !t.grow_time.is_some_and(|g| now - g < NEIGHBOURHOOD_WINDOW) {
+                let t = &self.tables[fam];
+                if t.grow_time.is_none_or(|g| now - g >= NEIGHBOURHOOD_WINDOW) {
                     continue;
                 }
-                let Some(node) = t.neighbourhood_node(&mut self.rng) else { continue };
+                let Some(node) = t.neighbourhood_node(&mut self.rng) else {
+                    continue;
+                };
                 let mut target = self.id;
                 target.0[19] = self.rng.next_u32() as u8;
                 let want = dual.then_some(Want::BOTH);
@@ -2016,7 +2191,7 @@ impl Node {
     /// of storage.
     fn expire_job(&mut self, now: Instant) {
         for fam in Family::ALL {
-            let pings = self.tables[family_index(fam)].expire();
+            let pings = self.tables[fam].expire();
             self.ping_all(now, pings);
         }
         self.storage.expire_listeners(now);
@@ -2026,7 +2201,7 @@ impl Node {
     /// Ids of the closest live nodes we know for `key`, both families, as one hash.
     fn closest_fingerprint(&self, now: Instant, key: &InfoHash) -> InfoHash {
         let mut bytes = Vec::with_capacity(2 * TARGET_NODES * 20);
-        for t in &self.tables {
+        for t in self.tables.iter() {
             for n in t.closest(now, key, TARGET_NODES, false) {
                 bytes.extend_from_slice(n.id.as_bytes());
             }
@@ -2049,15 +2224,20 @@ impl Node {
         let period = self.config.replicate_period;
         let mut quiet = BTreeSet::new();
         for (key, _) in &keys {
-            for t in &self.tables {
+            for t in self.tables.iter() {
                 for n in t.closest(now, key, TARGET_NODES, false) {
-                    if t.get(&n.id).is_some_and(|e| e.last_heard.is_none_or(|h| now - h >= period)) {
+                    if t.get(&n.id)
+                        .is_some_and(|e| e.last_heard.is_none_or(|h| now - h >= period))
+                    {
                         quiet.insert((n.addr, n.id));
                     }
                 }
             }
         }
-        let pings: Vec<NodeInfo> = quiet.into_iter().map(|(addr, id)| NodeInfo { id, addr }).collect();
+        let pings: Vec<NodeInfo> = quiet
+            .into_iter()
+            .map(|(addr, id)| NodeInfo { id, addr })
+            .collect();
         self.ping_all(now, pings);
         for (key, last) in keys {
             let fp = self.closest_fingerprint(now, &key);
@@ -2088,9 +2268,13 @@ impl Node {
             self.stats.replications += 1;
             for (value, created) in values {
                 let life = self.config.value_type(value.value_type).expiration;
-                let created_unix = if created < now { self.unix_at(created) } else { None };
+                let created_unix = if created < now {
+                    self.unix_at(created)
+                } else {
+                    None
+                };
                 for fam in Family::ALL {
-                    if self.tables[family_index(fam)].len() == 0 {
+                    if self.tables[fam].len() == 0 {
                         continue;
                     }
                     if let Some(s) = self.ensure_search(now, fam, key) {

@@ -38,7 +38,7 @@ impl Window {
         } else if elapsed >= WINDOW {
             self.previous = self.current;
             self.current = 0;
-            self.start = self.start + WINDOW;
+            self.start += WINDOW;
         }
     }
 
@@ -73,7 +73,12 @@ pub(crate) struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub(crate) fn new(now: Instant, global: Option<u32>, per_ip: Option<u32>, max_peers: usize) -> RateLimiter {
+    pub(crate) fn new(
+        now: Instant,
+        global: Option<u32>,
+        per_ip: Option<u32>,
+        max_peers: usize,
+    ) -> RateLimiter {
         RateLimiter {
             global: global.map(|q| (q, Window::new(now))),
             per_ip,
@@ -106,6 +111,7 @@ impl RateLimiter {
         Ok(())
     }
 
+    #[cfg(test)]
     pub(crate) fn tracked_peers(&self) -> usize {
         self.peers.len()
     }

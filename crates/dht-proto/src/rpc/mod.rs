@@ -29,7 +29,6 @@ const FIRST_WAIT: Duration = Duration::from_millis(500);
 /// Upper bound of the random part added to each wait.
 const WAIT_JITTER_MICROS: u64 = 250_000;
 
-
 /// Why a request was sent: handed back with its reply, error or timeout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Purpose {
@@ -40,9 +39,17 @@ pub(crate) enum Purpose {
     /// A search's find or get.
     SearchGet { key: InfoHash, family: Family },
     /// A search's put of one value.
-    Put { key: InfoHash, family: Family, vid: ValueId },
+    Put {
+        key: InfoHash,
+        family: Family,
+        vid: ValueId,
+    },
     /// A search's refresh of one value.
-    Refresh { key: InfoHash, family: Family, vid: ValueId },
+    Refresh {
+        key: InfoHash,
+        family: Family,
+        vid: ValueId,
+    },
     /// A search's listen.
     Listen { key: InfoHash, family: Family },
     /// A push to a remote listener.
@@ -70,7 +77,6 @@ pub(crate) enum Timeout {
     /// Sent again; on the second send the request is "expired, not over" (the search makes the
     /// node a candidate).
     Retransmit {
-        to: SocketAddr,
         tid: Tid,
         node: InfoHash,
         purpose: Purpose,
@@ -159,11 +165,6 @@ impl Rpc {
         Some(p)
     }
 
-    /// Drops a request without waiting for its reply.
-    pub(crate) fn cancel(&mut self, to: SocketAddr, tid: Tid) {
-        let _ = self.complete(to, tid);
-    }
-
     /// Every pending request to `to`, taken out (the node is expired).
     pub(crate) fn take_all_to(&mut self, to: SocketAddr) -> Vec<(Tid, Pending)> {
         let tids: Vec<Tid> = self
@@ -209,7 +210,6 @@ impl Rpc {
         out.push((to, p.packet.clone()));
         out.extend(p.parts.iter().map(|d| (to, d.clone())));
         Some(Timeout::Retransmit {
-            to,
             tid,
             node: p.node,
             purpose: p.purpose.clone(),
@@ -234,9 +234,7 @@ pub(crate) fn is_martian(addr: &SocketAddr) -> bool {
             let first = ip.octets()[0];
             first == 0 || first >= 224
         }
-        IpAddr::V6(ip) => {
-            ip.is_multicast() || ip.is_unspecified() || ip.to_ipv4_mapped().is_some()
-        }
+        IpAddr::V6(ip) => ip.is_multicast() || ip.is_unspecified() || ip.to_ipv4_mapped().is_some(),
     }
 }
 
@@ -291,6 +289,7 @@ impl Blacklist {
         self.set.contains(addr)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.set.len()
     }
@@ -312,7 +311,16 @@ mod tests {
         let mut rpc = Rpc::new(&mut rng, 16);
         let to = addr("10.0.0.1:4222");
         let tid = rpc.next_tid(to);
-        rpc.start(Instant::ZERO, &mut rng, to, tid, InfoHash::ZERO, Purpose::Ping, vec![1], vec![vec![2]]);
+        rpc.start(
+            Instant::ZERO,
+            &mut rng,
+            to,
+            tid,
+            InfoHash::ZERO,
+            Purpose::Ping,
+            vec![1],
+            vec![vec![2]],
+        );
         let mut out = Vec::new();
         let mut sends = vec![Instant::ZERO];
         let mut expired_at = None;
@@ -334,9 +342,18 @@ mod tests {
         let d1 = sends[1] - sends[0];
         let d2 = sends[2] - sends[1];
         let d3 = expired_at.unwrap() - sends[2];
-        assert!(d1 >= Duration::from_millis(1000) && d1 < Duration::from_millis(1250), "{d1:?}");
-        assert!(d2 >= Duration::from_millis(2000) && d2 < Duration::from_millis(2750), "{d2:?}");
-        assert!(d3 >= Duration::from_millis(4000) && d3 < Duration::from_millis(5750), "{d3:?}");
+        assert!(
+            d1 >= Duration::from_millis(1000) && d1 < Duration::from_millis(1250),
+            "{d1:?}"
+        );
+        assert!(
+            d2 >= Duration::from_millis(2000) && d2 < Duration::from_millis(2750),
+            "{d2:?}"
+        );
+        assert!(
+            d3 >= Duration::from_millis(4000) && d3 < Duration::from_millis(5750),
+            "{d3:?}"
+        );
         assert_eq!(rpc.len(), 0);
         let _ = now;
     }
@@ -347,7 +364,16 @@ mod tests {
         let mut rpc = Rpc::new(&mut rng, 16);
         let a = addr("10.0.0.1:1");
         let tid = rpc.next_tid(a);
-        rpc.start(Instant::ZERO, &mut rng, a, tid, InfoHash::ZERO, Purpose::Ping, vec![], vec![]);
+        rpc.start(
+            Instant::ZERO,
+            &mut rng,
+            a,
+            tid,
+            InfoHash::ZERO,
+            Purpose::Ping,
+            vec![],
+            vec![],
+        );
         assert!(rpc.complete(addr("10.0.0.2:1"), tid).is_none());
         assert!(rpc.complete(a, tid.wrapping_add(1)).is_none());
         assert!(rpc.complete(a, tid).is_some());
@@ -357,7 +383,15 @@ mod tests {
 
     #[test]
     fn martians() {
-        for m in ["0.1.2.3:1", "224.0.0.1:1", "255.255.255.255:1", "1.2.3.4:0", "[ff02::1]:1", "[::]:1", "[::ffff:1.2.3.4]:1"] {
+        for m in [
+            "0.1.2.3:1",
+            "224.0.0.1:1",
+            "255.255.255.255:1",
+            "1.2.3.4:0",
+            "[ff02::1]:1",
+            "[::]:1",
+            "[::ffff:1.2.3.4]:1",
+        ] {
             assert!(is_martian(&addr(m)), "{m}");
         }
         for ok in ["127.0.0.1:1", "10.0.0.1:4222", "[::1]:1", "[2001:db8::1]:9"] {

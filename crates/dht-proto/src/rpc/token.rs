@@ -55,7 +55,8 @@ impl Tokens {
 
     pub(crate) fn check(&self, addr: &SocketAddr, token: &[u8]) -> bool {
         token.len() == TOKEN_LEN
-            && (make(&self.current, addr).as_slice() == token || make(&self.previous, addr).as_slice() == token)
+            && (make(&self.current, addr).as_slice() == token
+                || make(&self.previous, addr).as_slice() == token)
     }
 }
 

@@ -102,23 +102,28 @@ impl SearchNode {
     }
 
     fn ack(&mut self, vid: ValueId) -> &mut Ack {
-        if let Some(i) = self.acks.iter().position(|a| a.vid == vid) {
-            #[allow(clippy::indexing_slicing)] // i was just found
-            return &mut self.acks[i];
-        }
-        self.acks.push(Ack {
-            vid,
-            until: None,
-            pending: None,
-            stored: false,
-        });
-        #[allow(clippy::indexing_slicing)] // just pushed
-        let last = self.acks.len() - 1;
-        &mut self.acks[last]
+        let i = match self.acks.iter().position(|a| a.vid == vid) {
+            Some(i) => i,
+            None => {
+                self.acks.push(Ack {
+                    vid,
+                    until: None,
+                    pending: None,
+                    stored: false,
+                });
+                self.acks.len() - 1
+            }
+        };
+        // `i` was just found or pushed.
+        #[allow(clippy::indexing_slicing)]
+        let a = &mut self.acks[i];
+        a
     }
 
     fn acked(&self, vid: ValueId, now: Instant) -> bool {
-        self.acks.iter().any(|a| a.vid == vid && a.until.is_some_and(|u| u > now))
+        self.acks
+            .iter()
+            .any(|a| a.vid == vid && a.until.is_some_and(|u| u > now))
     }
 }
 
@@ -148,15 +153,33 @@ pub(crate) enum Action {
     /// A `get` with this query, or a `find` when `None`.
     Get { to: NodeInfo, query: Option<Query> },
     /// A `put` of announce `vid`.
-    Put { to: NodeInfo, token: Token, vid: ValueId },
+    Put {
+        to: NodeInfo,
+        token: Token,
+        vid: ValueId,
+    },
     /// A `refresh` of `vid`.
-    Refresh { to: NodeInfo, token: Token, vid: ValueId },
+    Refresh {
+        to: NodeInfo,
+        token: Token,
+        vid: ValueId,
+    },
     /// A `listen` (a new socket when `sid` is `None`).
-    Listen { to: NodeInfo, token: Token, sid: Option<Tid>, query: Query },
+    Listen {
+        to: NodeInfo,
+        token: Token,
+        sid: Option<Tid>,
+        query: Query,
+    },
     /// A get is complete.
     GetDone { op: OpId, ok: bool },
     /// A put's announce is complete (or failed, with fewer acks than targeted).
-    PutDone { op: OpId, vid: ValueId, acked: usize, targeted: usize },
+    PutDone {
+        op: OpId,
+        vid: ValueId,
+        acked: usize,
+        targeted: usize,
+    },
 }
 
 /// What a sent request was, for [`Search::sent`].
@@ -212,10 +235,6 @@ impl Search {
     /// No get, announce or listen left: the search can go.
     pub(crate) fn is_idle(&self) -> bool {
         self.gets.is_empty() && self.announces.is_empty() && self.listens.is_empty() && !self.join
-    }
-
-    pub(crate) fn is_expired(&self) -> bool {
-        self.expired_at.is_some()
     }
 
     fn non_bad(&self) -> impl Iterator<Item = &SearchNode> {
@@ -316,7 +335,12 @@ impl Search {
     }
 
     /// Offers a node (§5.2). Returns true when it joined the list.
-    pub(crate) fn insert_node(&mut self, now: Instant, info: NodeInfo, changes: &mut Vec<ListenChange>) -> bool {
+    pub(crate) fn insert_node(
+        &mut self,
+        now: Instant,
+        info: NodeInfo,
+        changes: &mut Vec<ListenChange>,
+    ) -> bool {
         if Family::of(&info.addr) != self.family || info.id.is_zero() {
             return false;
         }
@@ -386,7 +410,13 @@ impl Search {
 
     /// A get or find reply from `id`. A reply without a usable token is reported back as
     /// `false` (the node blacklists such a replier, as OpenDHT does).
-    pub(crate) fn on_get_reply(&mut self, now: Instant, id: &InfoHash, tid: Tid, token: Option<&Token>) -> bool {
+    pub(crate) fn on_get_reply(
+        &mut self,
+        now: Instant,
+        id: &InfoHash,
+        tid: Tid,
+        token: Option<&Token>,
+    ) -> bool {
         let Some(n) = self.node_mut(id) else { return true };
         let query = match &n.get_pending {
             Some((t, q)) if *t == tid => q.clone(),
@@ -473,8 +503,18 @@ impl Search {
     }
 
     /// A listen was confirmed by `id` with a fresh token.
-    pub(crate) fn on_listen_reply(&mut self, now: Instant, id: &InfoHash, token: Option<&Token>, public_stable: bool) {
-        let life = if public_stable { LISTEN_EXPIRE_PUBLIC } else { LISTEN_EXPIRE };
+    pub(crate) fn on_listen_reply(
+        &mut self,
+        now: Instant,
+        id: &InfoHash,
+        token: Option<&Token>,
+        public_stable: bool,
+    ) {
+        let life = if public_stable {
+            LISTEN_EXPIRE_PUBLIC
+        } else {
+            LISTEN_EXPIRE
+        };
         if let Some(n) = self.node_mut(id) {
             if let Some(t) = token.filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN) {
                 n.token = Some(t.clone());
@@ -487,6 +527,7 @@ impl Search {
     }
 
     /// The listen socket `sid` of node `id` was told of values, refreshes or expiries.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_update(
         &mut self,
         now: Instant,
@@ -540,7 +581,12 @@ impl Search {
         let mut out = Vec::new();
         for n in &mut self.nodes {
             if let Some(l) = &mut n.listen {
-                let gone: Vec<ValueId> = l.cache.iter().filter(|(_, (t, _))| *t <= now).map(|(v, _)| *v).collect();
+                let gone: Vec<ValueId> = l
+                    .cache
+                    .iter()
+                    .filter(|(_, (t, _))| *t <= now)
+                    .map(|(v, _)| *v)
+                    .collect();
                 for vid in gone {
                     l.cache.remove(&vid);
                     out.push(ListenChange::Removed(vid));
@@ -559,7 +605,10 @@ impl Search {
 
     /// Number of consecutive synced non-bad nodes at the head, at most 8.
     fn sync_level(&self, now: Instant) -> usize {
-        self.non_bad().take(TARGET_NODES).take_while(|n| n.is_synced(now)).count()
+        self.non_bad()
+            .take(TARGET_NODES)
+            .take_while(|n| n.is_synced(now))
+            .count()
     }
 
     pub(crate) fn is_synced(&self, now: Instant) -> bool {
@@ -578,7 +627,9 @@ impl Search {
             && first.iter().all(|n| {
                 n.get_pending.is_none()
                     && n.last_reply.is_some_and(|t| t >= g.started)
-                    && n.replied_query.as_ref().is_some_and(|q| g.query.is_satisfied_by(q))
+                    && n.replied_query
+                        .as_ref()
+                        .is_some_and(|q| g.query.is_satisfied_by(q))
             })
     }
 
@@ -601,7 +652,9 @@ impl Search {
         }
         !self.gets.iter().all(|g| {
             n.last_reply.is_some_and(|t| t >= g.started)
-                && n.replied_query.as_ref().is_some_and(|q| g.query.is_satisfied_by(q))
+                && n.replied_query
+                    .as_ref()
+                    .is_some_and(|q| g.query.is_satisfied_by(q))
         }) || !n.is_synced(now)
     }
 
@@ -616,8 +669,9 @@ impl Search {
         }
         let synced = self.is_synced(now);
         if synced {
-            let (done, keep): (Vec<GetOp>, Vec<GetOp>) =
-                core::mem::take(&mut self.gets).into_iter().partition(|g| self.get_done(g));
+            let (done, keep): (Vec<GetOp>, Vec<GetOp>) = core::mem::take(&mut self.gets)
+                .into_iter()
+                .partition(|g| self.get_done(g));
             self.gets = keep;
             self.join = false;
             out.extend(done.into_iter().map(|g| Action::GetDone { op: g.op, ok: true }));
@@ -642,7 +696,10 @@ impl Search {
             }
             if self.can_get(n, now) {
                 out.push(Action::Get {
-                    to: NodeInfo { id: n.id, addr: n.addr },
+                    to: NodeInfo {
+                        id: n.id,
+                        addr: n.addr,
+                    },
                     query: query.clone(),
                 });
                 in_flight += 1;
@@ -664,7 +721,12 @@ impl Search {
             let acked = self.nodes.iter().filter(|n| n.acked(vid, now)).count();
             if let Some(a) = self.announces.iter_mut().find(|a| a.value.id == vid) {
                 for op in a.ops.drain(..) {
-                    out.push(Action::PutDone { op, vid, acked, targeted });
+                    out.push(Action::PutDone {
+                        op,
+                        vid,
+                        acked,
+                        targeted,
+                    });
                 }
             }
             // A put is done once its value is announced; only permanent values are kept alive.
@@ -687,7 +749,10 @@ impl Search {
                 continue;
             }
             let Some(token) = n.token.clone() else { continue };
-            let to = NodeInfo { id: n.id, addr: n.addr };
+            let to = NodeInfo {
+                id: n.id,
+                addr: n.addr,
+            };
             for &(vid, permanent) in &vids {
                 let a = n.ack(vid);
                 if a.pending.is_some() || a.until.is_some_and(|u| now + REANNOUNCE_MARGIN < u) {
@@ -737,7 +802,10 @@ impl Search {
             };
             if due {
                 out.push(Action::Listen {
-                    to: NodeInfo { id: n.id, addr: n.addr },
+                    to: NodeInfo {
+                        id: n.id,
+                        addr: n.addr,
+                    },
                     token,
                     sid: n.listen.as_ref().map(|l| l.sid),
                     query: query.clone(),
@@ -768,7 +836,12 @@ impl Search {
             let ops = core::mem::take(&mut a.ops);
             let permanent = a.permanent;
             let acked = self.nodes.iter().filter(|n| n.acked(vid, now)).count();
-            out.extend(ops.into_iter().map(|op| Action::PutDone { op, vid, acked, targeted }));
+            out.extend(ops.into_iter().map(|op| Action::PutDone {
+                op,
+                vid,
+                acked,
+                targeted,
+            }));
             if permanent {
                 i += 1;
             } else {

@@ -105,14 +105,12 @@ impl Storage {
     pub(crate) fn bytes(&self) -> usize {
         self.remote_bytes + self.local_bytes
     }
+    #[cfg(test)]
     pub(crate) fn remote_bytes(&self) -> usize {
         self.remote_bytes
     }
     pub(crate) fn listeners(&self) -> usize {
         self.listeners
-    }
-    pub(crate) fn has_key(&self, key: &InfoHash) -> bool {
-        self.keys.contains_key(key)
     }
 
     /// Values at `key` matching `query`'s where part.
@@ -145,10 +143,18 @@ impl Storage {
     fn charge(&mut self, source: Option<SocketAddr>, size: usize, add: bool) {
         match source {
             None => {
-                self.local_bytes = if add { self.local_bytes + size } else { self.local_bytes.saturating_sub(size) };
+                self.local_bytes = if add {
+                    self.local_bytes + size
+                } else {
+                    self.local_bytes.saturating_sub(size)
+                };
             }
             Some(addr) => {
-                self.remote_bytes = if add { self.remote_bytes + size } else { self.remote_bytes.saturating_sub(size) };
+                self.remote_bytes = if add {
+                    self.remote_bytes + size
+                } else {
+                    self.remote_bytes.saturating_sub(size)
+                };
                 let k = ip_key(&addr.ip());
                 let e = self.per_ip.entry(k).or_insert(0);
                 *e = if add { *e + size } else { e.saturating_sub(size) };
@@ -161,6 +167,7 @@ impl Storage {
 
     /// Stores `value` at `key` (§7.2, §7.3 step 4). `expiration` is `None` for a permanent local
     /// value. Values evicted from other sources to make room are appended to `evicted`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn store(
         &mut self,
         now: Instant,
@@ -217,7 +224,11 @@ impl Storage {
         }
         match source {
             None => {
-                if self.limits.max_local_bytes.is_some_and(|m| self.local_bytes + size > m) {
+                if self
+                    .limits
+                    .max_local_bytes
+                    .is_some_and(|m| self.local_bytes + size > m)
+                {
                     self.drop_if_empty(&key);
                     return StoreOutcome::Refused;
                 }
@@ -255,7 +266,11 @@ impl Storage {
     /// expires first (§7.1). The value just stored is spared.
     fn evict_over_quota(&mut self, spare_key: InfoHash, spare: ValueId, evicted: &mut Evicted) {
         while self.remote_bytes > self.limits.max_remote_bytes {
-            let Some((&top_ip, _)) = self.per_ip.iter().max_by_key(|(k, v)| (**v, core::cmp::Reverse(**k))) else {
+            let Some((&top_ip, _)) = self
+                .per_ip
+                .iter()
+                .max_by_key(|(k, v)| (**v, core::cmp::Reverse(**k)))
+            else {
                 return;
             };
             let victim = self
@@ -304,7 +319,13 @@ impl Storage {
 
     /// `refresh` of `vid` (§7.3): `None` when there is no storage for `key` at all (404),
     /// otherwise whether the value was found and refreshed.
-    pub(crate) fn refresh(&mut self, now: Instant, key: &InfoHash, vid: ValueId, life: Duration) -> Option<bool> {
+    pub(crate) fn refresh(
+        &mut self,
+        now: Instant,
+        key: &InfoHash,
+        vid: ValueId,
+        life: Duration,
+    ) -> Option<bool> {
         let ks = self.keys.get_mut(key)?;
         let Some(s) = ks.values.iter_mut().find(|s| s.value.id == vid) else {
             return Some(false);
@@ -345,7 +366,11 @@ impl Storage {
     pub(crate) fn add_listener(&mut self, now: Instant, key: InfoHash, l: RemoteListener) -> Option<bool> {
         let total = self.listeners;
         let ks = self.keys.entry(key).or_default();
-        if let Some(old) = ks.listeners.iter_mut().find(|o| o.node == l.node && o.sid == l.sid) {
+        if let Some(old) = ks
+            .listeners
+            .iter_mut()
+            .find(|o| o.node == l.node && o.sid == l.sid)
+        {
             old.last = now;
             old.query = l.query;
             old.addr = l.addr;
@@ -456,18 +481,42 @@ mod tests {
         let mut s = Storage::new(limits());
         let k = InfoHash([1; 20]);
         let mut ev = Vec::new();
-        assert_eq!(s.store(T, k, val(1, 10), T, exp(600), Some(addr(1)), &mut ev), StoreOutcome::Stored);
-        assert_eq!(s.store(T, k, val(1, 10), T, exp(700), Some(addr(2)), &mut ev), StoreOutcome::Refreshed);
+        assert_eq!(
+            s.store(T, k, val(1, 10), T, exp(600), Some(addr(1)), &mut ev),
+            StoreOutcome::Stored
+        );
+        assert_eq!(
+            s.store(T, k, val(1, 10), T, exp(700), Some(addr(2)), &mut ev),
+            StoreOutcome::Refreshed
+        );
         assert_eq!(s.next_expiry(), Some(Instant::from_secs(700)));
         assert!(s.expire(Instant::from_secs(699)).is_empty());
-        assert_eq!(s.refresh(Instant::from_secs(650), &k, 1, Duration::from_secs(600)), Some(true));
+        assert_eq!(
+            s.refresh(Instant::from_secs(650), &k, 1, Duration::from_secs(600)),
+            Some(true)
+        );
         assert!(s.expire(Instant::from_secs(1249)).is_empty());
         assert_eq!(s.expire(Instant::from_secs(1250)).len(), 1);
         assert_eq!(s.values(), 0);
         assert_eq!(s.keys(), 0);
-        assert_eq!(s.refresh(T, &k, 1, Duration::from_secs(1)), None, "404: no storage");
+        assert_eq!(
+            s.refresh(T, &k, 1, Duration::from_secs(1)),
+            None,
+            "404: no storage"
+        );
         // Already expired values are not stored.
-        assert_eq!(s.store(Instant::from_secs(10), k, val(2, 1), T, exp(5), Some(addr(1)), &mut ev), StoreOutcome::Refused);
+        assert_eq!(
+            s.store(
+                Instant::from_secs(10),
+                k,
+                val(2, 1),
+                T,
+                exp(5),
+                Some(addr(1)),
+                &mut ev
+            ),
+            StoreOutcome::Refused
+        );
     }
 
     #[test]
@@ -477,8 +526,14 @@ mod tests {
         let mut ev = Vec::new();
         s.store(T, k, val(1, 10), T, exp(600), Some(addr(1)), &mut ev);
         // Another address may not change it; the one that stored it may.
-        assert_eq!(s.store(T, k, val(1, 11), T, exp(600), Some(addr(2)), &mut ev), StoreOutcome::Refused);
-        assert_eq!(s.store(T, k, val(1, 12), T, exp(600), Some(addr(1)), &mut ev), StoreOutcome::Stored);
+        assert_eq!(
+            s.store(T, k, val(1, 11), T, exp(600), Some(addr(2)), &mut ev),
+            StoreOutcome::Refused
+        );
+        assert_eq!(
+            s.store(T, k, val(1, 12), T, exp(600), Some(addr(1)), &mut ev),
+            StoreOutcome::Stored
+        );
         assert_eq!(s.get(&k, &Query::default())[0].data.len(), 12);
         // Signed: only the owner, only with a higher seq.
         let mut signed = val(2, 5);
@@ -487,14 +542,23 @@ mod tests {
         s.store(T, k, signed.clone(), T, exp(600), Some(addr(1)), &mut ev);
         let mut same_seq = signed.clone();
         same_seq.data = vec![1];
-        assert_eq!(s.store(T, k, same_seq.clone(), T, exp(600), Some(addr(1)), &mut ev), StoreOutcome::Refused);
+        assert_eq!(
+            s.store(T, k, same_seq.clone(), T, exp(600), Some(addr(1)), &mut ev),
+            StoreOutcome::Refused
+        );
         let mut other_owner = same_seq.clone();
         other_owner.seq = 6;
         other_owner.owner = Some(vec![9]);
-        assert_eq!(s.store(T, k, other_owner, T, exp(600), Some(addr(1)), &mut ev), StoreOutcome::Refused);
+        assert_eq!(
+            s.store(T, k, other_owner, T, exp(600), Some(addr(1)), &mut ev),
+            StoreOutcome::Refused
+        );
         let mut newer = same_seq;
         newer.seq = 6;
-        assert_eq!(s.store(T, k, newer, T, exp(600), Some(addr(3)), &mut ev), StoreOutcome::Stored);
+        assert_eq!(
+            s.store(T, k, newer, T, exp(600), Some(addr(3)), &mut ev),
+            StoreOutcome::Stored
+        );
     }
 
     #[test]
@@ -503,9 +567,16 @@ mod tests {
         let mut ev = Vec::new();
         let k = InfoHash([1; 20]);
         for i in 0..3 {
-            assert_eq!(s.store(T, k, val(i, 10), T, exp(600), Some(addr(1)), &mut ev), StoreOutcome::Stored);
+            assert_eq!(
+                s.store(T, k, val(i, 10), T, exp(600), Some(addr(1)), &mut ev),
+                StoreOutcome::Stored
+            );
         }
-        assert_eq!(s.store(T, k, val(9, 10), T, exp(600), Some(addr(1)), &mut ev), StoreOutcome::Refused, "per key");
+        assert_eq!(
+            s.store(T, k, val(9, 10), T, exp(600), Some(addr(1)), &mut ev),
+            StoreOutcome::Refused,
+            "per key"
+        );
         // One address cannot take more than its share, whatever key it uses.
         let mut refused = 0;
         for i in 0..100u8 {
@@ -520,30 +591,37 @@ mod tests {
         assert!(ev.is_empty());
         // Local values have their own limit.
         let local_key = InfoHash([2; 20]);
-        assert_eq!(s.store(T, local_key, val(1, 600), T, None, None, &mut ev), StoreOutcome::Refused);
+        assert_eq!(
+            s.store(T, local_key, val(1, 600), T, None, None, &mut ev),
+            StoreOutcome::Refused
+        );
     }
 
     #[test]
     fn total_quota_evicts_from_the_biggest_address_first() {
+        let size = val(0, 80).size();
         let mut l = limits();
         l.max_keys = 100;
         l.max_values_per_key = 100;
+        l.max_bytes_per_ip = 100 * size;
+        l.max_remote_bytes = 9 * size + size / 2;
         let mut s = Storage::new(l);
         let mut ev = Vec::new();
         let k = InfoHash([1; 20]);
         for i in 0..5 {
-            s.store(T, k, val(i, 100), T, exp(600 + i), Some(addr(1)), &mut ev);
+            s.store(T, k, val(i, 80), T, exp(600 + i), Some(addr(1)), &mut ev);
         }
         for i in 10..14 {
-            s.store(T, k, val(i, 100), T, exp(600 + i), Some(addr(2)), &mut ev);
+            s.store(T, k, val(i, 80), T, exp(600 + i), Some(addr(2)), &mut ev);
         }
         assert!(ev.is_empty());
-        assert!(s.remote_bytes() <= 1000);
-        s.store(T, k, val(20, 100), T, exp(900), Some(addr(3)), &mut ev);
-        assert!(s.remote_bytes() <= 1000);
+        assert_eq!(s.values(), 9);
+        s.store(T, k, val(20, 80), T, exp(900), Some(addr(3)), &mut ev);
+        assert!(s.remote_bytes() <= 9 * size + size / 2);
         // addr(1) held the most: its earliest-expiring value went.
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].1.id, 0);
+        assert!(s.get_value(&k, 20).is_some(), "the newcomer stays");
     }
 
     #[test]

@@ -1,0 +1,1151 @@
+//! Scripted peers: datagrams in, transmits and events out.
+
+use super::*;
+use crate::wire::ErrorReply;
+
+const ME: InfoHash = InfoHash([0x11; 20]);
+const SEED: [u8; 32] = [7; 32];
+
+fn t(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+fn node_with(config: Config) -> Node {
+    Node::new(
+        Config {
+            node_id: Some(ME),
+            ..config
+        },
+        SEED,
+        Instant::ZERO,
+    )
+}
+
+fn node() -> Node {
+    node_with(Config::default())
+}
+
+fn peer(i: u8) -> (InfoHash, SocketAddr) {
+    (
+        InfoHash([i; 20]),
+        SocketAddr::from(([10, 0, 0, i], 4000 + u16::from(i))),
+    )
+}
+
+fn send(n: &mut Node, now: Instant, from: SocketAddr, msg: &Message) {
+    n.handle_datagram(now, from, &msg.encode_to_vec());
+}
+
+fn request(from_id: InfoHash, tid: Tid, kind: RequestKind) -> Message {
+    Message::request(tid, from_id, kind)
+}
+
+/// Every datagram the node wants to send, decoded.
+fn drain(n: &mut Node) -> Vec<(SocketAddr, Message)> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while let Some(tx) = n.poll_transmit(Instant::ZERO, &mut buf) {
+        assert_eq!(tx.len, buf.len());
+        out.push((
+            tx.destination,
+            wire::decode(&buf).expect("we send only valid datagrams"),
+        ));
+    }
+    out
+}
+
+fn events(n: &mut Node) -> Vec<Event> {
+    std::iter::from_fn(|| n.poll_event()).collect()
+}
+
+fn only_reply(out: &[(SocketAddr, Message)]) -> &Reply {
+    assert_eq!(out.len(), 1, "{out:?}");
+    match &out[0].1.body {
+        Body::Reply(r) => r,
+        b => panic!("expected a reply, got {b:?}"),
+    }
+}
+
+fn only_error(out: &[(SocketAddr, Message)]) -> &ErrorReply {
+    assert_eq!(out.len(), 1, "{out:?}");
+    match &out[0].1.body {
+        Body::Error(e) => e,
+        b => panic!("expected an error, got {b:?}"),
+    }
+}
+
+/// A token for `from`: asked with a find, as a real requester would.
+fn token_for(n: &mut Node, now: Instant, from: (InfoHash, SocketAddr)) -> Vec<u8> {
+    send(
+        n,
+        now,
+        from.1,
+        &request(
+            from.0,
+            999,
+            RequestKind::Find {
+                target: ME,
+                want: None,
+            },
+        ),
+    );
+    let out = drain(n);
+    only_reply(&out)
+        .token
+        .clone()
+        .expect("find replies carry a token")
+}
+
+fn put_req(key: InfoHash, v: Value, token: Vec<u8>) -> RequestKind {
+    RequestKind::Put {
+        key,
+        values: Values::Inline(vec![v]),
+        created: None,
+        token,
+    }
+}
+
+#[test]
+fn ping_is_answered_with_our_id_and_the_senders_address() {
+    let mut n = node();
+    let p = peer(1);
+    send(&mut n, t(1), p.1, &request(p.0, 42, RequestKind::Ping));
+    let out = drain(&mut n);
+    assert_eq!(out[0].0, p.1);
+    assert_eq!(out[0].1.tid, 42);
+    let r = only_reply(&out);
+    assert_eq!(r.id, ME);
+    assert_eq!(r.addr, Some(p.1.ip()));
+    assert_eq!(n.stats().received(MessageKind::Ping), 1);
+    assert_eq!(n.stats().sent(MessageKind::Reply), 1);
+    // The pinger is now a (dubious) node of our table.
+    assert_eq!(n.stats().nodes[0], 1);
+    assert_eq!(n.status(Family::V4), Status::Connecting);
+}
+
+#[test]
+fn find_returns_closest_good_nodes_of_the_wanted_family_and_a_token() {
+    let mut n = node();
+    // Make 3 IPv4 and 1 IPv6 node good: we ping them (as bootstrap nodes) and they reply.
+    let v6: (InfoHash, SocketAddr) = (InfoHash([0x60; 20]), "[2001:db8::6]:6000".parse().unwrap());
+    let all = [peer(1), peer(2), peer(3), v6];
+    for p in all {
+        n.bootstrap(t(1), p.1);
+    }
+    for (to, msg) in drain(&mut n) {
+        let id = all.into_iter().find(|p| p.1 == to).unwrap().0;
+        let r = Reply {
+            id,
+            addr: Some(to.ip()),
+            ..Reply::default()
+        };
+        send(&mut n, t(20), to, &Message::reply(msg.tid, r));
+    }
+    let _ = drain(&mut n);
+    let asker = peer(9);
+    let target = InfoHash([0x02; 20]);
+    send(
+        &mut n,
+        t(7000),
+        asker.1,
+        &request(asker.0, 5, RequestKind::Find { target, want: None }),
+    );
+    let out: Vec<_> = drain(&mut n).into_iter().filter(|(_, m)| m.tid == 5).collect();
+    let r = only_reply(&out);
+    let ids: Vec<InfoHash> = r.nodes4.iter().map(|n| n.id).collect();
+    assert_eq!(
+        ids,
+        vec![peer(2).0, peer(3).0, peer(1).0],
+        "closest first, good only"
+    );
+    assert!(r.nodes6.is_empty(), "no want: the requester's family only");
+    assert_eq!(r.token.as_ref().map(Vec::len), Some(20));
+    send(
+        &mut n,
+        t(7000),
+        asker.1,
+        &request(
+            asker.0,
+            6,
+            RequestKind::Find {
+                target,
+                want: Some(Want::BOTH),
+            },
+        ),
+    );
+    let out: Vec<_> = drain(&mut n).into_iter().filter(|(_, m)| m.tid == 6).collect();
+    let r = only_reply(&out);
+    assert_eq!(r.nodes6.len(), 1);
+    assert_eq!(r.nodes4.len(), 3);
+}
+
+#[test]
+fn get_put_and_their_errors() {
+    let mut n = node();
+    let p = peer(1);
+    let key = InfoHash::get("k");
+    send(
+        &mut n,
+        t(1),
+        p.1,
+        &request(
+            p.0,
+            1,
+            RequestKind::Get {
+                key: InfoHash::ZERO,
+                query: Query::default(),
+                want: None,
+            },
+        ),
+    );
+    let out = drain(&mut n);
+    let e = only_error(&out);
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (203, "Get_values with no info_hash")
+    );
+    assert_eq!(e.id, ME);
+
+    // A put without a valid token is refused with 401, and nothing is stored.
+    send(
+        &mut n,
+        t(2),
+        p.1,
+        &request(p.0, 2, put_req(key, Value::new(5, b"v".to_vec()), vec![0; 20])),
+    );
+    let out = drain(&mut n);
+    assert_eq!(only_error(&out).code, 401);
+    assert_eq!(n.stats().stored_values, 0);
+
+    // A token from another address does not work either.
+    let other = peer(2);
+    let tok_other = token_for(&mut n, t(3), other);
+    send(
+        &mut n,
+        t(3),
+        p.1,
+        &request(p.0, 3, put_req(key, Value::new(5, b"v".to_vec()), tok_other)),
+    );
+    assert_eq!(only_error(&drain(&mut n)).code, 401);
+
+    let tok = token_for(&mut n, t(4), p);
+    send(
+        &mut n,
+        t(4),
+        p.1,
+        &request(p.0, 4, put_req(key, Value::new(0, b"v".to_vec()), tok.clone())),
+    );
+    let out = drain(&mut n);
+    let e = only_error(&out);
+    assert_eq!((e.code, e.message.as_str()), (203, "Put with invalid id"));
+    send(
+        &mut n,
+        t(5),
+        p.1,
+        &request(
+            p.0,
+            5,
+            put_req(InfoHash::ZERO, Value::new(5, b"v".to_vec()), tok.clone()),
+        ),
+    );
+    assert_eq!(only_error(&drain(&mut n)).code, 203);
+
+    send(
+        &mut n,
+        t(6),
+        p.1,
+        &request(p.0, 6, put_req(key, Value::new(5, b"v".to_vec()), tok.clone())),
+    );
+    let out = drain(&mut n);
+    let r = only_reply(&out);
+    assert_eq!(r.vid, Some(5));
+    assert_eq!(n.local_values(&key).len(), 1);
+
+    // Get: the value inline, nodes and a token.
+    send(
+        &mut n,
+        t(7),
+        p.1,
+        &request(
+            p.0,
+            7,
+            RequestKind::Get {
+                key,
+                query: Query::default(),
+                want: None,
+            },
+        ),
+    );
+    let out = drain(&mut n);
+    let r = only_reply(&out);
+    assert_eq!(r.values, Some(Values::Inline(vec![Value::new(5, b"v".to_vec())])));
+    assert!(r.token.is_some());
+    // SELECT id: field rows instead of values.
+    let q = Query::parse("SELECT id").unwrap();
+    send(
+        &mut n,
+        t(8),
+        p.1,
+        &request(
+            p.0,
+            8,
+            RequestKind::Get {
+                key,
+                query: q,
+                want: None,
+            },
+        ),
+    );
+    let out = drain(&mut n);
+    let r = only_reply(&out);
+    assert!(r.values.is_none());
+    let rows = r.fields.as_ref().unwrap();
+    assert_eq!(rows.fields, vec![crate::value::Field::Id]);
+    assert_eq!(rows.rows[0].values, vec![FieldValue::Id(5)]);
+    // WHERE id=6 matches nothing: no values at all.
+    let q = Query::parse("WHERE id=6").unwrap();
+    send(
+        &mut n,
+        t(9),
+        p.1,
+        &request(
+            p.0,
+            9,
+            RequestKind::Get {
+                key,
+                query: q,
+                want: None,
+            },
+        ),
+    );
+    assert!(only_reply(&drain(&mut n)).values.is_none());
+}
+
+#[test]
+fn a_large_get_reply_is_sent_as_fragments() {
+    let mut n = node();
+    let p = peer(1);
+    let key = InfoHash::get("big");
+    let tok = token_for(&mut n, t(1), p);
+    let big = Value::new(3, vec![9; 40_000]);
+    // The put arrives as a header and value data, as a C++ node sends it.
+    let out = fragment::prepare(core::slice::from_ref(&big));
+    let mut header = request(
+        p.0,
+        10,
+        RequestKind::Put {
+            key,
+            values: out.values,
+            created: None,
+            token: tok,
+        },
+    );
+    header.tid = 10;
+    send(&mut n, t(2), p.1, &header);
+    assert!(drain(&mut n).is_empty(), "waits for the parts");
+    for parts in fragment::slices(&out.data) {
+        let m = Message {
+            tid: 10,
+            network: 0,
+            is_client: false,
+            body: Body::ValueData(parts),
+        };
+        send(&mut n, t(3), p.1, &m);
+    }
+    assert_eq!(only_reply(&drain(&mut n)).vid, Some(3));
+    send(
+        &mut n,
+        t(4),
+        p.1,
+        &request(
+            p.0,
+            11,
+            RequestKind::Get {
+                key,
+                query: Query::default(),
+                want: None,
+            },
+        ),
+    );
+    let out = drain(&mut n);
+    let Body::Reply(r) = &out[0].1.body else { panic!() };
+    assert!(matches!(r.values, Some(Values::Sizes(ref s)) if s.len() == 1));
+    assert_eq!(
+        out.len(),
+        1 + big.encode_to_vec().len().div_ceil(1280),
+        "header, then one datagram per 1280-byte slice"
+    );
+    assert!(
+        out[1..]
+            .iter()
+            .all(|(_, m)| m.tid == 11 && matches!(m.body, Body::ValueData(_)))
+    );
+}
+
+#[test]
+fn listen_pushes_existing_new_refreshed_and_expired_values() {
+    let mut n = node();
+    let (listener, putter) = (peer(1), peer(2));
+    let key = InfoHash::get("room");
+    let tok_p = token_for(&mut n, t(1), putter);
+    send(
+        &mut n,
+        t(1),
+        putter.1,
+        &request(
+            putter.0,
+            1,
+            put_req(key, Value::new(1, b"old".to_vec()), tok_p.clone()),
+        ),
+    );
+    let _ = drain(&mut n);
+
+    let listen = |token: Vec<u8>| RequestKind::Listen {
+        key,
+        token,
+        sid: 77,
+        version: Some(1),
+        query: Query::default(),
+    };
+    send(
+        &mut n,
+        t(2),
+        listener.1,
+        &request(listener.0, 2, listen(vec![1; 20])),
+    );
+    assert_eq!(only_error(&drain(&mut n)).code, 401);
+    let tok_l = token_for(&mut n, t(2), listener);
+    send(
+        &mut n,
+        t(3),
+        listener.1,
+        &request(listener.0, 3, listen(tok_l.clone())),
+    );
+    let out = drain(&mut n);
+    assert_eq!(out.len(), 2, "{out:?}");
+    let Body::Reply(r) = &out[0].1.body else { panic!() };
+    assert!(r.token.is_some(), "a listen reply carries a fresh token");
+    let Body::Request(Request {
+        kind:
+            RequestKind::Update {
+                sid,
+                payload,
+                key: k,
+                version,
+                token,
+            },
+        ..
+    }) = &out[1].1.body
+    else {
+        panic!("{:?}", out[1])
+    };
+    assert_eq!((*sid, *k, *version), (77, key, Some(1)));
+    assert!(token.is_some());
+    assert!(matches!(payload, UpdatePayload::Values { values: Values::Inline(v), .. } if v[0].id == 1));
+    // The listener acknowledges; a re-sent listen with the same sid pushes nothing again.
+    send(
+        &mut n,
+        t(4),
+        listener.1,
+        &Message::reply(
+            out[1].1.tid,
+            Reply {
+                id: listener.0,
+                ..Reply::default()
+            },
+        ),
+    );
+    send(&mut n, t(5), listener.1, &request(listener.0, 4, listen(tok_l)));
+    let out = drain(&mut n);
+    assert!(
+        out.iter()
+            .any(|(_, m)| m.tid == 4 && matches!(m.body, Body::Reply(_)))
+    );
+    assert!(!out.iter().any(|(_, m)| matches!(
+        &m.body,
+        Body::Request(Request {
+            kind: RequestKind::Update { .. },
+            ..
+        })
+    )));
+
+    // A new value: pushed.
+    send(
+        &mut n,
+        t(6),
+        putter.1,
+        &request(
+            putter.0,
+            5,
+            put_req(key, Value::new(2, b"new".to_vec()), tok_p.clone()),
+        ),
+    );
+    let out = drain(&mut n);
+    let push = out.iter().find(|(to, _)| *to == listener.1).expect("pushed");
+    assert!(matches!(
+        &push.1.body,
+        Body::Request(Request {
+            kind: RequestKind::Update {
+                payload: UpdatePayload::Values { .. },
+                ..
+            },
+            ..
+        })
+    ));
+    // A refresh: `re`.
+    send(
+        &mut n,
+        t(7),
+        putter.1,
+        &request(
+            putter.0,
+            6,
+            RequestKind::Refresh {
+                key,
+                vid: 2,
+                token: tok_p.clone(),
+            },
+        ),
+    );
+    let out = drain(&mut n);
+    assert!(out.iter().any(|(to, m)| *to == listener.1
+        && matches!(&m.body, Body::Request(Request { kind: RequestKind::Update { payload: UpdatePayload::Refreshed(v), .. }, .. }) if v == &vec![2])));
+    assert!(
+        out.iter()
+            .any(|(to, m)| *to == putter.1 && matches!(&m.body, Body::Reply(r) if r.vid == Some(2)))
+    );
+    // Expiry (10 min for type 0): `exp` for both values.
+    n.handle_timeout(Instant::from_secs(11 * 60));
+    let out = drain(&mut n);
+    let expired: Vec<u64> = out
+        .iter()
+        .filter(|(to, _)| *to == listener.1)
+        .filter_map(|(_, m)| match &m.body {
+            Body::Request(Request {
+                kind:
+                    RequestKind::Update {
+                        payload: UpdatePayload::Expired(v),
+                        ..
+                    },
+                ..
+            }) => Some(v.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(expired.contains(&1) && expired.contains(&2), "{out:?}");
+}
+
+#[test]
+fn refresh_of_unknown_storage_is_404() {
+    let mut n = node();
+    let p = peer(1);
+    let tok = token_for(&mut n, t(1), p);
+    send(
+        &mut n,
+        t(2),
+        p.1,
+        &request(
+            p.0,
+            2,
+            RequestKind::Refresh {
+                key: InfoHash::get("none"),
+                vid: 1,
+                token: tok.clone(),
+            },
+        ),
+    );
+    let out = drain(&mut n);
+    let e = only_error(&out);
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (404, "Access operation for unknown storage")
+    );
+    send(
+        &mut n,
+        t(3),
+        p.1,
+        &request(
+            p.0,
+            3,
+            RequestKind::Refresh {
+                key: InfoHash::get("none"),
+                vid: 1,
+                token: vec![],
+            },
+        ),
+    );
+    assert_eq!(only_error(&drain(&mut n)).code, 401);
+}
+
+#[test]
+fn an_update_for_an_unknown_socket_is_still_answered() {
+    let mut n = node();
+    let p = peer(1);
+    let kind = RequestKind::Update {
+        key: InfoHash::get("x"),
+        sid: 12345,
+        version: Some(1),
+        token: Some(vec![1]),
+        payload: UpdatePayload::Values {
+            values: Values::Inline(vec![Value::new(1, vec![1])]),
+            created: None,
+        },
+    };
+    send(&mut n, t(1), p.1, &request(p.0, 9, kind));
+    let r = only_reply(&drain(&mut n)).clone();
+    assert_eq!(r.id, ME);
+    assert!(
+        !events(&mut n)
+            .iter()
+            .any(|e| matches!(e, Event::ListenAdded { .. }))
+    );
+}
+
+#[test]
+fn bootstrap_ping_is_retransmitted_then_times_out() {
+    let mut n = node();
+    let boot: SocketAddr = "192.0.2.1:4222".parse().unwrap();
+    n.bootstrap(t(0), boot);
+    assert_eq!(n.status(Family::V4), Status::Connecting);
+    let first = drain(&mut n);
+    assert_eq!(first.len(), 1);
+    assert!(matches!(
+        &first[0].1.body,
+        Body::Request(Request {
+            kind: RequestKind::Ping,
+            ..
+        })
+    ));
+    let mut sends = vec![0u64];
+    let mut now = Instant::ZERO;
+    while let Some(d) = n.poll_timeout() {
+        if d > Instant::from_secs(9) {
+            break;
+        }
+        now = d;
+        n.handle_timeout(now);
+        let out = drain(&mut n);
+        if out.iter().any(|(to, m)| *to == boot && m.tid == first[0].1.tid) {
+            sends.push(now.as_micros() / 1000);
+        }
+    }
+    assert_eq!(sends.len(), 3, "{sends:?}");
+    assert!((1000..1250).contains(&(sends[1] - sends[0])), "{sends:?}");
+    assert!((2000..2750).contains(&(sends[2] - sends[1])), "{sends:?}");
+    assert_eq!(n.stats().retransmits, 2);
+    // Expired ≈4–5.75 s after the third send.
+    n.handle_timeout(Instant::from_secs(9));
+    assert_eq!(n.stats().timeouts, 1);
+    assert_eq!(n.stats().pending_requests, 0);
+    let _ = now;
+    // Bootstrap pings again 10 s after the start, then after 20 s more.
+    n.handle_timeout(Instant::from_secs(10));
+    assert_eq!(drain(&mut n).len(), 1);
+}
+
+#[test]
+fn bootstrap_reply_connects_and_reports_status_and_public_address() {
+    let mut n = node();
+    let p = peer(1);
+    n.bootstrap(t(0), p.1);
+    let out = drain(&mut n);
+    let my_public: IpAddr = "203.0.113.9".parse().unwrap();
+    let r = Reply {
+        id: p.0,
+        addr: Some(my_public),
+        ..Reply::default()
+    };
+    send(&mut n, t(20), p.1, &Message::reply(out[0].1.tid, r));
+    assert_eq!(n.status(Family::V4), Status::Connected);
+    let ev = events(&mut n);
+    assert!(ev.contains(&Event::StatusChanged {
+        family: Family::V4,
+        status: Status::Connecting
+    }));
+    assert!(ev.contains(&Event::StatusChanged {
+        family: Family::V4,
+        status: Status::Connected
+    }));
+    assert!(ev.contains(&Event::PublicAddressChanged {
+        family: Family::V4,
+        addr: my_public
+    }));
+    assert_eq!(n.public_addresses(Family::V4), vec![my_public]);
+    // Connected: a lookup of our own id goes out to the bootstrap node.
+    let out = drain(&mut n);
+    assert!(out.iter().any(|(to, m)| *to == p.1
+        && matches!(&m.body, Body::Request(Request { kind: RequestKind::Find { target, .. }, .. }) if *target == ME)));
+}
+
+#[test]
+fn a_search_reply_without_a_token_blacklists_the_replier() {
+    let mut n = node();
+    let p = peer(1);
+    n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
+    let _ = drain(&mut n);
+    let op = n.get(t(1), InfoHash::get("k"), Query::default()).unwrap();
+    let out = drain(&mut n);
+    let (_, get) = out
+        .iter()
+        .find(|(to, _)| *to == p.1)
+        .expect("the get goes to the only node");
+    send(
+        &mut n,
+        t(2),
+        p.1,
+        &Message::reply(
+            get.tid,
+            Reply {
+                id: p.0,
+                ..Reply::default()
+            },
+        ),
+    );
+    // Blacklisted: its next datagram is dropped.
+    send(&mut n, t(3), p.1, &request(p.0, 1, RequestKind::Ping));
+    assert!(drain(&mut n).is_empty());
+    assert_eq!(n.stats().dropped(DropReason::Blacklisted), 1);
+    let ev = events(&mut n);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::GetDone { op: o, ok: false, .. } if *o == op)),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_401_on_put_clears_the_token_and_gets_again() {
+    let mut n = node();
+    let p = peer(1);
+    n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
+    let _ = drain(&mut n);
+    let key = InfoHash::get("k");
+    n.put(t(1), key, Value::new(1, b"x".to_vec()), PutOptions::default())
+        .unwrap();
+    let out = drain(&mut n);
+    let (_, find) = out.iter().find(|(to, _)| *to == p.1).unwrap();
+    let find_tid = find.tid;
+    send(
+        &mut n,
+        t(2),
+        p.1,
+        &Message::reply(
+            find_tid,
+            Reply {
+                id: p.0,
+                token: Some(vec![5; 20]),
+                ..Reply::default()
+            },
+        ),
+    );
+    let out = drain(&mut n);
+    let (_, put) = out
+        .iter()
+        .find(|(_, m)| {
+            matches!(
+                &m.body,
+                Body::Request(Request {
+                    kind: RequestKind::Put { .. },
+                    ..
+                })
+            )
+        })
+        .expect("synced: the put goes out");
+    send(
+        &mut n,
+        t(3),
+        p.1,
+        &Message::error(put.tid, p.0, 401, "Put with wrong token"),
+    );
+    let out = drain(&mut n);
+    assert!(
+        out.iter().any(|(_, m)| matches!(
+            &m.body,
+            Body::Request(Request {
+                kind: RequestKind::Find { .. },
+                ..
+            })
+        )),
+        "a new find fetches a fresh token: {out:?}"
+    );
+}
+
+#[test]
+fn put_done_reports_how_many_acknowledged() {
+    let mut n = node();
+    let peers: Vec<_> = (1..=3).map(peer).collect();
+    for p in &peers {
+        n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
+    }
+    let _ = drain(&mut n);
+    let key = InfoHash::get("k");
+    let h = n
+        .put(t(1), key, Value::new(1, b"x".to_vec()), PutOptions::default())
+        .unwrap();
+    let mut now = 2;
+    // Answer everything each peer is asked, until the put is done.
+    for _ in 0..6 {
+        for (to, m) in drain(&mut n) {
+            let p = peers.iter().find(|p| p.1 == to).unwrap();
+            let mut r = Reply {
+                id: p.0,
+                addr: Some(to.ip()),
+                token: Some(vec![1; 20]),
+                ..Reply::default()
+            };
+            if let Body::Request(Request {
+                kind:
+                    RequestKind::Put {
+                        values: Values::Inline(v),
+                        ..
+                    },
+                ..
+            }) = &m.body
+            {
+                r.vid = Some(v[0].id);
+            }
+            send(&mut n, t(now), to, &Message::reply(m.tid, r));
+            now += 1;
+        }
+    }
+    let ev = events(&mut n);
+    let outcome = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::PutDone { op, outcome, vid, .. } if *op == h.op => {
+                assert_eq!(*vid, 1);
+                Some(*outcome)
+            }
+            _ => None,
+        })
+        .expect("put done");
+    assert_eq!(outcome.acked, [3, 0]);
+    assert_eq!(outcome.targeted, [3, 0]);
+    assert!(outcome.ok());
+}
+
+#[test]
+fn a_flood_from_one_address_is_limited_while_others_are_answered() {
+    let mut n = node();
+    let flooder = peer(1);
+    let honest = peer(2);
+    for i in 0..3000u32 {
+        send(
+            &mut n,
+            t(100),
+            flooder.1,
+            &request(flooder.0, i, RequestKind::Ping),
+        );
+    }
+    let answered = drain(&mut n).len();
+    assert_eq!(answered, 1024, "per-IP limit");
+    assert_eq!(n.stats().dropped(DropReason::RateLimitedPeer), 3000 - 1024);
+    send(&mut n, t(100), honest.1, &request(honest.0, 1, RequestKind::Ping));
+    assert_eq!(drain(&mut n).len(), 1, "another peer is still answered");
+    // Garbage costs nothing but a counter, and is never answered.
+    for i in 0..1000u32 {
+        let junk = [0x85, 0xa1, 0x79, 0xa1, (i % 256) as u8];
+        n.handle_datagram(t(200), flooder.1, &junk);
+        n.handle_datagram(t(200), flooder.1, &i.to_be_bytes());
+    }
+    assert!(drain(&mut n).is_empty());
+    assert!(n.stats().dropped(DropReason::Malformed) >= 1900);
+    // Two seconds later the flooder is served again.
+    send(
+        &mut n,
+        t(2500),
+        flooder.1,
+        &request(flooder.0, 1, RequestKind::Ping),
+    );
+    assert_eq!(drain(&mut n).len(), 1);
+    // The global limit holds across many addresses.
+    let mut n = node_with(Config {
+        max_req_per_sec: Some(100),
+        max_peer_req_per_sec: Some(10),
+        ..Config::default()
+    });
+    for i in 0..200u8 {
+        let a = SocketAddr::from(([10, 1, 0, i], 1000));
+        send(
+            &mut n,
+            t(100),
+            a,
+            &request(InfoHash::get([i]), 1, RequestKind::Ping),
+        );
+    }
+    let replies = drain(&mut n)
+        .iter()
+        .filter(|(_, m)| matches!(m.body, Body::Reply(_)))
+        .count();
+    assert_eq!(replies, 100);
+    assert_eq!(n.stats().dropped(DropReason::RateLimitedGlobal), 100);
+}
+
+#[test]
+fn bad_sources_and_senders_are_dropped() {
+    let mut n = node_with(Config {
+        network: 7,
+        ..Config::default()
+    });
+    let p = peer(1);
+    let mut ping = request(p.0, 1, RequestKind::Ping);
+    send(&mut n, t(1), p.1, &ping);
+    assert_eq!(n.stats().dropped(DropReason::WrongNetwork), 1);
+    ping.network = 7;
+    send(&mut n, t(1), "0.0.0.1:5".parse().unwrap(), &ping);
+    send(&mut n, t(1), "224.0.0.1:5".parse().unwrap(), &ping);
+    send(&mut n, t(1), "10.0.0.1:0".parse().unwrap(), &ping);
+    assert_eq!(n.stats().dropped(DropReason::Martian), 3);
+    let mut own = request(ME, 1, RequestKind::Ping);
+    own.network = 7;
+    send(&mut n, t(1), p.1, &own);
+    let mut zero = request(InfoHash::ZERO, 1, RequestKind::Ping);
+    zero.network = 7;
+    send(&mut n, t(1), p.1, &zero);
+    assert_eq!(n.stats().dropped(DropReason::BadSenderId), 2);
+    n.handle_datagram(t(1), p.1, &vec![0u8; wire::MAX_DATAGRAM + 1]);
+    assert_eq!(n.stats().dropped(DropReason::TooLarge), 1);
+    assert!(drain(&mut n).is_empty());
+    // An IPv4-mapped source is the IPv4 address.
+    send(&mut n, t(1), "[::ffff:10.0.0.1]:4001".parse().unwrap(), &ping);
+    let out = drain(&mut n);
+    assert_eq!(out[0].0, p.1);
+    assert_eq!(out[0].1.network, 7, "our messages carry our network id");
+}
+
+#[test]
+fn a_reply_announcing_parts_is_accepted_only_when_expected() {
+    let mut n = node();
+    let p = peer(1);
+    let reply = Message::reply(
+        4242,
+        Reply {
+            id: p.0,
+            values: Some(Values::Sizes(vec![2000])),
+            ..Reply::default()
+        },
+    );
+    send(&mut n, t(1), p.1, &reply);
+    assert_eq!(n.stats().dropped(DropReason::Unexpected), 1);
+}
+
+#[test]
+fn storage_quota_holds_against_one_address() {
+    let mut n = node_with(Config {
+        max_store_size: 100_000,
+        max_store_size_per_ip: 20_000,
+        ..Config::default()
+    });
+    let p = peer(1);
+    let tok = token_for(&mut n, t(1), p);
+    for i in 1..200u64 {
+        let key = InfoHash::get(i.to_be_bytes());
+        send(
+            &mut n,
+            t(2),
+            p.1,
+            &request(
+                p.0,
+                i as u32,
+                put_req(key, Value::new(i, vec![1; 500]), tok.clone()),
+            ),
+        );
+    }
+    let s = n.stats();
+    assert!(s.stored_bytes <= 20_000, "{}", s.stored_bytes);
+    assert!(s.store_refused > 100);
+    // Every put is still acknowledged (OpenDHT's rule: never tell a putter its value was dropped).
+    let replies = drain(&mut n)
+        .iter()
+        .filter(|(_, m)| matches!(&m.body, Body::Reply(r) if r.vid.is_some()))
+        .count();
+    assert_eq!(replies, 199);
+    // Another address still gets room.
+    let q = peer(2);
+    let tok = token_for(&mut n, t(3), q);
+    send(
+        &mut n,
+        t(3),
+        q.1,
+        &request(
+            q.0,
+            1,
+            put_req(InfoHash::get("other"), Value::new(1, vec![1; 500]), tok),
+        ),
+    );
+    assert_eq!(n.local_values(&InfoHash::get("other")).len(), 1);
+}
+
+#[test]
+fn bounded_queues_count_what_they_drop() {
+    // Pending requests.
+    let mut n = node_with(Config {
+        max_pending_requests: 4,
+        ..Config::default()
+    });
+    for i in 1..=10u8 {
+        n.bootstrap(t(0), SocketAddr::from(([10, 9, 0, i], 4222)));
+    }
+    assert_eq!(n.stats().pending_requests, 4);
+    assert_eq!(n.stats().pending_overflow, 6);
+    // Transmit queue.
+    let mut n = node_with(Config {
+        max_transmit_queue: 5,
+        ..Config::default()
+    });
+    for i in 0..20u32 {
+        send(&mut n, t(1), peer(1).1, &request(peer(1).0, i, RequestKind::Ping));
+    }
+    assert_eq!(drain(&mut n).len(), 5);
+    assert_eq!(n.stats().transmit_overflow, 15);
+    // Event queue.
+    let mut n = node_with(Config {
+        max_event_queue: 3,
+        ..Config::default()
+    });
+    for i in 0..10u64 {
+        n.put(
+            t(1),
+            InfoHash::get(i.to_be_bytes()),
+            Value::new(1, vec![1]),
+            PutOptions::default(),
+        )
+        .unwrap();
+    }
+    assert_eq!(events(&mut n).len(), 3);
+    assert!(n.stats().event_overflow > 0);
+    // Searches.
+    let mut n = node_with(Config {
+        max_searches: 4,
+        ..Config::default()
+    });
+    n.listen(t(1), InfoHash::get("a"), Query::default()).unwrap();
+    n.listen(t(1), InfoHash::get("b"), Query::default()).unwrap();
+    assert_eq!(
+        n.listen(t(1), InfoHash::get("c"), Query::default()),
+        Err(CommandError::TooManySearches(4))
+    );
+    assert!(
+        n.get(t(1), InfoHash::get("a"), Query::default()).is_ok(),
+        "an existing search is shared"
+    );
+    // Bootstrap list.
+    let mut n = node_with(Config {
+        max_bootstrap: 2,
+        ..Config::default()
+    });
+    for i in 1..=5u8 {
+        n.bootstrap(t(0), SocketAddr::from(([10, 9, 0, i], 4222)));
+    }
+    assert_eq!(n.bootstrap.len(), 2);
+    // Reported public addresses.
+    let mut n = node();
+    for i in 0..100u8 {
+        n.tally_public_address(IpAddr::from([198, 51, 100, i]));
+    }
+    assert_eq!(n.public_addresses(Family::V4).len(), MAX_PUBLIC_ADDRS);
+}
+
+#[test]
+fn commands_reject_caller_mistakes() {
+    let mut n = node();
+    assert_eq!(
+        n.get(t(0), InfoHash::ZERO, Query::default()),
+        Err(CommandError::ZeroKey)
+    );
+    assert_eq!(
+        n.put(
+            t(0),
+            InfoHash::get("k"),
+            Value::new(1, vec![0; 70_000]),
+            PutOptions::default()
+        ),
+        Err(CommandError::ValueTooLarge {
+            size: Value::new(1, vec![0; 70_000]).size(),
+            max: 65_536
+        })
+    );
+    assert_eq!(
+        n.cancel_listen(t(0), ListenToken(99)),
+        Err(CommandError::UnknownOperation)
+    );
+    assert_eq!(
+        n.cancel_put(t(0), InfoHash::get("k"), 5),
+        Err(CommandError::UnknownOperation)
+    );
+    n.shutdown(t(0));
+    assert!(events(&mut n).contains(&Event::ShutdownComplete));
+    assert_eq!(
+        n.get(t(0), InfoHash::get("k"), Query::default()),
+        Err(CommandError::ShuttingDown)
+    );
+}
+
+/// The same seed and the same inputs give byte-identical outputs.
+#[test]
+fn same_seed_same_inputs_same_bytes() {
+    fn run() -> (Vec<(SocketAddr, Vec<u8>)>, Vec<Event>) {
+        let mut n = Node::new(Config::default(), [42; 32], Instant::ZERO);
+        let mut wire_out = Vec::new();
+        let mut evs = Vec::new();
+        let mut buf = Vec::new();
+        let mut pump = |n: &mut Node| {
+            while let Some(tx) = n.poll_transmit(Instant::ZERO, &mut buf) {
+                wire_out.push((tx.destination, buf.clone()));
+            }
+            evs.extend(std::iter::from_fn(|| n.poll_event()));
+        };
+        n.bootstrap(t(0), peer(1).1);
+        pump(&mut n);
+        for i in 2..6 {
+            n.insert_node(
+                t(1),
+                NodeInfo {
+                    id: peer(i).0,
+                    addr: peer(i).1,
+                },
+            );
+        }
+        n.put(
+            t(2),
+            InfoHash::get("k"),
+            Value::new(0, b"v".to_vec()),
+            PutOptions::default(),
+        )
+        .unwrap();
+        n.listen(t(3), InfoHash::get("l"), Query::default()).unwrap();
+        send(
+            &mut n,
+            t(4),
+            peer(7).1,
+            &request(
+                peer(7).0,
+                1,
+                RequestKind::Find {
+                    target: ME,
+                    want: None,
+                },
+            ),
+        );
+        pump(&mut n);
+        while let Some(d) = n.poll_timeout() {
+            if d > Instant::from_secs(600) {
+                break;
+            }
+            n.handle_timeout(d);
+            pump(&mut n);
+        }
+        (wire_out, evs)
+    }
+    let a = run();
+    let b = run();
+    assert!(a.0.len() > 20, "the scenario does something: {}", a.0.len());
+    assert_eq!(a, b);
+    // A different seed changes the bytes (tids, ids, tokens).
+    let mut other = Node::new(Config::default(), [43; 32], Instant::ZERO);
+    other.bootstrap(t(0), peer(1).1);
+    let mut buf = Vec::new();
+    let _ = other.poll_transmit(t(0), &mut buf);
+    assert_ne!(buf, a.0[0].1);
+}
