@@ -1154,7 +1154,7 @@ impl Node {
 impl Node {
     fn on_reply(&mut self, now: Instant, from: SocketAddr, tid: Tid, p: Pending, reply: Reply) {
         match p.purpose {
-            Purpose::Ping | Purpose::Update => {}
+            Purpose::Ping | Purpose::Bootstrap | Purpose::Update => {}
             Purpose::Maintenance => {
                 let mut nodes = reply.nodes4;
                 nodes.extend(reply.nodes6);
@@ -1349,7 +1349,14 @@ impl Node {
             }
             self.bootstrap.push(addr);
         }
-        self.send_request(now, addr, InfoHash::ZERO, RequestKind::Ping, Purpose::Ping, &[]);
+        self.send_request(
+            now,
+            addr,
+            InfoHash::ZERO,
+            RequestKind::Ping,
+            Purpose::Bootstrap,
+            &[],
+        );
         self.bootstrap_period = BOOTSTRAP_PERIOD;
         self.bootstrap_at = Some(now + BOOTSTRAP_PERIOD);
         self.after_input(now);
@@ -2080,10 +2087,9 @@ impl Node {
     }
 
     fn update_status(&mut self, now: Instant) {
-        let bootstrapping = self.bootstrap.iter().any(|a| self.rpc.has_pending_to(*a));
         for fam in Family::ALL {
             let mut st = self.tables[fam].status(now);
-            if st == Status::Disconnected && bootstrapping {
+            if st == Status::Disconnected && self.rpc.is_bootstrapping() {
                 st = Status::Connecting;
             }
             if st == self.status[fam] {
@@ -2130,7 +2136,14 @@ impl Node {
         }
         for addr in self.bootstrap.clone() {
             if !self.rpc.has_pending_to(addr) {
-                self.send_request(now, addr, InfoHash::ZERO, RequestKind::Ping, Purpose::Ping, &[]);
+                self.send_request(
+                    now,
+                    addr,
+                    InfoHash::ZERO,
+                    RequestKind::Ping,
+                    Purpose::Bootstrap,
+                    &[],
+                );
             }
         }
         self.bootstrap_period = (self.bootstrap_period * 2).min(BOOTSTRAP_MAX);

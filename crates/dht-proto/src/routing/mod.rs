@@ -269,40 +269,58 @@ impl RoutingTable {
         count: usize,
         good_only: bool,
     ) -> Vec<NodeInfo> {
-        let mut out: Vec<NodeInfo> = Vec::with_capacity(2 * count);
-        let ok = |n: &&NodeEntry| if good_only { n.is_good(now) } else { !n.expired };
+        // Distances as two integers compare far faster than 20-byte arrays.
+        let key = |id: &InfoHash| {
+            let d = id.distance(target).0;
+            let (hi, lo) = d.split_at(16);
+            let hi = u128::from_be_bytes(hi.try_into().unwrap_or([0; 16]));
+            let lo = u32::from_be_bytes(lo.try_into().unwrap_or([0; 4]));
+            (hi, lo)
+        };
+        let mut out: Vec<((u128, u32), NodeInfo)> = Vec::with_capacity(2 * count + 8);
+        let take = |b: &Bucket, out: &mut Vec<((u128, u32), NodeInfo)>| {
+            for n in &b.nodes {
+                if if good_only { n.is_good(now) } else { !n.expired } {
+                    out.push((key(&n.id), n.info()));
+                }
+            }
+        };
         let start = self.bucket_of(target);
-        let mut lo = start as isize;
-        let mut hi = start + 1;
         if let Some(b) = self.buckets.get(start) {
-            out.extend(b.nodes.iter().filter(ok).map(NodeEntry::info));
+            take(b, &mut out);
         }
-        // Walk outwards until `count` are gathered, then one more bucket each way: the XOR
-        // order across buckets is not the index order, so a neighbour may hold closer nodes.
-        let mut extra = 1;
-        while lo > 0 || hi < self.buckets.len() {
-            if hi < self.buckets.len() {
+        // Every node inside the target's bucket is closer than any node outside it, so a bucket
+        // that has enough is the answer. Otherwise walk outwards until `count` are gathered, then
+        // one bucket more each way: across buckets XOR order is not index order.
+        if out.len() < count {
+            let mut lo = start;
+            let mut hi = start + 1;
+            let mut extra = 1;
+            while lo > 0 || hi < self.buckets.len() {
                 if let Some(b) = self.buckets.get(hi) {
-                    out.extend(b.nodes.iter().filter(ok).map(NodeEntry::info));
+                    take(b, &mut out);
+                    hi += 1;
                 }
-                hi += 1;
-            }
-            if lo > 0 {
-                lo -= 1;
-                if let Some(b) = self.buckets.get(lo as usize) {
-                    out.extend(b.nodes.iter().filter(ok).map(NodeEntry::info));
+                if lo > 0 {
+                    lo -= 1;
+                    if let Some(b) = self.buckets.get(lo) {
+                        take(b, &mut out);
+                    }
                 }
-            }
-            if out.len() >= count {
-                if extra == 0 {
-                    break;
+                if out.len() >= count {
+                    if extra == 0 {
+                        break;
+                    }
+                    extra -= 1;
                 }
-                extra -= 1;
             }
         }
-        out.sort_unstable_by(|a, b| target.xor_cmp(&a.id, &b.id));
-        out.truncate(count);
-        out
+        if out.len() > count && count > 0 {
+            out.select_nth_unstable_by_key(count - 1, |e| e.0);
+            out.truncate(count);
+        }
+        out.sort_unstable_by_key(|e| e.0);
+        out.into_iter().map(|(_, n)| n).collect()
     }
 
     /// Removes expired nodes; their buckets' candidates are returned to be pinged.

@@ -32,8 +32,10 @@ const WAIT_JITTER_MICROS: u64 = 250_000;
 /// Why a request was sent: handed back with its reply, error or timeout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Purpose {
-    /// A ping to a bootstrap address or a routing-table check.
+    /// A ping to check a node of the routing table.
     Ping,
+    /// A ping to a bootstrap address.
+    Bootstrap,
     /// Bucket or neighbourhood maintenance.
     Maintenance,
     /// A search's find or get.
@@ -93,6 +95,8 @@ pub(crate) struct Rpc {
     timers: BTreeSet<(Instant, SocketAddr, Tid)>,
     next_tid: Tid,
     max_pending: usize,
+    /// Bootstrap pings in flight (a family shows "connecting" while there are any).
+    bootstrapping: usize,
 }
 
 impl Rpc {
@@ -102,6 +106,7 @@ impl Rpc {
             timers: BTreeSet::new(),
             next_tid: rng.next_u32().max(1),
             max_pending,
+            bootstrapping: 0,
         }
     }
 
@@ -137,6 +142,9 @@ impl Rpc {
         packet: Vec<u8>,
         parts: Vec<Vec<u8>>,
     ) {
+        if purpose == Purpose::Bootstrap {
+            self.bootstrapping += 1;
+        }
         let wait = next_wait(FIRST_WAIT, rng);
         let next = now + wait;
         self.timers.insert((next, to, tid));
@@ -162,6 +170,7 @@ impl Rpc {
     pub(crate) fn complete(&mut self, from: SocketAddr, tid: Tid) -> Option<Pending> {
         let p = self.pending.remove(&(from, tid))?;
         self.timers.remove(&(p.next, from, tid));
+        self.forget(&p);
         Some(p)
     }
 
@@ -175,6 +184,17 @@ impl Rpc {
         tids.into_iter()
             .filter_map(|t| self.complete(to, t).map(|p| (t, p)))
             .collect()
+    }
+
+    fn forget(&mut self, p: &Pending) {
+        if p.purpose == Purpose::Bootstrap {
+            self.bootstrapping -= 1;
+        }
+    }
+
+    /// True while a bootstrap ping awaits its reply.
+    pub(crate) fn is_bootstrapping(&self) -> bool {
+        self.bootstrapping > 0
     }
 
     pub(crate) fn has_pending_to(&self, to: SocketAddr) -> bool {
@@ -201,6 +221,7 @@ impl Rpc {
         let p = self.pending.get_mut(&(to, tid))?;
         if p.attempts >= MAX_ATTEMPTS {
             let pending = self.pending.remove(&(to, tid))?;
+            self.forget(&pending);
             return Some(Timeout::Expired { to, pending });
         }
         p.attempts += 1;
