@@ -243,6 +243,7 @@ impl Storage {
         }
         let vid = value.id;
         if let Some(ks) = self.keys.get_mut(&key) {
+            grow_compact(&mut ks.values);
             ks.values.push(Stored {
                 value,
                 created: created.min(now),
@@ -380,6 +381,7 @@ impl Storage {
             self.drop_if_empty(&key);
             return None;
         }
+        grow_compact(&mut ks.listeners);
         ks.listeners.push(l);
         self.listeners += 1;
         Some(true)
@@ -428,6 +430,14 @@ impl Storage {
     #[cfg(test)]
     pub(crate) fn used_by(&self, addr: &SocketAddr) -> usize {
         self.per_ip.get(&ip_key(&addr.ip())).copied().unwrap_or(0)
+    }
+}
+
+/// Makes room for one more element, growing by half instead of doubling from four: most keys
+/// hold one or two values, and a `Stored` is a few hundred bytes.
+fn grow_compact<T>(v: &mut Vec<T>) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() / 2).max(1));
     }
 }
 
