@@ -4,8 +4,7 @@
 //! a clock or an OS random source: time comes in as an [`Instant`] with every input, and
 //! randomness from generators the caller seeds, so the same inputs always give the same outputs.
 //!
-//! This crate currently provides the stateless bottom of the core:
-//!
+//! - [`Node`]: the DHT node as a pure state machine (routing tables, searches, storage, listens);
 //! - [`InfoHash`]: 160-bit ids and keys, the XOR metric, hex and SHA-1 key hashing;
 //! - [`wire`]: OpenDHT's UDP messages as typed [`wire::Message`]s, with [`wire::decode`] (which
 //!   never panics on any input) and [`wire::encode`], plus value fragmentation and a bounded
@@ -13,8 +12,82 @@
 //! - [`value`]: [`value::Value`], its msgpack form and signed body, [`value::ValueType`] with
 //!   OpenDHT's default types, and [`value::Query`] (`SELECT … WHERE …`).
 //!
-//! ## Example: answer a ping
+//! ## The run loop
 //!
+//! A driver owns the sockets and the clock. After every input (a datagram, a timer, a command)
+//! it drains [`Node::poll_transmit`] and [`Node::poll_event`], then sleeps until
+//! [`Node::poll_timeout`] or the next datagram. `docs/architecture.md` states the contract.
+//! Here two nodes talk through a vector standing in for the network, on a virtual clock:
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use std::time::Duration;
+//! use dht_proto::{Config, Event, InfoHash, Instant, Node, PutOptions};
+//! use dht_proto::value::{Query, Value};
+//!
+//! let addrs: [SocketAddr; 2] = ["10.0.0.1:4222".parse().unwrap(), "10.0.0.2:4222".parse().unwrap()];
+//! let mut nodes = [
+//!     Node::new(Config::default(), [1; 32], Instant::ZERO),
+//!     Node::new(Config::default(), [2; 32], Instant::ZERO),
+//! ];
+//! let mut now = Instant::ZERO;
+//! let mut events = Vec::new();
+//! // What every driver does: drain outputs, deliver datagrams, fire due timers.
+//! fn run(nodes: &mut [Node; 2], addrs: &[SocketAddr; 2], now: &mut Instant, events: &mut Vec<Event>, until: Instant) {
+//!     let mut buf = Vec::new();
+//!     loop {
+//!         let mut in_flight = Vec::new();
+//!         for (i, n) in nodes.iter_mut().enumerate() {
+//!             while let Some(t) = n.poll_transmit(*now, &mut buf) {
+//!                 let to = addrs.iter().position(|a| *a == t.destination).unwrap();
+//!                 in_flight.push((to, addrs[i], buf[..t.len].to_vec()));
+//!             }
+//!             events.extend(std::iter::from_fn(|| n.poll_event()));
+//!         }
+//!         if !in_flight.is_empty() {
+//!             for (to, from, data) in in_flight {
+//!                 nodes[to].handle_datagram(*now, from, &data);
+//!             }
+//!             continue;
+//!         }
+//!         // Nothing to deliver: jump to the earliest timer.
+//!         match nodes.iter().filter_map(|n| n.poll_timeout()).min() {
+//!             Some(t) if t <= until => {
+//!                 *now = t.max(*now);
+//!                 nodes.iter_mut().for_each(|n| n.handle_timeout(*now));
+//!             }
+//!             _ => return,
+//!         }
+//!     }
+//! }
+//! let ten_seconds = Duration::from_secs(10);
+//!
+//! nodes[1].bootstrap(now, addrs[0]);
+//! let until = now + ten_seconds;
+//! run(&mut nodes, &addrs, &mut now, &mut events, until);
+//!
+//! let key = InfoHash::get("greeting");
+//! let put = nodes[0].put(now, key, Value::new(0, b"hello".to_vec()), PutOptions::default()).unwrap();
+//! let until = now + ten_seconds;
+//! run(&mut nodes, &addrs, &mut now, &mut events, until);
+//! assert!(events.iter().any(|e| matches!(e, Event::PutDone { op, outcome, .. } if *op == put.op && outcome.ok())));
+//!
+//! let get = nodes[1].get(now, key, Query::default()).unwrap();
+//! let until = now + ten_seconds;
+//! run(&mut nodes, &addrs, &mut now, &mut events, until);
+//! let found: Vec<&Value> = events
+//!     .iter()
+//!     .filter_map(|e| match e {
+//!         Event::Values { op, values, .. } if *op == get => Some(values),
+//!         _ => None,
+//!     })
+//!     .flatten()
+//!     .collect();
+//! assert_eq!(found[0].data, b"hello");
+//! assert!(events.iter().any(|e| matches!(e, Event::GetDone { op, ok: true, .. } if *op == get)));
+//! ```
+//!
+//! ## Example: answer a ping by hand with the codec
 //! ```
 //! use dht_proto::InfoHash;
 //! use dht_proto::wire::{self, Body, Message, Reply, RequestKind};
