@@ -1149,3 +1149,288 @@ fn same_seed_same_inputs_same_bytes() {
     let _ = other.poll_transmit(t(0), &mut buf);
     assert_ne!(buf, a.0[0].1);
 }
+
+#[test]
+fn a_get_delivers_at_most_its_bound_of_values() {
+    let mut n = node_with(Config {
+        max_values_per_get: 3,
+        ..Config::default()
+    });
+    let key = InfoHash::get("many");
+    for i in 1..=10 {
+        n.put(t(0), key, Value::new(i, vec![i as u8]), PutOptions::default())
+            .unwrap();
+    }
+    let _ = events(&mut n);
+    let op = n.get(t(1), key, Query::default()).unwrap();
+    let delivered: usize = events(&mut n)
+        .iter()
+        .map(|e| match e {
+            Event::Values { op: o, values, .. } if *o == op => values.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(delivered, 3);
+}
+
+/// A node we listen to, scripted: returns the listen's sid.
+fn listen_through_peer(n: &mut Node, key: InfoHash, p: (InfoHash, SocketAddr)) -> Tid {
+    n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
+    let _ = drain(n);
+    n.listen(t(1), key, Query::default()).unwrap();
+    let out = drain(n);
+    let (_, find) = out
+        .iter()
+        .find(|(to, _)| *to == p.1)
+        .expect("a find goes to the peer");
+    send(
+        n,
+        t(2),
+        p.1,
+        &Message::reply(
+            find.tid,
+            Reply {
+                id: p.0,
+                token: Some(vec![3; 20]),
+                ..Reply::default()
+            },
+        ),
+    );
+    let out = drain(n);
+    let (tid, sid) = out
+        .iter()
+        .find_map(|(_, m)| match &m.body {
+            Body::Request(Request {
+                kind: RequestKind::Listen { sid, .. },
+                ..
+            }) => Some((m.tid, *sid)),
+            _ => None,
+        })
+        .expect("synced: the listen goes out");
+    send(
+        n,
+        t(3),
+        p.1,
+        &Message::reply(
+            tid,
+            Reply {
+                id: p.0,
+                token: Some(vec![4; 20]),
+                ..Reply::default()
+            },
+        ),
+    );
+    let _ = drain(n);
+    sid
+}
+
+#[test]
+fn the_listen_cache_is_bounded_and_evictions_are_reported() {
+    let mut n = node_with(Config {
+        max_listen_cache: 4,
+        ..Config::default()
+    });
+    let p = peer(1);
+    let key = InfoHash::get("busy");
+    let sid = listen_through_peer(&mut n, key, p);
+    let _ = events(&mut n);
+    let values: Vec<Value> = (1..=10).map(|i| Value::new(i, vec![i as u8])).collect();
+    let kind = RequestKind::Update {
+        key,
+        sid,
+        version: Some(1),
+        token: Some(vec![1]),
+        payload: UpdatePayload::Values {
+            values: Values::Inline(values),
+            created: None,
+        },
+    };
+    send(&mut n, t(4), p.1, &request(p.0, 50, kind));
+    let ev = events(&mut n);
+    let added: usize = ev
+        .iter()
+        .map(|e| {
+            if let Event::ListenAdded { values, .. } = e {
+                values.len()
+            } else {
+                0
+            }
+        })
+        .sum();
+    let expired: usize = ev
+        .iter()
+        .map(|e| {
+            if let Event::ListenExpired { values, .. } = e {
+                values.len()
+            } else {
+                0
+            }
+        })
+        .sum();
+    assert_eq!((added, expired), (10, 6));
+    // `exp` from the node removes what it still holds; an unknown vid is ignored.
+    let kind = RequestKind::Update {
+        key: InfoHash::ZERO,
+        sid,
+        version: None,
+        token: None,
+        payload: UpdatePayload::Expired(vec![10, 999]),
+    };
+    send(&mut n, t(5), p.1, &request(p.0, 51, kind));
+    let ev = events(&mut n);
+    assert!(
+        matches!(&ev[..], [Event::ListenExpired { values, .. }] if values.len() == 1 && values[0].id == 10),
+        "{ev:?}"
+    );
+    // A listen is re-sent 20 s after its confirmation.
+    n.handle_timeout(Instant::from_secs(24));
+    let out = drain(&mut n);
+    assert!(out.iter().any(|(to, m)| *to == p.1
+        && matches!(&m.body, Body::Request(Request { kind: RequestKind::Listen { sid: s, .. }, .. }) if *s == sid)), "{out:?}");
+}
+
+#[test]
+fn export_and_import_of_nodes_and_values() {
+    let mut a = node();
+    let p = peer(1);
+    a.bootstrap(t(0), p.1);
+    let out = drain(&mut a);
+    send(
+        &mut a,
+        t(1),
+        p.1,
+        &Message::reply(
+            out[0].1.tid,
+            Reply {
+                id: p.0,
+                ..Reply::default()
+            },
+        ),
+    );
+    let key = InfoHash::get("kept");
+    a.put(t(2), key, Value::new(8, b"v".to_vec()), PutOptions::default())
+        .unwrap();
+    let nodes = a.export_nodes();
+    assert_eq!(nodes, vec![NodeInfo { id: p.0, addr: p.1 }]);
+    let values = a.export_values();
+    assert_eq!(values.len(), 1);
+    assert_eq!(values[0].key, key);
+    assert!(values[0].remaining.is_some_and(|r| r <= Duration::from_secs(600)));
+
+    let mut b = Node::new(Config::default(), [9; 32], Instant::ZERO);
+    b.import_nodes(t(0), &nodes);
+    b.import_values(t(0), values);
+    assert_eq!(b.stats().nodes[0], 1);
+    assert_eq!(b.local_values(&key), vec![Value::new(8, b"v".to_vec())]);
+    // Imported values keep their remaining life: gone 10 minutes later.
+    b.handle_timeout(Instant::from_secs(601));
+    assert!(b.local_values(&key).is_empty());
+}
+
+#[test]
+fn connectivity_change_makes_nodes_dubious_and_restarts_bootstrap() {
+    let mut n = node();
+    let p = peer(1);
+    n.bootstrap(t(0), p.1);
+    let out = drain(&mut n);
+    send(
+        &mut n,
+        t(1),
+        p.1,
+        &Message::reply(
+            out[0].1.tid,
+            Reply {
+                id: p.0,
+                addr: Some("203.0.113.1".parse().unwrap()),
+                ..Reply::default()
+            },
+        ),
+    );
+    assert_eq!(n.status(Family::V4), Status::Connected);
+    let _ = drain(&mut n);
+    n.connectivity_changed(t(2), Family::V4);
+    assert_eq!(n.status(Family::V4), Status::Connecting);
+    assert!(n.public_addresses(Family::V4).is_empty());
+    n.handle_timeout(t(3));
+    let out = drain(&mut n);
+    // The node is contacted again (the restarted lookup's find; the bootstrap ping waits while
+    // a request to the same address is pending).
+    assert!(
+        out.iter()
+            .any(|(to, m)| *to == p.1 && matches!(&m.body, Body::Request(_))),
+        "{out:?}"
+    );
+    assert_eq!(
+        n.bootstrap_at,
+        Some(t(3) + BOOTSTRAP_PERIOD * 2),
+        "bootstrap is running again"
+    );
+}
+
+#[test]
+fn shutdown_waits_for_puts_in_progress() {
+    let mut n = node();
+    let p = peer(1);
+    n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
+    let _ = drain(&mut n);
+    let key = InfoHash::get("last words");
+    let h = n
+        .put(t(1), key, Value::new(1, b"bye".to_vec()), PutOptions::default())
+        .unwrap();
+    let out = drain(&mut n);
+    n.shutdown(t(2));
+    assert!(
+        !events(&mut n).contains(&Event::ShutdownComplete),
+        "a put is still in flight"
+    );
+    let (_, find) = out.iter().find(|(to, _)| *to == p.1).unwrap();
+    send(
+        &mut n,
+        t(3),
+        p.1,
+        &Message::reply(
+            find.tid,
+            Reply {
+                id: p.0,
+                token: Some(vec![3; 20]),
+                ..Reply::default()
+            },
+        ),
+    );
+    let out = drain(&mut n);
+    let (_, put) = out
+        .iter()
+        .find(|(_, m)| {
+            matches!(
+                &m.body,
+                Body::Request(Request {
+                    kind: RequestKind::Put { .. },
+                    ..
+                })
+            )
+        })
+        .expect("the put goes out during shutdown");
+    send(
+        &mut n,
+        t(4),
+        p.1,
+        &Message::reply(
+            put.tid,
+            Reply {
+                id: p.0,
+                vid: Some(1),
+                ..Reply::default()
+            },
+        ),
+    );
+    let ev = events(&mut n);
+    let done = ev
+        .iter()
+        .position(|e| matches!(e, Event::PutDone { op, .. } if *op == h.op))
+        .expect("put done");
+    let complete = ev
+        .iter()
+        .position(|e| *e == Event::ShutdownComplete)
+        .expect("then shutdown complete");
+    assert!(done < complete);
+}
