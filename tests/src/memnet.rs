@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use dht_proto::{Config, Event, Instant, Node};
+use dht_proto::{Config, Event, InfoHash, Instant, Node};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -40,6 +40,8 @@ pub struct MemNet {
     down: BTreeSet<usize>,
     /// Datagrams delivered so far.
     pub delivered: u64,
+    /// A rolling hash of every delivery (time, from, to, bytes): equal traces, equal runs.
+    pub trace: InfoHash,
 }
 
 impl MemNet {
@@ -57,6 +59,7 @@ impl MemNet {
             rng: ChaCha20Rng::seed_from_u64(seed),
             down: BTreeSet::new(),
             delivered: 0,
+            trace: InfoHash::ZERO,
         }
     }
 
@@ -196,6 +199,13 @@ impl MemNet {
             let Reverse((_, _, to, from, data)) = self.queue.pop().unwrap();
             if !self.down.contains(&to) {
                 self.delivered += 1;
+                let mut h = Vec::with_capacity(data.len() + 64);
+                h.extend_from_slice(self.trace.as_bytes());
+                h.extend_from_slice(&self.now.as_micros().to_be_bytes());
+                h.extend_from_slice(from.to_string().as_bytes());
+                h.extend_from_slice(&(to as u64).to_be_bytes());
+                h.extend_from_slice(&data);
+                self.trace = InfoHash::get(h);
                 let now = self.now;
                 self.nodes[to].handle_datagram(now, from, &data);
                 self.flush(to);

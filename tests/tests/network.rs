@@ -361,3 +361,63 @@ fn a_replaced_value_reaches_the_storers_and_cancel_stops_traffic() {
     assert_eq!(net.nodes[5].stats().sent(dht_proto::MessageKind::Put), sent);
     assert_eq!(net.nodes[5].stats().searches, 0, "no search left behind");
 }
+
+/// One seed, run twice: the same deliveries, byte for byte. Another seed: another run.
+#[test]
+fn a_network_run_is_replayed_exactly_from_its_seed() {
+    let run = |seed: u64| {
+        let mut net = boot(seed, Stack::Dual, 30);
+        let key = InfoHash::get("replay");
+        net.with(4, |n, now| {
+            n.put(now, key, Value::new(0, b"same".to_vec()), PutOptions::default())
+                .unwrap()
+        });
+        net.with(9, |n, now| n.listen(now, key, Query::default()).unwrap());
+        net.run_for(Duration::from_secs(120));
+        let op = net.with(20, |n, now| n.get(now, key, Query::default()).unwrap());
+        net.run_for(Duration::from_secs(30));
+        assert_eq!(get_values(&net, 20, op).len(), 1);
+        (net.trace, net.delivered, net.events.clone())
+    };
+    let a = run(42);
+    let b = run(42);
+    assert!(a.1 > 1000, "the run did something: {} deliveries", a.1);
+    assert_eq!(a.0, b.0, "trace hashes differ for the same seed");
+    assert_eq!(a.1, b.1);
+    assert_eq!(a.2, b.2);
+    assert_ne!(run(43).0, a.0);
+}
+
+#[test]
+fn fifty_nodes_with_loss_put_and_get_everything() {
+    let mut net = boot(12, Stack::V4, 50);
+    net.set_loss(0.05);
+    let mut puts = Vec::new();
+    for i in 0..20usize {
+        let key = InfoHash::get(format!("key {i}"));
+        let from = (i * 7) % 50;
+        let h = net.with(from, |n, now| {
+            n.put(now, key, Value::new(0, vec![i as u8; 100]), PutOptions::default())
+                .unwrap()
+        });
+        puts.push((key, from, h));
+    }
+    assert!(net.run_until(Duration::from_secs(60), |net| {
+        puts.iter()
+            .all(|(_, from, h)| put_done(net, *from, h.op).is_some())
+    }));
+    for (key, from, h) in &puts {
+        let outcome = put_done(&net, *from, h.op).unwrap();
+        assert!(outcome.acked[0] >= 6, "{key}: {outcome:?}");
+    }
+    for (i, (key, _, h)) in puts.iter().enumerate() {
+        let at = (i * 13 + 5) % 50;
+        let op = net.with(at, |n, now| n.get(now, *key, Query::default()).unwrap());
+        assert!(net.run_until(Duration::from_secs(60), |net| get_done(net, at, op).is_some()));
+        let values = get_values(&net, at, op);
+        assert!(
+            values.iter().any(|v| v.id == h.vid),
+            "{key} not found from node {at}"
+        );
+    }
+}
