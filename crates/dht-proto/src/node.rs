@@ -2208,6 +2208,10 @@ impl Node {
             self.ping_all(now, pings);
         }
         self.storage.expire_listeners(now);
+        // Socket ids of nodes that left their search.
+        let searches = &self.searches;
+        self.sockets
+            .retain(|sid, skey| searches.get(skey).is_some_and(|s| s.has_sid(*sid)));
         self.expire_at = now + Duration::from_secs(120 + self.rng.next_u64() % 240);
     }
 

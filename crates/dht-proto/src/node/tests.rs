@@ -1285,8 +1285,47 @@ fn the_listen_cache_is_bounded_and_evictions_are_reported() {
     // A listen is re-sent 20 s after its confirmation.
     n.handle_timeout(Instant::from_secs(24));
     let out = drain(&mut n);
-    assert!(out.iter().any(|(to, m)| *to == p.1
-        && matches!(&m.body, Body::Request(Request { kind: RequestKind::Listen { sid: s, .. }, .. }) if *s == sid)), "{out:?}");
+    let relisten = out
+        .iter()
+        .find(|(to, m)| *to == p.1
+            && matches!(&m.body, Body::Request(Request { kind: RequestKind::Listen { sid: s, .. }, .. }) if *s == sid))
+        .expect("listen renewed");
+    send(
+        &mut n,
+        t(24_100),
+        p.1,
+        &Message::reply(
+            relisten.1.tid,
+            Reply {
+                id: p.0,
+                token: Some(vec![4; 20]),
+                ..Reply::default()
+            },
+        ),
+    );
+    // Cancelled: the values it held expire, and no listen goes out any more.
+    let token = n.listens.keys().next().copied().unwrap();
+    let _ = events(&mut n);
+    n.cancel_listen(Instant::from_secs(25), token).unwrap();
+    assert_eq!(n.stats().searches, 0);
+    let mut now = Instant::from_secs(25);
+    while let Some(d) = n.poll_timeout() {
+        if d > Instant::from_secs(600) {
+            break;
+        }
+        now = d;
+        n.handle_timeout(now);
+        assert!(
+            !drain(&mut n).iter().any(|(_, m)| matches!(
+                &m.body,
+                Body::Request(Request {
+                    kind: RequestKind::Listen { .. },
+                    ..
+                })
+            )),
+            "listen traffic after cancel"
+        );
+    }
 }
 
 #[test]
@@ -1433,4 +1472,37 @@ fn shutdown_waits_for_puts_in_progress() {
         .position(|e| *e == Event::ShutdownComplete)
         .expect("then shutdown complete");
     assert!(done < complete);
+}
+
+#[test]
+fn a_flood_of_fragments_from_one_address_is_bounded() {
+    let mut n = node_with(Config {
+        max_peer_req_per_sec: Some(100),
+        ..Config::default()
+    });
+    let flooder = peer(1);
+    // 5000 value-data packets, each opening a new session (a new tid) with no header.
+    for tid in 0..5000u32 {
+        let parts = vec![wire::ValuePart {
+            index: 0,
+            offset: 0,
+            data: vec![0xee; 1000],
+        }];
+        let m = Message {
+            tid,
+            network: 0,
+            is_client: false,
+            body: Body::ValueData(parts),
+        };
+        send(&mut n, t(10), flooder.1, &m);
+    }
+    // Only as many sessions as the per-IP rate allows were opened.
+    assert_eq!(n.reassembler.sessions(), 100);
+    assert_eq!(n.stats().dropped(DropReason::RateLimitedPeer), 4900);
+    let honest = peer(2);
+    send(&mut n, t(10), honest.1, &request(honest.0, 1, RequestKind::Ping));
+    assert_eq!(drain(&mut n).len(), 1);
+    // The sessions time out (3 s without a fragment).
+    n.handle_timeout(Instant::from_secs(4));
+    assert_eq!(n.reassembler.sessions(), 0);
 }

@@ -596,6 +596,13 @@ impl Search {
         out
     }
 
+    /// Whether some node of this search has listen socket `sid`.
+    pub(crate) fn has_sid(&self, sid: Tid) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.listen.as_ref().is_some_and(|l| l.sid == sid))
+    }
+
     /// Whether `id` has listen socket `sid` here.
     pub(crate) fn has_socket(&self, id: &InfoHash, sid: Tid) -> bool {
         self.nodes
