@@ -3,4 +3,5 @@
 
 pub mod memnet;
 pub mod opendht;
+pub mod udp_node;
 pub mod vectors;
