@@ -20,14 +20,19 @@ pub struct UdpNode {
 }
 
 impl UdpNode {
-    /// Binds `127.0.0.1:0`.
+    /// Binds `127.0.0.1:0`, default config.
     pub fn new(seed: u8) -> UdpNode {
+        UdpNode::with_config(seed, Config::default())
+    }
+
+    /// Binds `127.0.0.1:0`.
+    pub fn with_config(seed: u8, config: Config) -> UdpNode {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.set_read_timeout(Some(Duration::from_millis(2)))
             .expect("timeout");
         let addr = sock.local_addr().expect("addr");
         UdpNode {
-            node: Node::new(Config::default(), [seed; 32], Instant::ZERO),
+            node: Node::new(config, [seed; 32], Instant::ZERO),
             events: Vec::new(),
             addr,
             sock,

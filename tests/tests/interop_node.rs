@@ -84,3 +84,60 @@ fn our_node_stores_on_and_gets_from_a_real_opendht_node() {
         assert_eq!(found[0].data, value.data);
     }
 }
+
+/// A listen placed on a real OpenDHT node is told of a value another node of ours puts there,
+/// as an `update` push.
+#[test]
+fn a_real_opendht_node_pushes_updates_to_our_listen() {
+    let Some(dhtnode) = OpenDhtNode::start() else {
+        return;
+    };
+    let theirs = std::net::SocketAddr::from(([127, 0, 0, 1], dhtnode.port));
+    let wait = Duration::from_secs(20);
+    // The listener is a client: dhtnode keeps it out of its routing table, so the putter never
+    // learns of it and the value can only reach it through dhtnode's push.
+    let mut config = dht_proto::Config::default();
+    config.is_client = true;
+    let mut listener = UdpNode::with_config(3, config);
+    let mut putter = UdpNode::new(4);
+    listener.with(|n, now| n.bootstrap(now, theirs));
+    putter.with(|n, now| n.bootstrap(now, theirs));
+    assert!(drive(&mut [&mut listener, &mut putter], wait, |n| n
+        .iter()
+        .all(|x| x.node.status(Family::V4) == Status::Connected)));
+    let key = InfoHash::get("interop listen");
+    listener.with(|n, now| n.listen(now, key, Query::default()).unwrap());
+    // Let the listen reach dhtnode before the put.
+    assert!(drive(&mut [&mut listener, &mut putter], wait, |n| n[0]
+        .node
+        .stats()
+        .sent(dht_proto::MessageKind::Listen)
+        > 0));
+    drive(
+        &mut [&mut listener, &mut putter],
+        Duration::from_millis(300),
+        |_| false,
+    );
+    let h = putter.with(|n, now| {
+        n.put(now, key, Value::new(0, b"pushed".to_vec()), PutOptions::default())
+            .unwrap()
+    });
+    let heard = |n: &UdpNode| {
+        n.events
+            .iter()
+            .any(|e| matches!(e, Event::ListenAdded { values, .. } if values.iter().any(|v| v.id == h.vid)))
+    };
+    assert!(
+        drive(&mut [&mut listener, &mut putter], wait, |n| heard(n[0])),
+        "no push from dhtnode"
+    );
+    assert!(
+        listener.node.stats().received(dht_proto::MessageKind::Update) > 0,
+        "it came as an update"
+    );
+    assert_eq!(
+        putter.node.stats().sent(dht_proto::MessageKind::Update),
+        0,
+        "not from the putter"
+    );
+}
