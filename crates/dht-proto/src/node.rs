@@ -6,14 +6,14 @@
 //! | martian sources, IPv4-mapped sources, §8.3 | `rpc::is_martian`, `rpc::unmap` |
 //! | rate limits, §8.1 | `rpc::RateLimiter`, charged in `receive` |
 //! | fragments, §1.2 | `wire::fragment` (`Reassembler`), fed in `receive`; sent by `send_request` / `send_reply` |
-//! | tids, retransmission, timeouts, §2.4 | `rpc::Rpc`; timeouts handled in `on_timeout` |
+//! | per-peer tids, retransmission, timeouts, §2.4 | `rpc::Rpc`; timeouts handled in `on_timeout` |
 //! | tokens, §2.9 | `rpc::Tokens`; checked in `on_put`, `on_listen`, `on_refresh` |
 //! | answering requests, §2.5–§2.7, §7.3 | `on_request` and the `on_*` handlers below it |
 //! | routing table, node states, §4.1–§4.2 | `routing::RoutingTable`; fed by `learn` |
 //! | maintenance, bootstrap, status, §4.3–§4.6 | `maintenance`, `bootstrap_job`, `update_status` |
 //! | public address, §4.7 | `tally_public_address` |
 //! | searches: get, put, listen, §5 | `search::Search`; actions run by `run_actions` |
-//! | storage, quotas, expiry, edit policy, §7 | `storage::Storage`; `store_value`, `expire_storage` |
+//! | storage, quotas, expiry, edit policy, §7 | `storage::Storage`; `store_value`, `store_local`; expiry in `handle_timeout` → `report_removed` |
 //! | listen pushes to remote listeners, §2.10 | `notify_listeners` |
 //! | listen results for our own listens | `apply_listen_changes` |
 //! | re-replication (our departure) | `replicate` |
@@ -131,8 +131,8 @@ pub struct Node {
     search_timers: BTreeSet<(Instant, SearchKey)>,
     search_wakeups: BTreeMap<SearchKey, Instant>,
     dirty: BTreeSet<SearchKey>,
-    /// Listen socket ids we handed out, and the search each belongs to.
-    sockets: BTreeMap<Tid, SearchKey>,
+    /// Listen socket ids we handed out (per peer address), and the search each belongs to.
+    sockets: BTreeMap<(SocketAddr, Tid), SearchKey>,
     gets: BTreeMap<OpId, GetState>,
     puts: BTreeMap<OpId, PutState>,
     listens: BTreeMap<ListenToken, ListenState>,
@@ -182,7 +182,7 @@ impl Node {
         let confirm_at = now + Duration::from_millis(3000 + rng.next_u64() % 2000);
         let expire_at = now + Duration::from_secs(120 + rng.next_u64() % 240);
         Node {
-            rpc: Rpc::new(&mut rng, config.max_pending_requests),
+            rpc: Rpc::new(config.max_pending_requests, config.max_peer_counters),
             tokens: Tokens::new(now, &mut secret_rng),
             limiter: RateLimiter::new(
                 now,
@@ -440,7 +440,7 @@ impl Node {
             self.stats.pending_overflow += 1;
             return None;
         }
-        let tid = self.rpc.next_tid(to);
+        let tid = self.rpc.next_tid(to, &mut self.rng);
         let mk = request_kind(&kind);
         let packet = self.stamp(Message::request(tid, self.id, kind)).encode_to_vec();
         let parts = self.value_parts(tid, data);
@@ -1021,7 +1021,7 @@ impl Node {
     ) {
         let r = self.plain_reply(&from);
         self.send_reply(from, tid, r, &[]);
-        let Some(&skey) = self.sockets.get(&sid) else {
+        let Some(&skey) = self.sockets.get(&(from, sid)) else {
             return;
         };
         let (values, refreshed, expired) = match payload {
@@ -1857,8 +1857,8 @@ impl Node {
                     sid,
                     query,
                 } => {
-                    let sid = sid.unwrap_or_else(|| self.rpc.next_tid(to.addr));
-                    self.sockets.insert(sid, skey);
+                    let sid = sid.unwrap_or_else(|| self.rpc.next_tid(to.addr, &mut self.rng));
+                    self.sockets.insert((to.addr, sid), skey);
                     let kind = RequestKind::Listen {
                         key,
                         token,
@@ -2211,7 +2211,7 @@ impl Node {
         // Socket ids of nodes that left their search.
         let searches = &self.searches;
         self.sockets
-            .retain(|sid, skey| searches.get(skey).is_some_and(|s| s.has_sid(*sid)));
+            .retain(|(_, sid), skey| searches.get(skey).is_some_and(|s| s.has_sid(*sid)));
         self.expire_at = now + Duration::from_secs(120 + self.rng.next_u64() % 240);
     }
 

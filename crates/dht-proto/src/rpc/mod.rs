@@ -93,32 +93,58 @@ pub(crate) enum Timeout {
 pub(crate) struct Rpc {
     pending: BTreeMap<(SocketAddr, Tid), Pending>,
     timers: BTreeSet<(Instant, SocketAddr, Tid)>,
-    next_tid: Tid,
+    /// Per-peer transaction counters, each starting at a random value (OpenDHT keeps one per
+    /// node object). A peer learns nothing from its own tids about those we use with others.
+    counters: BTreeMap<SocketAddr, Tid>,
+    /// Insertion order of `counters`, oldest first, for eviction.
+    counter_order: VecDeque<SocketAddr>,
+    max_counters: usize,
     max_pending: usize,
     /// Bootstrap pings in flight (a family shows "connecting" while there are any).
     bootstrapping: usize,
 }
 
 impl Rpc {
-    pub(crate) fn new(rng: &mut impl RngCore, max_pending: usize) -> Rpc {
+    pub(crate) fn new(max_pending: usize, max_counters: usize) -> Rpc {
         Rpc {
             pending: BTreeMap::new(),
             timers: BTreeSet::new(),
-            next_tid: rng.next_u32().max(1),
+            counters: BTreeMap::new(),
+            counter_order: VecDeque::new(),
+            max_counters: max_counters.max(1),
             max_pending,
             bootstrapping: 0,
         }
     }
 
-    /// A fresh id, never 0, not in use towards `to`. Transaction ids and listen socket ids come
-    /// from this one counter, so they are unique per peer as OpenDHT's per-node counters are.
-    pub(crate) fn next_tid(&mut self, to: SocketAddr) -> Tid {
+    /// A fresh id for `to`: the next value of that peer's counter, never 0 and never one still
+    /// pending. Transaction ids and listen socket ids share the counter, as in OpenDHT. The
+    /// table of counters is bounded; a forgotten peer starts again from a new random value.
+    pub(crate) fn next_tid(&mut self, to: SocketAddr, rng: &mut impl RngCore) -> Tid {
+        if !self.counters.contains_key(&to) {
+            while self.counters.len() >= self.max_counters {
+                match self.counter_order.pop_front() {
+                    Some(old) => {
+                        self.counters.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            self.counters.insert(to, rng.next_u32());
+            self.counter_order.push_back(to);
+        }
+        let counter = self.counters.entry(to).or_insert(0);
         loop {
-            self.next_tid = self.next_tid.wrapping_add(1);
-            if self.next_tid != 0 && !self.pending.contains_key(&(to, self.next_tid)) {
-                return self.next_tid;
+            *counter = counter.wrapping_add(1);
+            if *counter != 0 && !self.pending.contains_key(&(to, *counter)) {
+                return *counter;
             }
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn counters(&self) -> usize {
+        self.counters.len()
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -329,9 +355,9 @@ mod tests {
     #[test]
     fn retransmits_twice_then_expires_on_opendht_schedule() {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let mut rpc = Rpc::new(&mut rng, 16);
+        let mut rpc = Rpc::new(16, 16);
         let to = addr("10.0.0.1:4222");
-        let tid = rpc.next_tid(to);
+        let tid = rpc.next_tid(to, &mut rng);
         rpc.start(
             Instant::ZERO,
             &mut rng,
@@ -382,9 +408,9 @@ mod tests {
     #[test]
     fn replies_match_by_address_and_tid() {
         let mut rng = ChaCha20Rng::seed_from_u64(2);
-        let mut rpc = Rpc::new(&mut rng, 16);
+        let mut rpc = Rpc::new(16, 16);
         let a = addr("10.0.0.1:1");
-        let tid = rpc.next_tid(a);
+        let tid = rpc.next_tid(a, &mut rng);
         rpc.start(
             Instant::ZERO,
             &mut rng,
@@ -400,6 +426,23 @@ mod tests {
         assert!(rpc.complete(a, tid).is_some());
         assert!(rpc.complete(a, tid).is_none(), "a second reply is ignored");
         assert!(rpc.next_deadline().is_none());
+    }
+
+    #[test]
+    fn tids_count_per_peer_from_random_starts_and_the_table_is_bounded() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut rpc = Rpc::new(16, 4);
+        let a = addr("10.0.0.1:1");
+        let b = addr("10.0.0.2:1");
+        let a1 = rpc.next_tid(a, &mut rng);
+        let b1 = rpc.next_tid(b, &mut rng);
+        assert_eq!(rpc.next_tid(a, &mut rng), a1.wrapping_add(1));
+        assert_eq!(rpc.next_tid(b, &mut rng), b1.wrapping_add(1));
+        assert_ne!(a1.wrapping_sub(b1), 0, "independent starts");
+        for i in 0..100u16 {
+            let _ = rpc.next_tid(SocketAddr::from(([10, 1, 0, 1], i + 1)), &mut rng);
+        }
+        assert_eq!(rpc.counters(), 4);
     }
 
     #[test]
