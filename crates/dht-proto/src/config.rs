@@ -39,8 +39,6 @@ pub struct Config {
 
     /// Requests awaiting a reply at once; further requests wait for room.
     pub max_pending_requests: usize,
-    /// Peers whose transaction counters are remembered (oldest forgotten first).
-    pub max_peer_counters: usize,
     /// Datagrams queued for the driver; past this, new datagrams are dropped and counted.
     pub max_transmit_queue: usize,
     /// Events queued for the driver; past this, new events are dropped and counted.
@@ -96,7 +94,6 @@ impl Default for Config {
             max_rate_limited_ips: 65_536,
             max_blacklist: 1024,
             max_pending_requests: 65_536,
-            max_peer_counters: 4096,
             max_transmit_queue: 65_536,
             max_event_queue: 65_536,
             reassembly: ReassemblyLimits::default(),

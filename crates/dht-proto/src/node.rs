@@ -182,7 +182,7 @@ impl Node {
         let confirm_at = now + Duration::from_millis(3000 + rng.next_u64() % 2000);
         let expire_at = now + Duration::from_secs(120 + rng.next_u64() % 240);
         Node {
-            rpc: Rpc::new(config.max_pending_requests, config.max_peer_counters),
+            rpc: Rpc::new(config.max_pending_requests),
             tokens: Tokens::new(now, &mut secret_rng),
             limiter: RateLimiter::new(
                 now,

@@ -95,45 +95,30 @@ pub(crate) struct Rpc {
     timers: BTreeSet<(Instant, SocketAddr, Tid)>,
     /// Per-peer transaction counters, each starting at a random value (OpenDHT keeps one per
     /// node object). A peer learns nothing from its own tids about those we use with others.
+    /// A counter lives while requests to its peer are pending, so the table is bounded by the
+    /// pending table and costs nothing when idle.
     counters: BTreeMap<SocketAddr, Tid>,
-    /// Insertion order of `counters`, oldest first, for eviction.
-    counter_order: VecDeque<SocketAddr>,
-    max_counters: usize,
     max_pending: usize,
     /// Bootstrap pings in flight (a family shows "connecting" while there are any).
     bootstrapping: usize,
 }
 
 impl Rpc {
-    pub(crate) fn new(max_pending: usize, max_counters: usize) -> Rpc {
+    pub(crate) fn new(max_pending: usize) -> Rpc {
         Rpc {
             pending: BTreeMap::new(),
             timers: BTreeSet::new(),
             counters: BTreeMap::new(),
-            counter_order: VecDeque::new(),
-            max_counters: max_counters.max(1),
             max_pending,
             bootstrapping: 0,
         }
     }
 
     /// A fresh id for `to`: the next value of that peer's counter, never 0 and never one still
-    /// pending. Transaction ids and listen socket ids share the counter, as in OpenDHT. The
-    /// table of counters is bounded; a forgotten peer starts again from a new random value.
+    /// pending. Transaction ids and listen socket ids share the counter, as in OpenDHT. A peer
+    /// with nothing pending starts again from a new random value.
     pub(crate) fn next_tid(&mut self, to: SocketAddr, rng: &mut impl RngCore) -> Tid {
-        if !self.counters.contains_key(&to) {
-            while self.counters.len() >= self.max_counters {
-                match self.counter_order.pop_front() {
-                    Some(old) => {
-                        self.counters.remove(&old);
-                    }
-                    None => break,
-                }
-            }
-            self.counters.insert(to, rng.next_u32());
-            self.counter_order.push_back(to);
-        }
-        let counter = self.counters.entry(to).or_insert(0);
+        let counter = self.counters.entry(to).or_insert_with(|| rng.next_u32());
         loop {
             *counter = counter.wrapping_add(1);
             if *counter != 0 && !self.pending.contains_key(&(to, *counter)) {
@@ -196,7 +181,7 @@ impl Rpc {
     pub(crate) fn complete(&mut self, from: SocketAddr, tid: Tid) -> Option<Pending> {
         let p = self.pending.remove(&(from, tid))?;
         self.timers.remove(&(p.next, from, tid));
-        self.forget(&p);
+        self.forget(from, &p);
         Some(p)
     }
 
@@ -212,9 +197,12 @@ impl Rpc {
             .collect()
     }
 
-    fn forget(&mut self, p: &Pending) {
+    fn forget(&mut self, to: SocketAddr, p: &Pending) {
         if p.purpose == Purpose::Bootstrap {
             self.bootstrapping -= 1;
+        }
+        if !self.has_pending_to(to) {
+            self.counters.remove(&to);
         }
     }
 
@@ -247,7 +235,7 @@ impl Rpc {
         let p = self.pending.get_mut(&(to, tid))?;
         if p.attempts >= MAX_ATTEMPTS {
             let pending = self.pending.remove(&(to, tid))?;
-            self.forget(&pending);
+            self.forget(to, &pending);
             return Some(Timeout::Expired { to, pending });
         }
         p.attempts += 1;
@@ -355,7 +343,7 @@ mod tests {
     #[test]
     fn retransmits_twice_then_expires_on_opendht_schedule() {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let mut rpc = Rpc::new(16, 16);
+        let mut rpc = Rpc::new(16);
         let to = addr("10.0.0.1:4222");
         let tid = rpc.next_tid(to, &mut rng);
         rpc.start(
@@ -408,7 +396,7 @@ mod tests {
     #[test]
     fn replies_match_by_address_and_tid() {
         let mut rng = ChaCha20Rng::seed_from_u64(2);
-        let mut rpc = Rpc::new(16, 16);
+        let mut rpc = Rpc::new(16);
         let a = addr("10.0.0.1:1");
         let tid = rpc.next_tid(a, &mut rng);
         rpc.start(
@@ -429,20 +417,35 @@ mod tests {
     }
 
     #[test]
-    fn tids_count_per_peer_from_random_starts_and_the_table_is_bounded() {
+    fn tids_count_per_peer_from_random_starts_while_requests_are_pending() {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
-        let mut rpc = Rpc::new(16, 4);
+        let mut rpc = Rpc::new(16);
         let a = addr("10.0.0.1:1");
         let b = addr("10.0.0.2:1");
-        let a1 = rpc.next_tid(a, &mut rng);
-        let b1 = rpc.next_tid(b, &mut rng);
-        assert_eq!(rpc.next_tid(a, &mut rng), a1.wrapping_add(1));
-        assert_eq!(rpc.next_tid(b, &mut rng), b1.wrapping_add(1));
-        assert_ne!(a1.wrapping_sub(b1), 0, "independent starts");
-        for i in 0..100u16 {
-            let _ = rpc.next_tid(SocketAddr::from(([10, 1, 0, 1], i + 1)), &mut rng);
+        let start = |rpc: &mut Rpc, to, rng: &mut ChaCha20Rng| {
+            let tid = rpc.next_tid(to, rng);
+            rpc.start(
+                Instant::ZERO,
+                rng,
+                to,
+                tid,
+                InfoHash::ZERO,
+                Purpose::Ping,
+                vec![],
+                vec![],
+            );
+            tid
+        };
+        let a1 = start(&mut rpc, a, &mut rng);
+        let b1 = start(&mut rpc, b, &mut rng);
+        assert_eq!(start(&mut rpc, a, &mut rng), a1.wrapping_add(1));
+        assert_eq!(start(&mut rpc, b, &mut rng), b1.wrapping_add(1));
+        assert_ne!(a1, b1, "independent starts");
+        assert_eq!(rpc.counters(), 2);
+        for t in [a1, a1.wrapping_add(1)] {
+            rpc.complete(a, t);
         }
-        assert_eq!(rpc.counters(), 4);
+        assert_eq!(rpc.counters(), 1, "an idle peer's counter is dropped");
     }
 
     #[test]
