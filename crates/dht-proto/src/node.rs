@@ -2232,7 +2232,9 @@ impl Node {
     /// current closest nodes, so values outlive the nodes they were first put on.
     fn replicate(&mut self, now: Instant) {
         self.replicate_at = now + self.config.replicate_period;
-        if self.shutting_down {
+        // Without the wall clock a re-announced value could not carry its creation time, and its
+        // new storers would give it a new life: no re-replication then.
+        if self.shutting_down || self.unix.is_none() {
             return;
         }
         let keys = self.storage.remote_keys();

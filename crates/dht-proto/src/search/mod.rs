@@ -862,8 +862,14 @@ impl Search {
         if let Some(t) = self.expired_at {
             return (!self.is_idle()).then_some(t + RETRY_EXPIRED);
         }
+        // Only future times count: what is due now was done by the step that just ran, or waits
+        // for a reply or timeout, which steps the search again.
         let mut next: Option<Instant> = None;
-        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        let mut consider = |t: Instant| {
+            if t > now {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
         if self.is_idle() {
             return None;
         }
@@ -893,7 +899,7 @@ impl Search {
         if self.nodes.is_empty() {
             consider(self.created + CONNECT_GRACE);
         }
-        next.map(|t| t.max(now))
+        next
     }
 
     /// Forgets everything learned about the network (connectivity changed).

@@ -1,0 +1,648 @@
+//! The discrete-event engine: nodes, a queue of deliveries and timers ordered by
+//! (time, sequence), and the scenario API.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use dht_proto::value::{Query, Value, ValueId};
+use dht_proto::{
+    Config, Event, Family, InfoHash, Instant, ListenToken, Node, OpId, PutOptions, PutOutcome, Status,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::net::{NetConfig, Network};
+use crate::report::{OpKind, OpRecord, Report};
+
+/// Which address families the simulated nodes have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stack {
+    /// IPv4 only.
+    V4,
+    /// IPv6 only.
+    V6,
+    /// Both.
+    Dual,
+}
+
+/// How to build a simulation.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The master seed: every node's seed and the network's randomness derive from it.
+    pub seed: u64,
+    /// Nodes at the start.
+    pub nodes: usize,
+    /// Address families.
+    pub stack: Stack,
+    /// The network model.
+    pub net: NetConfig,
+    /// Configuration of every node.
+    pub node: Config,
+    /// Keep every node's events (for listen checks); off saves memory in big runs.
+    pub keep_events: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            nodes: 100,
+            stack: Stack::V4,
+            net: NetConfig::default(),
+            node: Config::default(),
+            keep_events: true,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Job {
+    Deliver {
+        to: usize,
+        from: SocketAddr,
+        data: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+    },
+}
+
+/// A simulated host: an address (per family) and, while it is up, a node.
+#[derive(Debug)]
+pub struct Host {
+    /// The node; `None` while crashed.
+    pub node: Option<Node>,
+    /// Events the node reported (when `keep_events`).
+    pub events: Vec<Event>,
+    timer: Option<Instant>,
+    incarnation: u32,
+}
+
+/// A handle on an operation started through the simulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Op(pub usize, pub u64);
+
+/// The simulator.
+#[derive(Debug)]
+pub struct Sim {
+    /// Virtual time.
+    pub now: Instant,
+    /// The network model.
+    pub net: Network,
+    /// Hosts by index.
+    pub hosts: Vec<Host>,
+    config: SimConfig,
+    queue: BinaryHeap<Reverse<(Instant, u64, Job)>>,
+    seq: u64,
+    node_seeds: ChaCha20Rng,
+    scenario_rng: ChaCha20Rng,
+    trace: InfoHash,
+    processed: u64,
+    ops: BTreeMap<Op, OpRecord>,
+    by_node_op: BTreeMap<(usize, u64), Op>,
+    listens: BTreeMap<(usize, u64), Op>,
+}
+
+impl Sim {
+    /// Builds the hosts and nodes (not yet bootstrapped).
+    pub fn new(config: SimConfig) -> Sim {
+        let master = config.seed;
+        let mut node_seeds = ChaCha20Rng::seed_from_u64(master);
+        node_seeds.set_stream(1);
+        let mut net_rng = ChaCha20Rng::seed_from_u64(master);
+        net_rng.set_stream(2);
+        let mut scenario_rng = ChaCha20Rng::seed_from_u64(master);
+        scenario_rng.set_stream(3);
+        let mut sim = Sim {
+            now: Instant::ZERO,
+            net: Network::new(config.net.clone(), net_rng),
+            hosts: Vec::with_capacity(config.nodes),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            node_seeds,
+            scenario_rng,
+            trace: InfoHash::ZERO,
+            processed: 0,
+            ops: BTreeMap::new(),
+            by_node_op: BTreeMap::new(),
+            listens: BTreeMap::new(),
+            config,
+        };
+        for _ in 0..sim.config.nodes {
+            sim.add_host();
+        }
+        sim
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// The scenario's own RNG (for picking nodes and keys), a stream of the master seed.
+    pub fn rng(&mut self) -> &mut ChaCha20Rng {
+        &mut self.scenario_rng
+    }
+
+    fn new_node(&mut self) -> Node {
+        let mut seed = [0u8; 32];
+        self.node_seeds.fill_bytes(&mut seed);
+        let mut node = Node::new(self.config.node.clone(), seed, self.now);
+        node.set_unix_time(self.now, Sim::unix_at(self.now));
+        node
+    }
+
+    /// The simulated wall clock: Unix seconds at virtual time `t` (the run starts at
+    /// 2026-01-01T00:00:00Z).
+    pub fn unix_at(t: Instant) -> i64 {
+        1_767_225_600 + (t.as_micros() / 1_000_000) as i64
+    }
+
+    /// Adds a host with a fresh node; returns its index.
+    pub fn add_host(&mut self) -> usize {
+        let node = self.new_node();
+        self.hosts.push(Host {
+            node: Some(node),
+            events: Vec::new(),
+            timer: None,
+            incarnation: 0,
+        });
+        let i = self.hosts.len() - 1;
+        self.reschedule(i);
+        i
+    }
+
+    /// Host `i`'s IPv4 address (10.0.0.0/8).
+    pub fn addr4(i: usize) -> SocketAddr {
+        let i = i as u32 + 1;
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i)), 4222)
+    }
+
+    /// Host `i`'s IPv6 address (fd00::/64).
+    pub fn addr6(i: usize) -> SocketAddr {
+        SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::from(0xfd00_u128 << 112 | (i as u128 + 1))),
+            4222,
+        )
+    }
+
+    /// Host `i`'s address in its main family.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        match self.config.stack {
+            Stack::V6 => Sim::addr6(i),
+            _ => Sim::addr4(i),
+        }
+    }
+
+    fn host_of(&self, a: &SocketAddr) -> Option<usize> {
+        let i = match a.ip() {
+            IpAddr::V4(v4) if self.config.stack != Stack::V6 => {
+                let n = u32::from(v4);
+                if n >> 24 != 10 {
+                    return None;
+                }
+                (n & 0x00ff_ffff) as usize
+            }
+            IpAddr::V6(v6) if self.config.stack != Stack::V4 => {
+                let n = u128::from(v6);
+                if n >> 112 != 0xfd00 {
+                    return None;
+                }
+                (n & 0xffff_ffff) as usize
+            }
+            _ => return None,
+        };
+        let i = i.checked_sub(1)?;
+        (i < self.hosts.len()).then_some(i)
+    }
+
+    fn push(&mut self, at: Instant, job: Job) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, job)));
+    }
+
+    fn reschedule(&mut self, i: usize) {
+        let now = self.now;
+        let Some(h) = self.hosts.get_mut(i) else { return };
+        let next = h.node.as_ref().and_then(Node::poll_timeout).map(|t| t.max(now));
+        if next != h.timer {
+            h.timer = next;
+            if let Some(t) = next {
+                self.push(t, Job::Timer { node: i });
+            }
+        }
+    }
+
+    /// Drains host `i`'s transmits (into the network) and events (into op records).
+    fn flush(&mut self, i: usize) {
+        let mut buf = Vec::new();
+        let now = self.now;
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        if let Some(node) = self.hosts.get_mut(i).and_then(|h| h.node.as_mut()) {
+            while let Some(t) = node.poll_transmit(now, &mut buf) {
+                out.push((t.destination, buf.get(..t.len).unwrap_or_default().to_vec()));
+            }
+            while let Some(e) = node.poll_event() {
+                events.push(e);
+            }
+        }
+        let from4 = Sim::addr4(i);
+        let from6 = Sim::addr6(i);
+        for (to, data) in out {
+            let Some(j) = self.host_of(&to) else { continue };
+            let from = if to.is_ipv4() { from4 } else { from6 };
+            if let Ok(times) = self.net.route(now, i, j, data.len()) {
+                for at in times {
+                    self.push(
+                        at,
+                        Job::Deliver {
+                            to: j,
+                            from,
+                            data: data.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        for e in events {
+            self.record(i, &e);
+            if self.config.keep_events
+                && let Some(h) = self.hosts.get_mut(i)
+            {
+                h.events.push(e);
+            }
+        }
+        self.reschedule(i);
+    }
+
+    fn record(&mut self, i: usize, e: &Event) {
+        let now = self.now;
+        let find = |m: &BTreeMap<(usize, u64), Op>, id: u64| m.get(&(i, id)).copied();
+        match e {
+            Event::Values { op, values, .. } => {
+                if let Some(o) = find(&self.by_node_op, op.0)
+                    && let Some(r) = self.ops.get_mut(&o)
+                {
+                    r.first_value.get_or_insert(now);
+                    r.found.extend(values.iter().map(|v| v.id));
+                }
+            }
+            Event::GetDone { op, ok, .. } => {
+                if let Some(o) = find(&self.by_node_op, op.0)
+                    && let Some(r) = self.ops.get_mut(&o)
+                {
+                    r.done.get_or_insert(now);
+                    r.ok = *ok;
+                }
+            }
+            Event::PutDone { op, outcome, .. } => {
+                if let Some(o) = find(&self.by_node_op, op.0)
+                    && let Some(r) = self.ops.get_mut(&o)
+                {
+                    r.done.get_or_insert(now);
+                    r.ok = outcome.ok();
+                    r.outcome = Some(*outcome);
+                }
+            }
+            Event::ListenAdded { token, values, .. } => {
+                if let Some(o) = find(&self.listens, token.0)
+                    && let Some(r) = self.ops.get_mut(&o)
+                {
+                    for v in values {
+                        r.found.insert(v.id);
+                        r.first_value.get_or_insert(now);
+                    }
+                }
+            }
+            Event::ListenExpired { token, values, .. } => {
+                if let Some(o) = find(&self.listens, token.0)
+                    && let Some(r) = self.ops.get_mut(&o)
+                {
+                    r.expired.extend(values.iter().map(|v| v.id));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs one job. Returns false when nothing is left before `until` (time then moves to
+    /// `until`).
+    pub fn step(&mut self, until: Instant) -> bool {
+        let Some(Reverse((at, _, _))) = self.queue.peek() else {
+            self.now = self.now.max(until);
+            return false;
+        };
+        if *at > until {
+            self.now = self.now.max(until);
+            return false;
+        }
+        let Some(Reverse((at, _, job))) = self.queue.pop() else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        self.processed += 1;
+        let now = self.now;
+        match job {
+            Job::Deliver { to, from, data } => {
+                let Some(node) = self.hosts.get_mut(to).and_then(|h| h.node.as_mut()) else {
+                    return true;
+                };
+                let mut h = Vec::with_capacity(data.len() + 64);
+                h.extend_from_slice(self.trace.as_bytes());
+                h.extend_from_slice(&now.as_micros().to_be_bytes());
+                h.extend_from_slice(from.to_string().as_bytes());
+                h.extend_from_slice(&(to as u64).to_be_bytes());
+                h.extend_from_slice(&data);
+                self.trace = InfoHash::get(h);
+                node.handle_datagram(now, from, &data);
+                self.flush(to);
+            }
+            Job::Timer { node: i } => {
+                let Some(h) = self.hosts.get_mut(i) else {
+                    return true;
+                };
+                if h.timer != Some(at) {
+                    // A stale timer: the node's deadline moved since.
+                    return true;
+                }
+                h.timer = None;
+                if let Some(node) = h.node.as_mut() {
+                    node.handle_timeout(now);
+                }
+                self.flush(i);
+            }
+        }
+        true
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        while self.step(until) {}
+    }
+
+    /// Runs until `cond` holds (checked after every job) or `d` passes. Returns whether it held.
+    pub fn run_until(&mut self, d: Duration, mut cond: impl FnMut(&Sim) -> bool) -> bool {
+        let until = self.now + d;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if !self.step(until) {
+                return cond(self);
+            }
+        }
+    }
+
+    /// Runs until every given operation is done, or `d` passes.
+    pub fn run_until_done(&mut self, ops: &[Op], d: Duration) -> bool {
+        let until = self.now + d;
+        let mut i = 0;
+        loop {
+            while ops
+                .get(i)
+                .is_some_and(|o| self.ops.get(o).is_some_and(|r| r.done.is_some()))
+            {
+                i += 1;
+            }
+            if i >= ops.len() {
+                return true;
+            }
+            if !self.step(until) {
+                return false;
+            }
+        }
+    }
+
+    /// Jobs run so far (deliveries and timers).
+    pub fn processed(&self) -> u64 {
+        self.processed
+    }
+
+    /// The rolling hash of every delivery so far: equal for equal runs.
+    pub fn trace(&self) -> InfoHash {
+        self.trace
+    }
+
+    /// Runs `f` on host `i`'s node (if up) now, then drains it.
+    pub fn with<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> Option<R> {
+        let now = self.now;
+        let node = self.hosts.get_mut(i)?.node.as_mut()?;
+        let r = f(node, now);
+        self.flush(i);
+        Some(r)
+    }
+
+    /// Host `i` bootstraps from up to `k` random live hosts with a lower index (so that the
+    /// bootstrap graph is a tree rooted at host 0, never islands). Host 0 bootstraps from none.
+    pub fn bootstrap(&mut self, i: usize, k: usize) {
+        let live: Vec<usize> = (0..i.min(self.hosts.len())).filter(|j| self.is_up(*j)).collect();
+        let want = k.min(live.len());
+        let mut picks = BTreeSet::new();
+        while picks.len() < want {
+            if let Some(p) = live.get(self.scenario_rng.next_u32() as usize % live.len()) {
+                picks.insert(*p);
+            }
+        }
+        let stack = self.config.stack;
+        for p in picks {
+            self.with(i, |n, now| {
+                if stack != Stack::V6 {
+                    n.bootstrap(now, Sim::addr4(p));
+                }
+                if stack != Stack::V4 {
+                    n.bootstrap(now, Sim::addr6(p));
+                }
+            });
+        }
+    }
+
+    /// Bootstraps every host from random others, a few at a time, and runs until all are
+    /// connected (or `d` passes). Returns whether all connected.
+    pub fn bootstrap_all(&mut self, d: Duration) -> bool {
+        let n = self.hosts.len();
+        for i in 1..n {
+            self.bootstrap(i, 1);
+            if i % 64 == 0 {
+                self.run_for(Duration::from_millis(200));
+            }
+        }
+        let fam = self.main_family();
+        self.run_until(d, |s| (0..n).all(|i| s.status(i, fam) == Some(Status::Connected)))
+    }
+
+    fn main_family(&self) -> Family {
+        if self.config.stack == Stack::V6 {
+            Family::V6
+        } else {
+            Family::V4
+        }
+    }
+
+    /// Whether host `i` is up.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.hosts.get(i).is_some_and(|h| h.node.is_some())
+    }
+
+    /// Host `i`'s status in `fam`, if up.
+    pub fn status(&self, i: usize, fam: Family) -> Option<Status> {
+        self.hosts.get(i)?.node.as_ref().map(|n| n.status(fam))
+    }
+
+    /// Live hosts.
+    pub fn up_hosts(&self) -> Vec<usize> {
+        (0..self.hosts.len()).filter(|i| self.is_up(*i)).collect()
+    }
+
+    /// A random live host.
+    pub fn random_up(&mut self) -> usize {
+        let up = self.up_hosts();
+        up.get(self.scenario_rng.next_u32() as usize % up.len().max(1))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn new_op(&mut self, kind: OpKind, node: usize, key: InfoHash, id: Option<u64>) -> Op {
+        let op = Op(node, self.ops.len() as u64);
+        self.ops.insert(op, OpRecord::new(kind, node, key, self.now));
+        if let Some(id) = id {
+            match kind {
+                OpKind::Listen => self.listens.insert((node, id), op),
+                _ => self.by_node_op.insert((node, id), op),
+            };
+        }
+        op
+    }
+
+    /// Runs a command on host `i` without draining it, so the op can be registered before its
+    /// first events are read.
+    fn command<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> Option<R> {
+        let now = self.now;
+        let node = self.hosts.get_mut(i)?.node.as_mut()?;
+        Some(f(node, now))
+    }
+
+    /// A put from host `node`.
+    pub fn put(&mut self, node: usize, key: InfoHash, value: Value, opts: PutOptions) -> Op {
+        let h = self
+            .command(node, |n, now| n.put(now, key, value, opts).ok())
+            .flatten();
+        let op = self.new_op(OpKind::Put, node, key, h.map(|h| h.op.0));
+        if let (Some(h), Some(r)) = (h, self.ops.get_mut(&op)) {
+            r.vid = Some(h.vid);
+        }
+        self.flush(node);
+        op
+    }
+
+    /// A get from host `node`.
+    pub fn get(&mut self, node: usize, key: InfoHash) -> Op {
+        let id = self
+            .command(node, |n, now| n.get(now, key, Query::default()).ok())
+            .flatten();
+        let op = self.new_op(OpKind::Get, node, key, id.map(|o: OpId| o.0));
+        self.flush(node);
+        op
+    }
+
+    /// A listen from host `node`.
+    pub fn listen(&mut self, node: usize, key: InfoHash) -> Op {
+        let id = self
+            .command(node, |n, now| n.listen(now, key, Query::default()).ok())
+            .flatten();
+        let op = self.new_op(OpKind::Listen, node, key, id.map(|t: ListenToken| t.0));
+        self.flush(node);
+        op
+    }
+
+    /// The record of an operation.
+    pub fn op(&self, op: Op) -> Option<&OpRecord> {
+        self.ops.get(&op)
+    }
+
+    /// Whether a get found `vid`.
+    pub fn found(&self, op: Op, vid: ValueId) -> bool {
+        self.ops.get(&op).is_some_and(|r| r.found.contains(&vid))
+    }
+
+    /// A put's outcome.
+    pub fn outcome(&self, op: Op) -> Option<PutOutcome> {
+        self.ops.get(&op).and_then(|r| r.outcome)
+    }
+
+    /// Crashes host `i`: it stops sending, receiving and running timers.
+    pub fn crash(&mut self, i: usize) -> Option<Node> {
+        let h = self.hosts.get_mut(i)?;
+        h.timer = None;
+        h.node.take()
+    }
+
+    /// Restarts host `i` with the node it had (`Some`, state kept) or a new one with a new seed.
+    pub fn restart(&mut self, i: usize, keep: Option<Node>) {
+        let node = match keep {
+            Some(n) => n,
+            None => self.new_node(),
+        };
+        if let Some(h) = self.hosts.get_mut(i) {
+            h.node = Some(node);
+            h.incarnation += 1;
+            h.timer = None;
+        }
+        self.reschedule(i);
+    }
+
+    /// Replaces `count` random live hosts (other than those in `keep`) by new hosts that bootstrap
+    /// from random live ones: churn.
+    pub fn churn(&mut self, count: usize, keep: &BTreeSet<usize>) -> Vec<usize> {
+        let mut added = Vec::new();
+        for _ in 0..count {
+            let up: Vec<usize> = self
+                .up_hosts()
+                .into_iter()
+                .filter(|i| !keep.contains(i))
+                .collect();
+            if up.is_empty() {
+                break;
+            }
+            let victim = up
+                .get(self.scenario_rng.next_u32() as usize % up.len())
+                .copied()
+                .unwrap_or(0);
+            self.crash(victim);
+            let j = self.add_host();
+            self.bootstrap(j, 2);
+            added.push(j);
+        }
+        added
+    }
+
+    /// Operations recorded so far.
+    pub fn ops(&self) -> impl Iterator<Item = (&Op, &OpRecord)> {
+        self.ops.iter()
+    }
+
+    /// A report over the operations started at or after `since`.
+    pub fn report(&self, since: Instant, wall: Duration) -> Report {
+        Report::build(self, since, wall)
+    }
+
+    /// Estimated heap bytes per live node.
+    pub fn memory_per_node(&self) -> usize {
+        let up: Vec<&Node> = self.hosts.iter().filter_map(|h| h.node.as_ref()).collect();
+        if up.is_empty() {
+            return 0;
+        }
+        up.iter()
+            .map(|n| n.heap_bytes() + size_of::<Node>())
+            .sum::<usize>()
+            / up.len()
+    }
+
+    /// Datagrams and bytes offered to the network so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        (self.net.stats.sent, self.net.stats.bytes)
+    }
+}
