@@ -113,7 +113,10 @@ impl MemNet {
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
         let mut node = Node::new(config, seed, self.now);
-        node.set_unix_time(self.now, 1_767_225_600 + (self.now.as_micros() / 1_000_000) as i64);
+        node.set_unix_time(
+            self.now,
+            1_767_225_600 + (self.now.as_micros() / 1_000_000) as i64,
+        );
         self.nodes.push(node);
         self.events.push(Vec::new());
         self.nodes.len() - 1

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dht_proto::value::ValueId;
 use dht_proto::{InfoHash, Instant, PutOutcome};
 
-use crate::sim::Sim;
+use crate::sim::{Mark, Sim};
 
 /// Kinds of operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,7 +148,9 @@ pub struct Report {
 }
 
 impl Report {
-    pub(crate) fn build(sim: &Sim, since: Instant, wall: Duration) -> Report {
+    pub(crate) fn build(sim: &Sim, mark: &Mark) -> Report {
+        let since: Instant = mark.at;
+        let wall = mark.wall.elapsed();
         let mut r = Report {
             seed: sim.config().seed,
             nodes: sim.up_hosts().len(),
@@ -156,7 +158,7 @@ impl Report {
             memory_per_node: sim.memory_per_node(),
             trace: sim.trace(),
             wall,
-            events_per_sec: sim.processed() as f64 / wall.as_secs_f64().max(1e-9),
+            events_per_sec: (sim.processed() - mark.processed) as f64 / wall.as_secs_f64().max(1e-9),
             ..Report::default()
         };
         let (mut first, mut gdone, mut pdone) = (Vec::new(), Vec::new(), Vec::new());
@@ -194,8 +196,8 @@ impl Report {
         r.put_done = Percentiles::of(pdone);
         let ops = (r.gets.0 + r.puts.0).max(1) as f64;
         let (msgs, bytes) = sim.traffic();
-        r.messages_per_op = msgs as f64 / ops;
-        r.bytes_per_op = bytes as f64 / ops;
+        r.messages_per_op = (msgs - mark.traffic.0) as f64 / ops;
+        r.bytes_per_op = (bytes - mark.traffic.1) as f64 / ops;
         r
     }
 

@@ -80,6 +80,19 @@ pub struct Host {
     incarnation: u32,
 }
 
+/// Where a report starts: see [`Sim::mark`].
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    /// Virtual time.
+    pub at: Instant,
+    /// Jobs run before.
+    pub processed: u64,
+    /// Datagrams and bytes offered before.
+    pub traffic: (u64, u64),
+    /// Wall clock (the simulator's own cost; the nodes never see it).
+    pub wall: std::time::Instant,
+}
+
 /// A handle on an operation started through the simulator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Op(pub usize, pub u64);
@@ -624,9 +637,20 @@ impl Sim {
         self.ops.iter()
     }
 
-    /// A report over the operations started at or after `since`.
-    pub fn report(&self, since: Instant, wall: Duration) -> Report {
-        Report::build(self, since, wall)
+    /// A point to report from: the operations started after it, the jobs run and wall time
+    /// spent since.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            at: self.now,
+            processed: self.processed,
+            traffic: self.traffic(),
+            wall: std::time::Instant::now(),
+        }
+    }
+
+    /// A report of what happened since `mark`.
+    pub fn report(&self, mark: &Mark) -> Report {
+        Report::build(self, mark)
     }
 
     /// Estimated heap bytes per live node.
