@@ -83,6 +83,25 @@ fn thousand_nodes_every_value_found() {
         let report = sim.report(&mark);
         println!("{report}");
         assert_eq!(found, 1000);
+        // No loss, no churn: every request is answered on its first send. A node that drops or
+        // delays replies shows up here even when retransmissions hide it from the results.
+        let retransmits: u64 = sim
+            .hosts
+            .iter()
+            .filter_map(|h| h.node.as_ref())
+            .map(|n| n.stats().retransmits)
+            .sum();
+        let timeouts: u64 = sim
+            .hosts
+            .iter()
+            .filter_map(|h| h.node.as_ref())
+            .map(|n| n.stats().timeouts)
+            .sum();
+        assert_eq!(
+            (retransmits, timeouts),
+            (0, 0),
+            "requests went unanswered on a perfect network"
+        );
     });
 }
 
