@@ -622,6 +622,7 @@ impl Node {
         let t = &mut self.tables[Family::of(&from)];
         let added = t.on_new_node(now, id, from, confirm, &|a| rpc.has_pending_to(*a), &mut pings);
         if added {
+            t.revive(&id);
             self.offer_to_searches(now, NodeInfo { id, addr: from });
         }
         self.ping_all(now, pings);
@@ -2192,6 +2193,11 @@ impl Node {
                     .is_some();
             }
         }
+        // Two removed nodes per family get another chance each round.
+        for fam in Family::ALL {
+            let graves = self.tables[fam].graves_due(now, 2);
+            self.ping_all(now, graves);
+        }
         let next = if sent {
             Duration::from_secs(5 + self.rng.next_u64() % 20)
         } else {
@@ -2204,7 +2210,7 @@ impl Node {
     /// of storage.
     fn expire_job(&mut self, now: Instant) {
         for fam in Family::ALL {
-            let pings = self.tables[fam].expire();
+            let pings = self.tables[fam].expire(now);
             self.ping_all(now, pings);
         }
         self.storage.expire_listeners(now);

@@ -452,12 +452,17 @@ impl Sim {
     /// Host `i` bootstraps from up to `k` random live hosts with a lower index (so that the
     /// bootstrap graph is a tree rooted at host 0, never islands). Host 0 bootstraps from none.
     pub fn bootstrap(&mut self, i: usize, k: usize) {
-        let live: Vec<usize> = (0..i.min(self.hosts.len())).filter(|j| self.is_up(*j)).collect();
-        let want = k.min(live.len());
+        // Random draws below `i`, skipping hosts that are down; a few hundred tries at most, so
+        // a mostly-dead prefix cannot stall, and no list of all hosts is built (O(1) per host).
+        let below = i.min(self.hosts.len());
         let mut picks = BTreeSet::new();
-        while picks.len() < want {
-            if let Some(p) = live.get(self.scenario_rng.next_u32() as usize % live.len()) {
-                picks.insert(*p);
+        for _ in 0..(64 * k).max(256) {
+            if picks.len() >= k || below == 0 {
+                break;
+            }
+            let p = self.scenario_rng.next_u32() as usize % below;
+            if self.is_up(p) {
+                picks.insert(p);
             }
         }
         let stack = self.config.stack;
@@ -484,7 +489,18 @@ impl Sim {
             }
         }
         let fam = self.main_family();
-        self.run_until(d, |s| (0..n).all(|i| s.status(i, fam) == Some(Status::Connected)))
+        // Checked once per virtual second: a check looks at every node.
+        let until = self.now + d;
+        loop {
+            if (0..n).all(|i| !self.is_up(i) || self.status(i, fam) == Some(Status::Connected)) {
+                return true;
+            }
+            if self.now >= until {
+                return false;
+            }
+            let step = Duration::from_secs(1).min(until - self.now);
+            self.run_for(step);
+        }
     }
 
     fn main_family(&self) -> Family {
@@ -512,6 +528,14 @@ impl Sim {
 
     /// A random live host.
     pub fn random_up(&mut self) -> usize {
+        let n = self.hosts.len().max(1);
+        for _ in 0..1024 {
+            let i = self.scenario_rng.next_u32() as usize % n;
+            if self.is_up(i) {
+                return i;
+            }
+        }
+        // Almost everyone is down: pick among the live ones.
         let up = self.up_hosts();
         up.get(self.scenario_rng.next_u32() as usize % up.len().max(1))
             .copied()

@@ -19,6 +19,21 @@ pub(crate) const NODE_GOOD_TIME: Duration = Duration::from_secs(120 * 60);
 pub(crate) const NODE_EXPIRE_TIME: Duration = Duration::from_secs(10 * 60);
 /// Auth errors after which a node is expired (`MAX_AUTH_ERRORS`).
 pub(crate) const MAX_AUTH_ERRORS: u8 = 3;
+/// Removed nodes remembered for another try.
+const GRAVEYARD_SIZE: usize = 64;
+/// First retry of a removed node; the wait then doubles.
+const GRAVE_FIRST_RETRY: Duration = Duration::from_secs(60);
+/// Tries before a removed node is forgotten (about two hours of doubling waits).
+const GRAVE_TRIES: u8 = 7;
+
+/// A node removed from the table, to be pinged again now and then.
+#[derive(Clone, Debug)]
+struct Grave {
+    node: NodeInfo,
+    next_try: Instant,
+    tries: u8,
+}
+
 /// Buckets with no reply for this long are refreshed.
 const BUCKET_REFRESH: Duration = Duration::from_secs(10 * 60);
 
@@ -117,6 +132,8 @@ pub(crate) struct RoutingTable {
     own: InfoHash,
     bootstrap_mode: bool,
     buckets: Vec<Bucket>,
+    /// Nodes removed as expired, tried again later (bounded).
+    graveyard: std::collections::VecDeque<Grave>,
     /// Last time a node was added to our own bucket.
     pub grow_time: Option<Instant>,
 }
@@ -128,6 +145,7 @@ impl RoutingTable {
             own,
             bootstrap_mode,
             buckets: vec![Bucket::new(InfoHash::ZERO)],
+            graveyard: std::collections::VecDeque::new(),
             grow_time: None,
         }
     }
@@ -323,19 +341,67 @@ impl RoutingTable {
         out.into_iter().map(|(_, n)| n).collect()
     }
 
-    /// Removes expired nodes; their buckets' candidates are returned to be pinged.
-    pub(crate) fn expire(&mut self) -> Vec<NodeInfo> {
+    /// Removes expired nodes; their buckets' candidates are returned to be pinged. The removed
+    /// nodes go to the graveyard, to be tried again later.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<NodeInfo> {
         let mut pings = Vec::new();
+        let mut dead = Vec::new();
         for b in &mut self.buckets {
             let before = b.nodes.len();
-            b.nodes.retain(|n| !n.expired);
+            b.nodes.retain(|n| {
+                if n.expired {
+                    dead.push(n.info());
+                }
+                !n.expired
+            });
             if b.nodes.len() < before
                 && let Some(c) = b.cached.take()
             {
                 pings.push(c);
             }
         }
+        for n in dead {
+            self.bury(now, n);
+        }
         pings
+    }
+
+    fn bury(&mut self, now: Instant, n: NodeInfo) {
+        if self.graveyard.iter().any(|g| g.node.id == n.id) {
+            return;
+        }
+        if self.graveyard.len() >= GRAVEYARD_SIZE {
+            self.graveyard.pop_front();
+        }
+        self.graveyard.push_back(Grave {
+            node: n,
+            next_try: now + GRAVE_FIRST_RETRY,
+            tries: 0,
+        });
+    }
+
+    /// Up to `count` removed nodes due for another try, rescheduled with a doubling wait; a node
+    /// tried `GRAVE_TRIES` times is forgotten. A partition that heals finds its other half
+    /// again this way, even when every node of one side had expired the other.
+    pub(crate) fn graves_due(&mut self, now: Instant, count: usize) -> Vec<NodeInfo> {
+        let mut out = Vec::new();
+        for g in self.graveyard.iter_mut() {
+            if out.len() >= count {
+                break;
+            }
+            if g.next_try <= now {
+                out.push(g.node);
+                g.tries += 1;
+                g.next_try = now + GRAVE_FIRST_RETRY * (1u32 << g.tries.min(6));
+            }
+        }
+        self.graveyard.retain(|g| g.tries < GRAVE_TRIES);
+        out
+    }
+
+    /// A node is back: no more tries for it.
+    pub(crate) fn revive(&mut self, id: &InfoHash) {
+        self.graveyard.retain(|g| g.node.id != *id);
     }
 
     /// Bucket maintenance (§4.3): for each stale or empty bucket, a random id inside it and the
@@ -557,7 +623,7 @@ mod tests {
         );
         t.mark_expired(&id);
         assert_eq!(t.status(Instant::ZERO), Status::Disconnected);
-        t.expire();
+        t.expire(Instant::ZERO);
         assert_eq!(t.len(), 0);
     }
 
@@ -583,5 +649,48 @@ mod tests {
             &mut pings
         ));
         assert_eq!(t.len(), 0);
+    }
+}
+
+#[cfg(test)]
+mod graveyard_tests {
+    use super::*;
+
+    #[test]
+    fn removed_nodes_are_retried_with_doubling_waits_then_forgotten() {
+        let own = InfoHash([0; 20]);
+        let mut t = RoutingTable::new(Family::V4, own, false);
+        let mut pings = Vec::new();
+        for i in 1..=100u8 {
+            let id = InfoHash([i; 20]);
+            let addr = SocketAddr::from(([10, 0, 0, i], 4222));
+            t.on_new_node(Instant::ZERO, id, addr, Confirm::Replied, &|_| false, &mut pings);
+            t.mark_expired(&id);
+            t.expire(Instant::ZERO);
+        }
+        assert_eq!(t.graveyard.len(), GRAVEYARD_SIZE, "bounded");
+        assert!(t.graves_due(Instant::from_secs(59), 10).is_empty());
+        let first = t.graves_due(Instant::from_secs(60), 2);
+        assert_eq!(first.len(), 2);
+        // Every node is tried at most GRAVE_TRIES times over about two hours, then forgotten.
+        let mut tries = 2;
+        let mut now = Instant::from_secs(60);
+        while !t.graveyard.is_empty() {
+            now += Duration::from_secs(60);
+            tries += t.graves_due(now, 64).len();
+            assert!(now < Instant::from_secs(6 * 3600));
+        }
+        assert_eq!(tries, GRAVEYARD_SIZE * usize::from(GRAVE_TRIES));
+        // A node that comes back is not tried again.
+        let id = InfoHash([200; 20]);
+        t.bury(
+            Instant::ZERO,
+            NodeInfo {
+                id,
+                addr: SocketAddr::from(([10, 0, 1, 1], 1)),
+            },
+        );
+        t.revive(&id);
+        assert!(t.graveyard.is_empty());
     }
 }
