@@ -204,13 +204,7 @@ impl MemNet {
             let Reverse((_, _, to, from, data)) = self.queue.pop().unwrap();
             if !self.down.contains(&to) {
                 self.delivered += 1;
-                let mut h = Vec::with_capacity(data.len() + 64);
-                h.extend_from_slice(self.trace.as_bytes());
-                h.extend_from_slice(&self.now.as_micros().to_be_bytes());
-                h.extend_from_slice(from.to_string().as_bytes());
-                h.extend_from_slice(&(to as u64).to_be_bytes());
-                h.extend_from_slice(&data);
-                self.trace = InfoHash::get(h);
+                self.trace = dht_sim::trace_step(&self.trace, self.now, &from, to, &data);
                 let now = self.now;
                 self.nodes[to].handle_datagram(now, from, &data);
                 self.flush(to);

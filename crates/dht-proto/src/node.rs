@@ -1373,6 +1373,19 @@ impl Node {
         self.after_input(now);
     }
 
+    /// What every get, put and listen checks first: not shutting down, a real key, and room for
+    /// its two searches.
+    fn accept_command(&mut self, now: Instant, key: &InfoHash) -> Result<(), CommandError> {
+        self.last_input = self.last_input.max(now);
+        if self.shutting_down {
+            return Err(CommandError::ShuttingDown);
+        }
+        if key.is_zero() {
+            return Err(CommandError::ZeroKey);
+        }
+        self.check_search_room(key)
+    }
+
     /// A command on a key needs room for its two searches, unless they exist.
     fn check_search_room(&self, key: &InfoHash) -> Result<(), CommandError> {
         let missing = Family::ALL
@@ -1400,14 +1413,7 @@ impl Node {
     /// Looks `key` up: values stored here come at once, then values found on the network, each
     /// in [`Event::Values`]; [`Event::GetDone`] ends it.
     pub fn get(&mut self, now: Instant, key: InfoHash, query: Query) -> Result<OpId, CommandError> {
-        self.last_input = self.last_input.max(now);
-        if self.shutting_down {
-            return Err(CommandError::ShuttingDown);
-        }
-        if key.is_zero() {
-            return Err(CommandError::ZeroKey);
-        }
-        self.check_search_room(&key)?;
+        self.accept_command(now, &key)?;
         let op = OpId(self.new_op());
         self.gets.insert(
             op,
@@ -1454,13 +1460,7 @@ impl Node {
         mut value: Value,
         opts: PutOptions,
     ) -> Result<PutHandle, CommandError> {
-        self.last_input = self.last_input.max(now);
-        if self.shutting_down {
-            return Err(CommandError::ShuttingDown);
-        }
-        if key.is_zero() {
-            return Err(CommandError::ZeroKey);
-        }
+        self.accept_command(now, &key)?;
         let size = value.size();
         if size > crate::value::MAX_VALUE_SIZE {
             return Err(CommandError::ValueTooLarge {
@@ -1468,7 +1468,6 @@ impl Node {
                 max: crate::value::MAX_VALUE_SIZE,
             });
         }
-        self.check_search_room(&key)?;
         while value.id == 0 {
             value.id = self.rng.next_u64();
         }
@@ -1598,14 +1597,7 @@ impl Node {
     /// Listens to `key`: [`Event::ListenAdded`] for values present now and added later,
     /// [`Event::ListenExpired`] when they go.
     pub fn listen(&mut self, now: Instant, key: InfoHash, query: Query) -> Result<ListenToken, CommandError> {
-        self.last_input = self.last_input.max(now);
-        if self.shutting_down {
-            return Err(CommandError::ShuttingDown);
-        }
-        if key.is_zero() {
-            return Err(CommandError::ZeroKey);
-        }
-        self.check_search_room(&key)?;
+        self.accept_command(now, &key)?;
         let token = ListenToken(self.new_op());
         let local: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
         let values = local.iter().map(|v| (v.id, (v.clone(), 1))).collect();

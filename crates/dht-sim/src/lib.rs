@@ -31,7 +31,7 @@ mod report;
 mod sim;
 
 pub use report::{OpKind, OpRecord, Percentiles, Report};
-pub use sim::{Host, Mark, Op, Sim, SimConfig, Stack};
+pub use sim::{Host, Mark, Op, Sim, SimConfig, Stack, trace_step};
 
 /// The seeds a scenario runs: `DHT_SIM_SEED` when set (to replay one run), else `fixed`.
 pub fn seeds(fixed: &[u64]) -> Vec<u64> {

@@ -16,6 +16,18 @@ use rand_core::{RngCore, SeedableRng};
 use crate::net::{NetConfig, Network};
 use crate::report::{OpKind, OpRecord, Report};
 
+/// One link of a delivery trace: the hash of the previous link, the time, the source, the
+/// destination host and the bytes. Equal traces, equal runs.
+pub fn trace_step(prev: &InfoHash, now: Instant, from: &SocketAddr, to: usize, data: &[u8]) -> InfoHash {
+    let mut h = Vec::with_capacity(data.len() + 64);
+    h.extend_from_slice(prev.as_bytes());
+    h.extend_from_slice(&now.as_micros().to_be_bytes());
+    h.extend_from_slice(from.to_string().as_bytes());
+    h.extend_from_slice(&(to as u64).to_be_bytes());
+    h.extend_from_slice(data);
+    InfoHash::get(h)
+}
+
 /// Which address families the simulated nodes have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stack {
@@ -363,13 +375,7 @@ impl Sim {
                 let Some(node) = self.hosts.get_mut(to).and_then(|h| h.node.as_mut()) else {
                     return true;
                 };
-                let mut h = Vec::with_capacity(data.len() + 64);
-                h.extend_from_slice(self.trace.as_bytes());
-                h.extend_from_slice(&now.as_micros().to_be_bytes());
-                h.extend_from_slice(from.to_string().as_bytes());
-                h.extend_from_slice(&(to as u64).to_be_bytes());
-                h.extend_from_slice(&data);
-                self.trace = InfoHash::get(h);
+                self.trace = trace_step(&self.trace, now, &from, to, &data);
                 node.handle_datagram(now, from, &data);
                 self.flush(to);
             }

@@ -741,25 +741,32 @@ impl Search {
         }
     }
 
+    /// Among the first `reach` non-bad nodes, the synced ones holding a token: where announces
+    /// and listens may go.
+    fn reachable(&self, now: Instant, reach: usize) -> Vec<(usize, NodeInfo, Token)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.is_bad())
+            .take(reach)
+            .filter(|(_, n)| n.is_synced(now))
+            .filter_map(|(i, n)| {
+                Some((
+                    i,
+                    NodeInfo {
+                        id: n.id,
+                        addr: n.addr,
+                    },
+                    n.token.clone()?,
+                ))
+            })
+            .collect()
+    }
+
     fn send_announces(&mut self, now: Instant, reach: usize, out: &mut Vec<Action>) {
         let vids: Vec<(ValueId, bool)> = self.announces.iter().map(|a| (a.value.id, a.permanent)).collect();
-        let mut seen = 0;
-        for n in self.nodes.iter_mut() {
-            if n.is_bad() {
-                continue;
-            }
-            if seen >= reach {
-                break;
-            }
-            seen += 1;
-            if !n.is_synced(now) {
-                continue;
-            }
-            let Some(token) = n.token.clone() else { continue };
-            let to = NodeInfo {
-                id: n.id,
-                addr: n.addr,
-            };
+        for (i, to, token) in self.reachable(now, reach) {
+            let Some(n) = self.nodes.get_mut(i) else { continue };
             for &(vid, permanent) in &vids {
                 let a = n.ack(vid);
                 if a.pending.is_some() || a.until.is_some_and(|u| now + REANNOUNCE_MARGIN < u) {
@@ -790,29 +797,15 @@ impl Search {
             Some((_, q)) if self.listens.iter().all(|(_, o)| o == q) => q.clone(),
             _ => Query::default(),
         };
-        let mut seen = 0;
-        for n in &self.nodes {
-            if n.is_bad() {
-                continue;
-            }
-            if seen >= reach {
-                break;
-            }
-            seen += 1;
-            if !n.is_synced(now) {
-                continue;
-            }
-            let Some(token) = n.token.clone() else { continue };
+        for (i, to, token) in self.reachable(now, reach) {
+            let Some(n) = self.nodes.get(i) else { continue };
             let due = match &n.listen {
                 None => true,
                 Some(l) => l.pending.is_none() && l.refresh_at.is_none_or(|t| t <= now),
             };
             if due {
                 out.push(Action::Listen {
-                    to: NodeInfo {
-                        id: n.id,
-                        addr: n.addr,
-                    },
+                    to,
                     token,
                     sid: n.listen.as_ref().map(|l| l.sid),
                     query: query.clone(),
