@@ -307,3 +307,49 @@ fn the_same_seed_replays_the_same_run() {
     };
     assert_eq!(ids(Loss::None), ids(Loss::Random(0.3)));
 }
+
+#[test]
+fn crashed_nodes_fall_silent_and_restart_with_or_without_their_state() {
+    run_seeds("crash_and_restart", &[7], |seed| {
+        let mut sim = build(seed, 60, NetConfig::default());
+        let k = InfoHash::get("crash");
+        let p = sim.put(1, k, Value::new(0, b"v".to_vec()), PutOptions::default());
+        assert!(sim.run_until_done(&[p], Duration::from_secs(30)));
+        let holders: Vec<usize> = (0..60)
+            .filter(|&i| {
+                sim.with(i, |n, _| !n.local_values(&k).is_empty())
+                    .unwrap_or(false)
+            })
+            .collect();
+        let h = *holders
+            .iter()
+            .find(|&&i| i != 1)
+            .expect("a storer other than the putter");
+        let old_id = sim.with(h, |n, _| n.node_id()).unwrap();
+        // Down: it receives nothing, and no timer of it runs.
+        let node = sim.crash(h).expect("was up");
+        assert!(!sim.is_up(h));
+        let before = node.stats().received;
+        sim.run_for(Duration::from_secs(60));
+        // Back with its state: same id, still holding the value, and it hears from others again.
+        sim.restart(h, Some(node));
+        sim.run_for(Duration::from_secs(60));
+        assert_eq!(sim.with(h, |n, _| n.node_id()), Some(old_id));
+        assert!(sim.with(h, |n, _| !n.local_values(&k).is_empty()).unwrap());
+        assert!(
+            sim.with(h, |n, _| n.stats().received.iter().sum::<u64>())
+                .unwrap()
+                > before.iter().sum::<u64>()
+        );
+        // Back without it: a new node (new id, nothing stored) at the same address.
+        sim.crash(h);
+        sim.restart(h, None);
+        sim.bootstrap(h, 2);
+        assert_ne!(sim.with(h, |n, _| n.node_id()), Some(old_id));
+        assert!(sim.with(h, |n, _| n.local_values(&k).is_empty()).unwrap());
+        assert!(
+            sim.run_until(Duration::from_secs(30), |s| s.status(h, dht_proto::Family::V4)
+                == Some(dht_proto::Status::Connected))
+        );
+    });
+}

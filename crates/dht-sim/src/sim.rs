@@ -662,6 +662,22 @@ impl Sim {
         added
     }
 
+    /// Churn at a rate: replaces `total` hosts (not in `keep`), evenly spread over `period` of
+    /// virtual time, which it runs. Returns the new hosts.
+    pub fn churn_over(&mut self, total: usize, period: Duration, keep: &BTreeSet<usize>) -> Vec<usize> {
+        let mut added = Vec::new();
+        if total == 0 {
+            self.run_for(period);
+            return added;
+        }
+        let gap = period / total as u32;
+        for _ in 0..total {
+            added.extend(self.churn(1, keep));
+            self.run_for(gap);
+        }
+        added
+    }
+
     /// Operations recorded so far.
     pub fn ops(&self) -> impl Iterator<Item = (&Op, &OpRecord)> {
         self.ops.iter()
