@@ -177,11 +177,7 @@ fn churn_of_thirty_percent_in_an_hour_keeps_permanent_values() {
             let puts = put_many(&mut sim, 100, PutOptions::permanent());
             // The putters stay (a permanent put lives as long as its putter); anyone else may go.
             let keep: BTreeSet<usize> = puts.iter().map(|(_, op)| op.0).collect();
-            let mut replaced = 0;
-            for _ in 0..30 {
-                replaced += sim.churn(3, &keep).len();
-                sim.run_for(Duration::from_secs(120));
-            }
+            let replaced = sim.churn_over(90, Duration::from_secs(3600), &keep).len();
             assert_eq!(replaced, 90, "30 % of 300 nodes replaced");
             let found = get_all(&mut sim, &puts);
             println!("{}", sim.report(&mark));
