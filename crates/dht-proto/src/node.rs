@@ -811,6 +811,29 @@ impl Node {
         self.send_reply(from, tid, r, &data);
     }
 
+    /// The checks a put or listen passes first (§7.3): a key (else 203) and a token issued to
+    /// this address (else 401). Sends the error and returns false when one fails.
+    fn write_allowed(
+        &mut self,
+        from: SocketAddr,
+        tid: Tid,
+        key: &InfoHash,
+        token: &[u8],
+        what: &str,
+    ) -> bool {
+        if key.is_zero() {
+            let text = format!("{what} with no info_hash");
+            self.send_error(from, tid, ErrorCode::NON_AUTHORITATIVE_INFORMATION, &text);
+            return false;
+        }
+        if !self.tokens.check(&from, token) {
+            let text = format!("{what} with wrong token");
+            self.send_error(from, tid, ErrorCode::UNAUTHORIZED, &text);
+            return false;
+        }
+        true
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_put(
         &mut self,
@@ -822,16 +845,8 @@ impl Node {
         created: Option<i64>,
         token: &[u8],
     ) {
-        if key.is_zero() {
-            return self.send_error(
-                from,
-                tid,
-                ErrorCode::NON_AUTHORITATIVE_INFORMATION,
-                "Put with no info_hash",
-            );
-        }
-        if !self.tokens.check(&from, token) {
-            return self.send_error(from, tid, ErrorCode::UNAUTHORIZED, "Put with wrong token");
+        if !self.write_allowed(from, tid, &key, token, "Put") {
+            return;
         }
         // Values arrive inline here: fragmented ones were reassembled first.
         let Values::Inline(values) = values else { return };
@@ -942,16 +957,8 @@ impl Node {
         sid: Tid,
         query: Query,
     ) {
-        if key.is_zero() {
-            return self.send_error(
-                from,
-                tid,
-                ErrorCode::NON_AUTHORITATIVE_INFORMATION,
-                "Listen with no info_hash",
-            );
-        }
-        if !self.tokens.check(&from, token) {
-            return self.send_error(from, tid, ErrorCode::UNAUTHORIZED, "Listen with wrong token");
+        if !self.write_allowed(from, tid, &key, token, "Listen") {
+            return;
         }
         let l = RemoteListener {
             node,
