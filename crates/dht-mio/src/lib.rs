@@ -5,9 +5,15 @@
 //! channel and a `mio::Waker`; results go to callbacks, which run on the runner thread, or to
 //! blocking calls built on them.
 //!
-//! Callbacks run on the runner thread while it holds the node: they must not block on the runner
-//! (no blocking call of the same runner from a callback); they may send to channels, spawn work,
-//! or call the non-blocking methods of any runner.
+//! ## The callback contract
+//!
+//! Callbacks run on the runner thread, between two turns of the node. From a callback you may:
+//! call any method of a [`Handle`] that does not wait (`get`, `put`, `listen`, `cancel_*`,
+//! `bootstrap`, `import_*`, `stats`, `status`, `node_id`, `request_shutdown`) on this runner or
+//! any other; send to channels; spawn threads. The waiting calls (`get_blocking`,
+//! `put_blocking`, `inspect` and the getters built on it, [`Runner::shutdown`]) return
+//! [`RunError::OnRunnerThread`] when called from this runner's own thread instead of
+//! deadlocking. A callback that blocks for long stalls the node (it answers no one meanwhile).
 //!
 //! ```
 //! use std::time::Duration;
@@ -24,21 +30,24 @@
 //! assert!(outcome.total_acked() >= 1);
 //! let values = b.get_blocking(key, Duration::from_secs(10)).unwrap();
 //! assert_eq!(values[0].data, b"world");
-//! a.shutdown(Duration::from_secs(5));
-//! b.shutdown(Duration::from_secs(5));
+//! a.shutdown(Duration::from_secs(5)).unwrap();
+//! b.shutdown(Duration::from_secs(5)).unwrap();
 //! ```
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dht_proto::value::{Query, Value};
+use dht_proto::wire::NodeInfo;
 use dht_proto::{
-    Config, Event, Family, InfoHash, ListenToken, Node, OpId, PutOptions, PutOutcome, Stats, Status,
+    Config, Event, ExportedValue, Family, InfoHash, ListenToken, Node, OpId, PutOptions, PutOutcome, Stats,
+    Status,
 };
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -47,6 +56,10 @@ use rand_core::{OsRng, RngCore};
 const V4: Token = Token(0);
 const V6: Token = Token(1);
 const WAKE: Token = Token(2);
+
+/// Socket buffer asked for each UDP socket: room for the parts of several 60 KiB values arriving at
+/// once (the kernel may cap it at `net.core.rmem_max` / `wmem_max`).
+pub const SOCKET_BUFFER: usize = 4 << 20;
 
 /// How to run a node.
 #[derive(Clone, Debug)]
@@ -57,10 +70,13 @@ pub struct RunnerConfig {
     pub bind4: Option<Ipv4Addr>,
     /// IPv6 address to bind; `None`: no IPv6.
     pub bind6: Option<Ipv6Addr>,
-    /// The node's configuration.
+    /// The node's configuration (network id, node id, limits).
     pub node: Config,
-    /// The node's seed; `None` draws one from the OS.
+    /// The node's seed, its identity until signed identities exist: the same seed gives the same
+    /// node id (unless `node.node_id` is set). `None` draws one from the OS.
     pub seed: Option<[u8; 32]>,
+    /// Nodes to join at start, as `host:port` or `host` (port 4222); every one must resolve.
+    pub bootstrap: Vec<String>,
 }
 
 impl Default for RunnerConfig {
@@ -71,6 +87,7 @@ impl Default for RunnerConfig {
             bind6: Some(Ipv6Addr::UNSPECIFIED),
             node: Config::default(),
             seed: None,
+            bootstrap: Vec::new(),
         }
     }
 }
@@ -105,6 +122,14 @@ pub enum RunError {
     /// Polling setup failed.
     #[error("poll: {0}")]
     Poll(io::Error),
+    /// A host name did not resolve to any address.
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve {
+        /// The name as given.
+        host: String,
+        /// Why.
+        reason: String,
+    },
     /// The runner has stopped.
     #[error("the runner has stopped")]
     Stopped,
@@ -114,37 +139,61 @@ pub enum RunError {
     /// No answer within the time given.
     #[error("timed out")]
     Timeout,
+    /// A waiting call was made from the runner's own thread (from a callback): it would deadlock.
+    #[error("a waiting call from the runner's own thread would deadlock")]
+    OnRunnerThread,
+}
+
+/// A get started by [`Handle::get`], for [`Handle::cancel_get`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GetId(u64);
+
+/// A listen started by [`Handle::listen`], for [`Handle::cancel_listen`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListenId(u64);
+
+/// What a listen callback is told.
+#[derive(Debug)]
+pub enum Change<'a> {
+    /// Values were added (or changed).
+    Added(&'a [Value]),
+    /// Values expired or were removed.
+    Expired(&'a [Value]),
+    /// The listen could not start; no more calls follow.
+    Failed(RunError),
 }
 
 type ValuesCb = Box<dyn FnMut(&[Value]) + Send>;
-type DoneCb = Box<dyn FnOnce(bool) + Send>;
-type PutCb = Box<dyn FnOnce(PutOutcome) + Send>;
-type ListenCb = Box<dyn FnMut(&[Value], bool) + Send>;
+type DoneCb = Box<dyn FnOnce(Result<bool, RunError>) + Send>;
+type PutCb = Box<dyn FnOnce(Result<PutOutcome, RunError>) + Send>;
+type ListenCb = Box<dyn FnMut(Change<'_>) + Send>;
+type InspectFn = Box<dyn FnOnce(&mut Node, dht_proto::Instant) + Send>;
 
 enum Command {
     Bootstrap(SocketAddr),
     Get {
+        id: GetId,
         key: InfoHash,
         query: Query,
         on_values: ValuesCb,
         on_done: DoneCb,
-        reply: Sender<Result<OpId, RunError>>,
     },
+    CancelGet(GetId),
     Put {
         key: InfoHash,
         value: Value,
         opts: PutOptions,
         on_done: PutCb,
-        reply: Sender<Result<u64, RunError>>,
     },
     CancelPut(InfoHash, u64),
     Listen {
+        id: ListenId,
         key: InfoHash,
         query: Query,
         on_change: ListenCb,
-        reply: Sender<Result<ListenToken, RunError>>,
     },
-    CancelListen(ListenToken),
+    CancelListen(ListenId),
+    With(InspectFn),
     Shutdown,
 }
 
@@ -154,22 +203,49 @@ struct Shared {
     id: InfoHash,
     status: [Option<Status>; 2],
     stats: Stats,
+    /// The node finished its shutdown (or the runner was told to stop).
     stopped: bool,
 }
 
-/// A running node. Dropping it stops the node without waiting for pending puts; call
-/// [`Runner::shutdown`] to let them finish.
-pub struct Runner {
+/// A cheap, cloneable way to command a runner from any thread, callbacks included. It does not
+/// keep the runner alive: once the [`Runner`] is shut down or dropped its calls fail with
+/// [`RunError::Stopped`].
+#[derive(Clone)]
+pub struct Handle {
     tx: Sender<Command>,
     waker: Arc<Waker>,
     shared: Arc<Mutex<Shared>>,
     addrs: Vec<SocketAddr>,
+    thread_id: ThreadId,
+    next_id: Arc<AtomicU64>,
+    vid_seed: u64,
+}
+
+/// A running node: its thread, sockets and node. Derefs to [`Handle`] for every command.
+/// Dropping it stops the node at once; [`Runner::shutdown`] lets pending puts finish first.
+pub struct Runner {
+    handle: Handle,
     thread: Option<JoinHandle<()>>,
+}
+
+impl std::ops::Deref for Runner {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
 }
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner")
+            .field("addrs", &self.handle.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
             .field("addrs", &self.addrs)
             .finish_non_exhaustive()
     }
@@ -186,15 +262,79 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// SplitMix64: value ids from the node's seed and a counter (never 0).
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)).max(1)
+}
+
+/// Resolves `host:port`, `[v6]:port`, or a bare host / address (port 4222) to its addresses.
+pub fn resolve(spec: &str) -> Result<Vec<SocketAddr>, RunError> {
+    let fail = |reason: String| RunError::Resolve {
+        host: spec.to_string(),
+        reason,
+    };
+    let with_port = if spec.parse::<SocketAddr>().is_ok() {
+        spec.to_string()
+    } else if spec.parse::<IpAddr>().is_ok() {
+        // A bare address; IPv6 needs brackets to take a port.
+        match spec.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => format!("[{ip}]:{}", dht_proto::DEFAULT_PORT),
+            _ => format!("{spec}:{}", dht_proto::DEFAULT_PORT),
+        }
+    } else if spec
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        spec.to_string()
+    } else {
+        format!("{spec}:{}", dht_proto::DEFAULT_PORT)
+    };
+    let addrs: Vec<SocketAddr> = with_port
+        .to_socket_addrs()
+        .map_err(|e| fail(e.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(fail("no addresses".into()));
+    }
+    Ok(addrs)
+}
+
+fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // IPv4 goes through its own socket.
+        s.set_only_v6(true)?;
+    }
+    // Best effort: the kernel caps these at its maxima.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(UdpSocket::from_std(s.into()))
+}
+
 impl Runner {
-    /// Binds the sockets and starts the runner thread.
+    /// Binds the sockets, resolves the bootstrap list and starts the runner thread.
     pub fn run(config: RunnerConfig) -> Result<Runner, RunError> {
+        let mut bootstrap = Vec::new();
+        for spec in &config.bootstrap {
+            bootstrap.extend(resolve(spec)?);
+        }
         let poll = Poll::new().map_err(RunError::Poll)?;
         let mut port = config.port;
         let mut sock4 = None;
         if let Some(ip) = config.bind4 {
             let addr = SocketAddr::new(IpAddr::V4(ip), port);
-            let mut s = UdpSocket::bind(addr).map_err(|source| RunError::Bind { addr, source })?;
+            let mut s = bind(addr).map_err(|source| RunError::Bind { addr, source })?;
             port = s.local_addr().map_err(RunError::Poll)?.port();
             poll.registry()
                 .register(&mut s, V4, Interest::READABLE)
@@ -204,10 +344,10 @@ impl Runner {
         let mut sock6 = None;
         if let Some(ip) = config.bind6 {
             let addr = SocketAddr::new(IpAddr::V6(ip), port);
-            let bound = UdpSocket::bind(addr).or_else(|e| {
+            let bound = bind(addr).or_else(|e| {
                 // The IPv4 port may be taken for IPv6: any port then, as OpenDHT does.
                 if config.port == 0 {
-                    UdpSocket::bind(SocketAddr::new(IpAddr::V6(ip), 0))
+                    bind(SocketAddr::new(IpAddr::V6(ip), 0))
                 } else {
                     Err(e)
                 }
@@ -241,6 +381,9 @@ impl Runner {
         let origin = std::time::Instant::now();
         let mut node = Node::new(config.node, seed, to_proto(origin));
         node.set_unix_time(to_proto(origin), unix_now());
+        for addr in bootstrap {
+            node.bootstrap(to_proto(origin), addr);
+        }
         let shared = Arc::new(Mutex::new(Shared {
             id: node.node_id(),
             ..Shared::default()
@@ -255,9 +398,11 @@ impl Runner {
             rx,
             shared: shared.clone(),
             gets: BTreeMap::new(),
+            get_ops: BTreeMap::new(),
             puts: BTreeMap::new(),
             listens: BTreeMap::new(),
-            buf: vec![0u8; 65536],
+            listen_tokens: BTreeMap::new(),
+            buf: vec![0u8; dht_proto::wire::MAX_DATAGRAM],
             out: Vec::with_capacity(2048),
             shutting_down: false,
         };
@@ -265,18 +410,94 @@ impl Runner {
             .name("dht-mio".into())
             .spawn(move || worker.run())
             .map_err(RunError::Poll)?;
+        let mut vid_seed = [0u8; 8];
+        vid_seed.copy_from_slice(seed.get(24..32).unwrap_or(&[1; 8]));
         Ok(Runner {
-            tx,
-            waker,
-            shared,
-            addrs,
+            handle: Handle {
+                tx,
+                waker,
+                shared,
+                addrs,
+                thread_id: thread.thread().id(),
+                next_id: Arc::new(AtomicU64::new(1)),
+                vid_seed: u64::from_le_bytes(vid_seed),
+            },
             thread: Some(thread),
         })
     }
 
+    /// A handle for other threads and callbacks (it does not keep the runner alive).
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Stops the node, letting pending puts finish for at most `limit`, and joins the thread.
+    /// Returns [`RunError::OnRunnerThread`] (and does nothing) when called from a callback.
+    pub fn shutdown(mut self, limit: Duration) -> Result<(), RunError> {
+        self.handle.not_on_runner()?;
+        self.handle.request_shutdown();
+        let end = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < end && !self.handle.is_stopped() {
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+        self.stop();
+        Ok(())
+    }
+
+    /// Waits, without a bound, until the runner stops (after [`Handle::request_shutdown`] from
+    /// anywhere, e.g. a callback), and joins its thread.
+    pub fn join(mut self) -> Result<(), RunError> {
+        self.handle.not_on_runner()?;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Ok(mut s) = self.handle.shared.lock() {
+            s.stopped = true;
+        }
+        let _ = self.handle.waker.wake();
+        if std::thread::current().id() == self.handle.thread_id {
+            // Dropped from its own callback: the loop ends after this turn; nothing to join.
+            return;
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Handle {
     fn send(&self, c: Command) -> Result<(), RunError> {
+        if self.is_stopped() {
+            return Err(RunError::Stopped);
+        }
         self.tx.send(c).map_err(|_| RunError::Stopped)?;
         self.waker.wake().map_err(|_| RunError::Stopped)
+    }
+
+    fn not_on_runner(&self) -> Result<(), RunError> {
+        if std::thread::current().id() == self.thread_id {
+            Err(RunError::OnRunnerThread)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn next(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.shared.lock().map(|s| s.stopped).unwrap_or(true)
     }
 
     /// The bound addresses (IPv4 first).
@@ -289,7 +510,7 @@ impl Runner {
         self.shared.lock().map(|s| s.id).unwrap_or_default()
     }
 
-    /// The node's counters, as of its last turn.
+    /// The node's counters (traffic, drops, routing table, storage), as of its last turn.
     pub fn stats(&self) -> Stats {
         self.shared.lock().map(|s| s.stats.clone()).unwrap_or_default()
     }
@@ -309,6 +530,16 @@ impl Runner {
         let _ = self.send(Command::Bootstrap(addr));
     }
 
+    /// Resolves `host` (`host:port`, `[v6]:port`, or a bare host for port 4222) and pings every
+    /// address it names. Resolution runs on the calling thread.
+    pub fn bootstrap_host(&self, host: &str) -> Result<Vec<SocketAddr>, RunError> {
+        let addrs = resolve(host)?;
+        for a in &addrs {
+            self.send(Command::Bootstrap(*a))?;
+        }
+        Ok(addrs)
+    }
+
     /// Waits until either family is connected, at most `limit`.
     pub fn wait_connected(&self, limit: Duration) -> bool {
         let end = std::time::Instant::now() + limit;
@@ -321,74 +552,118 @@ impl Runner {
         false
     }
 
-    /// A get: `on_values` gets values as they arrive, `on_done` the end (true when the closest
-    /// nodes answered). Both run on the runner thread.
+    /// A get: `on_values` gets values as they arrive, `on_done` the end (`Ok(true)` when the
+    /// closest nodes answered, `Err` when the node refused the get). Both run on the runner thread.
     pub fn get(
         &self,
         key: InfoHash,
         query: Query,
         on_values: impl FnMut(&[Value]) + Send + 'static,
-        on_done: impl FnOnce(bool) + Send + 'static,
-    ) -> Result<OpId, RunError> {
-        let (reply, rx) = mpsc::channel();
+        on_done: impl FnOnce(Result<bool, RunError>) + Send + 'static,
+    ) -> Result<GetId, RunError> {
+        let id = GetId(self.next());
         self.send(Command::Get {
+            id,
             key,
             query,
             on_values: Box::new(on_values),
             on_done: Box::new(on_done),
-            reply,
         })?;
-        rx.recv().map_err(|_| RunError::Stopped)?
+        Ok(id)
     }
 
-    /// Every value at `key`, once the get is done (or `limit` passes).
-    pub fn get_blocking(&self, key: InfoHash, limit: Duration) -> Result<Vec<Value>, RunError> {
+    /// Stops a get: its callbacks are dropped without another call.
+    pub fn cancel_get(&self, id: GetId) {
+        let _ = self.send(Command::CancelGet(id));
+    }
+
+    /// Every value at `key` matching `query`, once the get is done (at most `limit`).
+    pub fn get_query_blocking(
+        &self,
+        key: InfoHash,
+        query: Query,
+        limit: Duration,
+    ) -> Result<Vec<Value>, RunError> {
+        self.not_on_runner()?;
         let (tx, rx) = mpsc::channel();
         let found = Arc::new(Mutex::new(Vec::new()));
         let sink = found.clone();
-        self.get(
+        let id = self.get(
             key,
-            Query::default(),
+            query,
             move |v| {
                 if let Ok(mut f) = sink.lock() {
                     f.extend_from_slice(v);
                 }
             },
-            move |_| {
-                let _ = tx.send(());
+            move |r| {
+                let _ = tx.send(r);
             },
         )?;
-        rx.recv_timeout(limit).map_err(|_| RunError::Timeout)?;
+        match rx.recv_timeout(limit) {
+            Ok(r) => {
+                r?;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.cancel_get(id);
+                return Err(RunError::Timeout);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(RunError::Stopped),
+        }
         let values = found.lock().map(|f| f.clone()).unwrap_or_default();
         Ok(values)
     }
 
-    /// A put; `on_done` gets its outcome. Returns the value id.
+    /// Every value at `key`, once the get is done (at most `limit`).
+    pub fn get_blocking(&self, key: InfoHash, limit: Duration) -> Result<Vec<Value>, RunError> {
+        self.get_query_blocking(key, Query::default(), limit)
+    }
+
+    /// A put; `on_done` gets its outcome (or why the node refused it), on the runner thread.
+    /// Returns the value id (a value id of 0 is replaced by a fresh one here).
     pub fn put(
         &self,
         key: InfoHash,
-        value: Value,
+        mut value: Value,
         opts: PutOptions,
-        on_done: impl FnOnce(PutOutcome) + Send + 'static,
+        on_done: impl FnOnce(Result<PutOutcome, RunError>) + Send + 'static,
     ) -> Result<u64, RunError> {
-        let (reply, rx) = mpsc::channel();
+        if value.id == 0 {
+            value.id = splitmix(self.vid_seed ^ self.next());
+        }
+        let vid = value.id;
         self.send(Command::Put {
             key,
             value,
             opts,
             on_done: Box::new(on_done),
-            reply,
         })?;
-        rx.recv().map_err(|_| RunError::Stopped)?
+        Ok(vid)
     }
 
     /// A put, waiting for its outcome at most `limit`.
     pub fn put_blocking(&self, key: InfoHash, value: Value, limit: Duration) -> Result<PutOutcome, RunError> {
+        self.put_opts_blocking(key, value, PutOptions::default(), limit)
+    }
+
+    /// A put with options (e.g. [`PutOptions::permanent`]), waiting for its outcome at most `limit`.
+    pub fn put_opts_blocking(
+        &self,
+        key: InfoHash,
+        value: Value,
+        opts: PutOptions,
+        limit: Duration,
+    ) -> Result<PutOutcome, RunError> {
+        self.not_on_runner()?;
         let (tx, rx) = mpsc::channel();
-        self.put(key, value, PutOptions::default(), move |o| {
+        self.put(key, value, opts, move |o| {
             let _ = tx.send(o);
         })?;
-        rx.recv_timeout(limit).map_err(|_| RunError::Timeout)
+        match rx.recv_timeout(limit) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(RunError::Timeout),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(RunError::Stopped),
+        }
     }
 
     /// Stops announcing a value and drops our copy.
@@ -396,53 +671,78 @@ impl Runner {
         let _ = self.send(Command::CancelPut(key, vid));
     }
 
-    /// A listen: `on_change(values, expired)` runs for added values (`expired` false) and for
-    /// values gone (`expired` true), on the runner thread.
+    /// A listen: `on_change` runs on the runner thread for added values, for values gone, and
+    /// once with [`Change::Failed`] if the node refused the listen.
     pub fn listen(
         &self,
         key: InfoHash,
         query: Query,
-        on_change: impl FnMut(&[Value], bool) + Send + 'static,
-    ) -> Result<ListenToken, RunError> {
-        let (reply, rx) = mpsc::channel();
+        on_change: impl FnMut(Change<'_>) + Send + 'static,
+    ) -> Result<ListenId, RunError> {
+        let id = ListenId(self.next());
         self.send(Command::Listen {
+            id,
             key,
             query,
             on_change: Box::new(on_change),
-            reply,
         })?;
-        rx.recv().map_err(|_| RunError::Stopped)?
+        Ok(id)
     }
 
-    /// Stops a listen.
-    pub fn cancel_listen(&self, token: ListenToken) {
-        let _ = self.send(Command::CancelListen(token));
+    /// Stops a listen: its callback is not called again once this command is applied.
+    pub fn cancel_listen(&self, id: ListenId) {
+        let _ = self.send(Command::CancelListen(id));
     }
 
-    /// Stops the node, letting pending puts finish for at most `limit`, and joins the thread.
-    pub fn shutdown(mut self, limit: Duration) {
+    /// Runs `f` on the runner thread with read access to the node and waits for its result
+    /// (for views: routing tables, searches, stored values).
+    pub fn inspect<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node) -> R + Send + 'static,
+    ) -> Result<R, RunError> {
+        self.not_on_runner()?;
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::With(Box::new(move |node, _| {
+            let _ = tx.send(f(node));
+        })))?;
+        rx.recv().map_err(|_| RunError::Stopped)
+    }
+
+    /// Our public addresses as peers report them.
+    pub fn public_addresses(&self) -> Result<Vec<IpAddr>, RunError> {
+        self.inspect(|n| {
+            let mut v = n.public_addresses(Family::V4);
+            v.extend(n.public_addresses(Family::V6));
+            v
+        })
+    }
+
+    /// Nodes worth remembering across restarts.
+    pub fn export_nodes(&self) -> Result<Vec<NodeInfo>, RunError> {
+        self.inspect(|n| n.export_nodes())
+    }
+
+    /// Every stored value with the life it has left.
+    pub fn export_values(&self) -> Result<Vec<ExportedValue>, RunError> {
+        self.inspect(|n| n.export_values())
+    }
+
+    /// Adds exported nodes.
+    pub fn import_nodes(&self, nodes: Vec<NodeInfo>) -> Result<(), RunError> {
+        self.send(Command::With(Box::new(move |n, now| n.import_nodes(now, &nodes))))
+    }
+
+    /// Stores exported values again.
+    pub fn import_values(&self, values: Vec<ExportedValue>) -> Result<(), RunError> {
+        self.send(Command::With(Box::new(move |n, now| {
+            n.import_values(now, values)
+        })))
+    }
+
+    /// Asks the node to shut down (pending puts finish first) without waiting; callable from
+    /// callbacks. [`Runner::join`] or [`Runner::shutdown`] then ends the thread.
+    pub fn request_shutdown(&self) {
         let _ = self.send(Command::Shutdown);
-        let end = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < end && !self.shared.lock().map(|s| s.stopped).unwrap_or(true) {
-            std::thread::park_timeout(Duration::from_millis(5));
-        }
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        if let Ok(mut s) = self.shared.lock() {
-            s.stopped = true;
-        }
-        let _ = self.waker.wake();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -454,9 +754,11 @@ struct Worker {
     origin: std::time::Instant,
     rx: Receiver<Command>,
     shared: Arc<Mutex<Shared>>,
-    gets: BTreeMap<OpId, (ValuesCb, Option<DoneCb>)>,
+    gets: BTreeMap<OpId, (GetId, ValuesCb, DoneCb)>,
+    get_ops: BTreeMap<GetId, OpId>,
     puts: BTreeMap<OpId, PutCb>,
     listens: BTreeMap<ListenToken, ListenCb>,
+    listen_tokens: BTreeMap<ListenId, ListenToken>,
     buf: Vec<u8>,
     out: Vec<u8>,
     shutting_down: bool,
@@ -468,7 +770,7 @@ impl Worker {
     }
 
     fn run(&mut self) {
-        let mut events = Events::with_capacity(256);
+        let mut events = Events::with_capacity(64);
         loop {
             if self.shared.lock().map(|s| s.stopped).unwrap_or(true) {
                 return;
@@ -521,7 +823,7 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // ICMP errors surface here on some systems: the datagram is lost, carry on.
-                Err(_) => return,
+                Err(_) => {}
             }
         }
     }
@@ -532,52 +834,57 @@ impl Worker {
             match c {
                 Command::Bootstrap(addr) => self.node.bootstrap(now, addr),
                 Command::Get {
+                    id,
                     key,
                     query,
                     on_values,
                     on_done,
-                    reply,
-                } => {
-                    let r = self.node.get(now, key, query).map_err(RunError::from);
-                    if let Ok(op) = r {
-                        self.gets.insert(op, (on_values, Some(on_done)));
+                } => match self.node.get(now, key, query) {
+                    Ok(op) => {
+                        self.gets.insert(op, (id, on_values, on_done));
+                        self.get_ops.insert(id, op);
                     }
-                    let _ = reply.send(r);
+                    Err(e) => on_done(Err(e.into())),
+                },
+                Command::CancelGet(id) => {
+                    if let Some(op) = self.get_ops.remove(&id) {
+                        self.gets.remove(&op);
+                        let _ = self.node.cancel_get(now, op);
+                    }
                 }
                 Command::Put {
                     key,
                     value,
                     opts,
                     on_done,
-                    reply,
                 } => match self.node.put(now, key, value, opts) {
                     Ok(h) => {
                         self.puts.insert(h.op, on_done);
-                        let _ = reply.send(Ok(h.vid));
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                    }
+                    Err(e) => on_done(Err(e.into())),
                 },
                 Command::CancelPut(key, vid) => {
                     let _ = self.node.cancel_put(now, key, vid);
                 }
                 Command::Listen {
+                    id,
                     key,
                     query,
-                    on_change,
-                    reply,
-                } => {
-                    let r = self.node.listen(now, key, query).map_err(RunError::from);
-                    if let Ok(t) = r {
+                    mut on_change,
+                } => match self.node.listen(now, key, query) {
+                    Ok(t) => {
                         self.listens.insert(t, on_change);
+                        self.listen_tokens.insert(id, t);
                     }
-                    let _ = reply.send(r);
+                    Err(e) => on_change(Change::Failed(e.into())),
+                },
+                Command::CancelListen(id) => {
+                    if let Some(t) = self.listen_tokens.remove(&id) {
+                        self.listens.remove(&t);
+                        let _ = self.node.cancel_listen(now, t);
+                    }
                 }
-                Command::CancelListen(t) => {
-                    self.listens.remove(&t);
-                    let _ = self.node.cancel_listen(now, t);
-                }
+                Command::With(f) => f(&mut self.node, now),
                 Command::Shutdown => {
                     self.shutting_down = true;
                     self.node.shutdown(now);
@@ -615,30 +922,29 @@ impl Worker {
     fn dispatch(&mut self, e: Event) {
         match e {
             Event::Values { op, values, .. } => {
-                if let Some((cb, _)) = self.gets.get_mut(&op) {
+                if let Some((_, cb, _)) = self.gets.get_mut(&op) {
                     cb(&values);
                 }
             }
             Event::GetDone { op, ok, .. } => {
-                if let Some((_, done)) = self.gets.remove(&op)
-                    && let Some(done) = done
-                {
-                    done(ok);
+                if let Some((id, _, done)) = self.gets.remove(&op) {
+                    self.get_ops.remove(&id);
+                    done(Ok(ok));
                 }
             }
             Event::PutDone { op, outcome, .. } => {
                 if let Some(cb) = self.puts.remove(&op) {
-                    cb(outcome);
+                    cb(Ok(outcome));
                 }
             }
             Event::ListenAdded { token, values, .. } => {
                 if let Some(cb) = self.listens.get_mut(&token) {
-                    cb(&values, false);
+                    cb(Change::Added(&values));
                 }
             }
             Event::ListenExpired { token, values, .. } => {
                 if let Some(cb) = self.listens.get_mut(&token) {
-                    cb(&values, true);
+                    cb(Change::Expired(&values));
                 }
             }
             Event::ShutdownComplete => {

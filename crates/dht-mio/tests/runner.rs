@@ -6,9 +6,9 @@ use std::net::UdpSocket;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use dht_mio::{RunError, Runner, RunnerConfig};
+use dht_mio::{Change, RunError, Runner, RunnerConfig};
 use dht_proto::value::{Query, Value};
-use dht_proto::{DropReason, InfoHash};
+use dht_proto::{DropReason, InfoHash, PutOptions};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -54,7 +54,7 @@ fn ten_runners_put_and_get_small_and_60_kib_values() {
         assert_eq!(v[0].data, data);
     }
     for r in net {
-        r.shutdown(Duration::from_secs(5));
+        r.shutdown(Duration::from_secs(5)).unwrap();
     }
 }
 
@@ -64,7 +64,12 @@ fn a_listen_is_told_of_puts_and_cancel_stops_it() {
     let key = InfoHash::get("room");
     let (tx, rx) = mpsc::channel();
     let token = net[1]
-        .listen(key, Query::default(), move |values, expired| {
+        .listen(key, Query::default(), move |change| {
+            let (values, expired) = match change {
+                Change::Added(v) => (v, false),
+                Change::Expired(v) => (v, true),
+                Change::Failed(e) => panic!("listen failed: {e}"),
+            };
             for v in values {
                 let _ = tx.send((v.data.clone(), expired));
             }
@@ -130,4 +135,157 @@ fn a_port_in_use_is_a_clear_error() {
         ..RunnerConfig::loopback()
     };
     assert!(matches!(Runner::run(none), Err(RunError::NoSocket)));
+}
+
+#[test]
+fn callbacks_may_command_runners_but_waiting_calls_refuse_instead_of_deadlocking() {
+    let net = network(3);
+    let key = InfoHash::get("from a callback");
+    let other = InfoHash::get("chained");
+    let (tx, rx) = mpsc::channel();
+    let h = net[1].handle();
+    let h2 = net[1].handle();
+    net[1]
+        .put(
+            key,
+            Value::new(0, b"first".to_vec()),
+            PutOptions::default(),
+            move |r| {
+                assert!(r.unwrap().total_acked() >= 1);
+                // A waiting call from the runner's thread is refused, not a deadlock.
+                let blocked = h.get_blocking(key, WAIT);
+                let _ = tx.send(format!("{blocked:?}"));
+                // Non-waiting calls work: chain a put, then a get from its callback.
+                let tx2 = tx.clone();
+                h.put(
+                    other,
+                    Value::new(0, b"second".to_vec()),
+                    PutOptions::default(),
+                    move |r| {
+                        assert!(r.is_ok());
+                        let tx3 = tx2.clone();
+                        h2.get(
+                            other,
+                            Query::default(),
+                            move |v| {
+                                let _ = tx3.send(String::from_utf8_lossy(&v[0].data).into_owned());
+                            },
+                            |_| {},
+                        )
+                        .unwrap();
+                    },
+                )
+                .unwrap();
+            },
+        )
+        .unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), "Err(OnRunnerThread)");
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), "second");
+    // A refused command reaches its callback as an error.
+    let (tx, rx) = mpsc::channel();
+    net[2]
+        .put(
+            InfoHash::default(),
+            Value::new(0, b"x".to_vec()),
+            PutOptions::default(),
+            move |r| {
+                let _ = tx.send(r.is_err());
+            },
+        )
+        .unwrap();
+    assert!(rx.recv_timeout(WAIT).unwrap());
+    assert!(matches!(
+        net[2].get_blocking(InfoHash::default(), WAIT),
+        Err(RunError::Command(_))
+    ));
+    // A handle outliving its runner fails cleanly.
+    let h = net[0].handle();
+    for r in net {
+        r.shutdown(Duration::from_secs(5)).unwrap();
+    }
+    assert!(matches!(h.get_blocking(key, WAIT), Err(RunError::Stopped)));
+    assert!(matches!(h.export_nodes(), Err(RunError::Stopped)));
+}
+
+#[test]
+fn bootstrap_by_host_name_and_a_name_that_does_not_resolve() {
+    let a = Runner::run(RunnerConfig::loopback()).unwrap();
+    let b = Runner::run(RunnerConfig::loopback()).unwrap();
+    let port = a.local_addrs()[0].port();
+    let addrs = b.bootstrap_host(&format!("localhost:{port}")).unwrap();
+    assert!(!addrs.is_empty());
+    assert!(b.wait_connected(WAIT));
+    // `.invalid` never resolves (RFC 6761).
+    match b.bootstrap_host("no-such-host.invalid:4222") {
+        Err(RunError::Resolve { host, .. }) => assert_eq!(host, "no-such-host.invalid:4222"),
+        other => panic!("expected a resolve error, got {other:?}"),
+    }
+    // In the config, too: the runner does not start.
+    let bad = RunnerConfig {
+        bootstrap: vec!["no-such-host.invalid".into()],
+        ..RunnerConfig::loopback()
+    };
+    assert!(matches!(Runner::run(bad), Err(RunError::Resolve { .. })));
+    // A bootstrap list that resolves joins at start.
+    let c = Runner::run(RunnerConfig {
+        bootstrap: vec![format!("127.0.0.1:{port}")],
+        ..RunnerConfig::loopback()
+    })
+    .unwrap();
+    assert!(c.wait_connected(WAIT));
+}
+
+#[test]
+fn export_and_import_move_nodes_and_values_to_a_new_runner() {
+    let net = network(4);
+    let key = InfoHash::get("kept");
+    net[1]
+        .put_opts_blocking(key, Value::new(7, b"state".to_vec()), PutOptions::default(), WAIT)
+        .unwrap();
+    let holder = net
+        .iter()
+        .find(|r| r.export_values().unwrap().iter().any(|e| e.key == key))
+        .expect("someone stores the value");
+    let values = holder.export_values().unwrap();
+    let nodes = holder.export_nodes().unwrap();
+    assert!(nodes.len() >= 3, "{nodes:?}");
+    assert!(!holder.public_addresses().unwrap().is_empty());
+    let fresh = Runner::run(RunnerConfig::loopback()).unwrap();
+    fresh.import_values(values).unwrap();
+    fresh.import_nodes(nodes).unwrap();
+    // Imported nodes are enough to join (no bootstrap call).
+    assert!(fresh.wait_connected(WAIT));
+    let here = fresh.export_values().unwrap();
+    assert!(here.iter().any(|e| e.key == key && e.value.data == b"state"));
+    assert!(fresh.stats().stored_values >= 1);
+    assert_eq!(fresh.get_blocking(key, WAIT).unwrap()[0].id, 7);
+}
+
+#[test]
+fn shutdown_lets_a_pending_put_finish() {
+    let net = network(3);
+    let key = InfoHash::get("last words");
+    let (tx, rx) = mpsc::channel();
+    let mut net = net.into_iter();
+    let first = net.next().unwrap();
+    let rest: Vec<Runner> = net.collect();
+    rest[0]
+        .put(
+            key,
+            Value::new(0, b"bye".to_vec()),
+            PutOptions::default(),
+            move |r| {
+                let _ = tx.send(r.map(|o| o.total_acked()));
+            },
+        )
+        .unwrap();
+    let mut rest = rest.into_iter();
+    rest.next().unwrap().shutdown(WAIT).unwrap();
+    // The outcome came before the runner stopped.
+    assert!(rx.try_recv().unwrap().unwrap() >= 1);
+    assert_eq!(first.get_blocking(key, WAIT).unwrap()[0].data, b"bye");
+    // join() after request_shutdown from another handle.
+    let r = rest.next().unwrap();
+    r.handle().request_shutdown();
+    r.join().unwrap();
 }

@@ -1,0 +1,67 @@
+//! 2,000 runners in one process (OpenDHT's runner aborts near 330, where `select` runs out of
+//! descriptors): they join one network and serve puts and gets.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test fixtures
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use dht_mio::{Runner, RunnerConfig};
+use dht_proto::InfoHash;
+use dht_proto::value::Value;
+
+const RUNNERS: usize = 2000;
+
+#[test]
+fn two_thousand_runners_in_one_process() {
+    let config = RunnerConfig {
+        bind4: Some(Ipv4Addr::LOCALHOST),
+        bind6: None,
+        ..RunnerConfig::loopback()
+    };
+    let started = Instant::now();
+    let mut runners: Vec<Runner> = Vec::with_capacity(RUNNERS);
+    for i in 0..RUNNERS {
+        let mut seed = [7u8; 32];
+        seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let r = Runner::run(RunnerConfig {
+            seed: Some(seed),
+            ..config.clone()
+        })
+        .unwrap_or_else(|e| panic!("runner {i}: {e}"));
+        // Each joins through an earlier one (a tree, so no islands).
+        if i > 0 {
+            r.bootstrap(runners[(i.wrapping_mul(2_654_435_761) >> 5) % i].local_addrs()[0]);
+        }
+        runners.push(r);
+    }
+    let deadline = Duration::from_secs(240);
+    for (i, r) in runners.iter().enumerate().skip(1) {
+        let left = deadline.saturating_sub(started.elapsed());
+        assert!(r.wait_connected(left), "runner {i} did not connect");
+    }
+    eprintln!("{RUNNERS} runners connected in {:?}", started.elapsed());
+    let wait = Duration::from_secs(30);
+    for k in 0..10usize {
+        let key = InfoHash::get(format!("many {k}"));
+        let from = &runners[(k * 397) % RUNNERS];
+        let outcome = from
+            .put_blocking(key, Value::new(0, format!("v{k}").into_bytes()), wait)
+            .unwrap();
+        assert!(outcome.total_acked() >= 1, "{outcome:?}");
+        let to = &runners[(k * 1009 + 13) % RUNNERS];
+        let got = to.get_blocking(key, wait).unwrap();
+        assert!(
+            got.iter().any(|v| v.data == format!("v{k}").into_bytes()),
+            "key {k}"
+        );
+    }
+    eprintln!("puts and gets done at {:?}", started.elapsed());
+    let handles: Vec<_> = runners
+        .into_iter()
+        .map(|r| std::thread::spawn(move || r.shutdown(Duration::from_secs(5))))
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+}
