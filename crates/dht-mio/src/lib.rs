@@ -947,7 +947,14 @@ impl Worker {
                     cb(Change::Expired(&values));
                 }
             }
+            Event::StatusChanged { family, status } => {
+                tracing::info!(?family, ?status, "connectivity changed");
+            }
+            Event::PublicAddressChanged { family, addr } => {
+                tracing::info!(?family, %addr, "public address");
+            }
             Event::ShutdownComplete => {
+                tracing::debug!("shutdown complete");
                 if self.shutting_down
                     && let Ok(mut s) = self.shared.lock()
                 {

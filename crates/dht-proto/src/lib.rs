@@ -118,6 +118,7 @@ mod node;
 mod routing;
 mod rpc;
 mod search;
+pub mod state;
 mod storage;
 mod time;
 pub mod value;

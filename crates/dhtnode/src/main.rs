@@ -1,0 +1,129 @@
+//! `dhtnode`: runs a node and reads commands from the terminal or a script (see the crate docs).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use dht_mio::{Runner, RunnerConfig};
+use dhtnode::{CliError, Cmd, Console, Options, Out};
+
+fn main() -> ExitCode {
+    let opts = Options::parse();
+    if let Err(e) = init_log(&opts) {
+        eprintln!("dhtnode: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("dhtnode: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_log(opts: &Options) -> Result<(), String> {
+    let level = match opts.verbose {
+        0 => tracing::Level::INFO,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    match &opts.logfile {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("log file {}: {e}", path.display()))?;
+            builder.with_ansi(false).with_writer(Mutex::new(file)).init();
+        }
+        None => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
+    }
+    Ok(())
+}
+
+fn run(opts: Options) -> Result<(), CliError> {
+    let seed = opts
+        .identity
+        .as_deref()
+        .map(dhtnode::load_or_create_identity)
+        .transpose()?;
+    let (nodes, values) = match &opts.persist {
+        Some(p) => dhtnode::load_state(p)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut node = dht_proto::Config::default();
+    node.network = opts.network;
+    let config = RunnerConfig {
+        port: opts.port,
+        bind4: (!opts.ipv6_only).then_some(opts.bind4),
+        bind6: (!opts.ipv4_only).then_some(opts.bind6),
+        node,
+        seed,
+        bootstrap: opts.bootstrap.clone(),
+    };
+    let runner = Runner::run(config)?;
+    tracing::info!(id = %runner.node_id(), addrs = ?runner.local_addrs(), network = opts.network, "node running");
+    if !nodes.is_empty() || !values.is_empty() {
+        tracing::info!(nodes = nodes.len(), values = values.len(), "state restored");
+        runner.import_nodes(nodes)?;
+        runner.import_values(values)?;
+    }
+    if opts.service {
+        let mut signals =
+            signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+                .map_err(|e| CliError::Run(dht_mio::RunError::Poll(e)))?;
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "stopping");
+        }
+    } else {
+        console(&runner, &opts);
+    }
+    if let Some(p) = &opts.persist {
+        dhtnode::save_state(&runner, p)?;
+        tracing::info!(path = %p.display(), "state saved");
+    }
+    runner.shutdown(Duration::from_secs(5))?;
+    Ok(())
+}
+
+fn console(runner: &Runner, opts: &Options) {
+    let out: Out = Arc::new(Mutex::new(Box::new(std::io::stdout())));
+    let mut console = Console::new(runner, out.clone(), Duration::from_secs(opts.timeout));
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    if interactive {
+        println!(
+            "node {} on {:?}; h for help",
+            runner.node_id(),
+            runner.local_addrs()
+        );
+    }
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive && let Ok(mut o) = out.lock() {
+            let _ = write!(o, "> ");
+            let _ = o.flush();
+        }
+        let Some(Ok(line)) = lines.next() else { break };
+        match Cmd::parse(&line) {
+            Ok(cmd) => {
+                if !console.run(cmd) {
+                    break;
+                }
+            }
+            Err(e) => {
+                if let Ok(mut o) = out.lock() {
+                    let _ = writeln!(o, "error: {e}");
+                }
+            }
+        }
+    }
+}

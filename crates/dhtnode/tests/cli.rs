@@ -1,0 +1,203 @@
+//! The `dhtnode` binary driven by scripts on stdin, as the README's quick start does: two nodes on
+//! loopback exchange a value and a listen notification; bad files and hosts give clear errors.
+//! Every wait is bounded; children are killed when dropped.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test fixtures
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::UdpSocket;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+const OURS: &str = env!("CARGO_BIN_EXE_dhtnode");
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(OURS)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Proc { child, stdin, lines }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Lines up to and including the first that contains `what`.
+    fn expect(&self, what: &str) -> Vec<String> {
+        let end = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.contains(what);
+                    seen.push(l);
+                    if hit {
+                        return seen;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no line with {what:?}; saw {seen:?}");
+    }
+
+    fn exit(mut self) {
+        self.say("x");
+        let end = Instant::now() + WAIT;
+        while Instant::now() < end {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{status}");
+                return;
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        panic!("dhtnode did not exit");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    loop {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = s.local_addr().unwrap().port();
+        if UdpSocket::bind(("::1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+const LOOPBACK: [&str; 4] = ["--bind4", "127.0.0.1", "--bind6", "::1"];
+
+#[test]
+fn two_nodes_exchange_a_value_and_a_listen_hears_a_put() {
+    let port = free_port().to_string();
+    let mut args = vec!["-p", &port];
+    args.extend(LOOPBACK);
+    let mut a = Proc::start(&args);
+    let boot = format!("127.0.0.1:{port}");
+    let mut args = vec!["-p", "0", "-b", &boot];
+    args.extend(LOOPBACK);
+    let mut b = Proc::start(&args);
+    // Wait for b to join: `ll` until connected.
+    let end = Instant::now() + WAIT;
+    loop {
+        b.say("ll");
+        let info = b.expect("datagrams in");
+        if info.iter().any(|l| l.contains("IPv4 connected")) {
+            break;
+        }
+        assert!(Instant::now() < end, "b never connected: {info:?}");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    a.say("p greeting hello from a");
+    a.expect("stored on");
+    b.say("g greeting");
+    let got = b.expect("get done");
+    assert!(got.iter().any(|l| l.contains("\"hello from a\"")), "{got:?}");
+    b.say("l room");
+    b.expect("(listen 1)");
+    a.say("p room knock knock");
+    a.expect("stored on");
+    let heard = b.expect("listen 1: new");
+    assert!(heard.last().unwrap().contains("\"knock knock\""), "{heard:?}");
+    b.say("cl room 1");
+    b.expect("listen 1 cancelled");
+    b.say("ld");
+    b.expect("values stored");
+    b.say("frobnicate");
+    b.expect("unknown command");
+    a.exit();
+    b.exit();
+}
+
+#[test]
+fn state_is_kept_across_a_restart_with_persist_and_identity() {
+    let dir = std::env::temp_dir().join(format!("dhtnode-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state").display().to_string();
+    let id = dir.join("id").display().to_string();
+    let mut args = vec!["-p", "0", "--persist", &state, "-i", &id];
+    args.extend(LOOPBACK);
+    let mut a = Proc::start(&args);
+    a.say("ll");
+    let first_id = a.expect("node id")[0].clone();
+    a.say("p alone kept value");
+    a.expect("put");
+    a.exit();
+    let mut a = Proc::start(&args);
+    a.say("ll");
+    assert_eq!(a.expect("node id")[0], first_id, "same identity, same id");
+    a.say("ld alone");
+    let stored = a.expect("values stored");
+    assert!(stored.iter().any(|l| l.contains("\"kept value\"")), "{stored:?}");
+    a.exit();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn fails_with(args: &[&str], words: &str) {
+    let out = Command::new(OURS)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(words), "{err}");
+}
+
+#[test]
+fn bad_identity_host_and_port_give_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("dhtnode-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad-id");
+    std::fs::write(&bad, "xyz").unwrap();
+    let bad = bad.display().to_string();
+    let mut args = vec!["-p", "0", "-i", &bad];
+    args.extend(LOOPBACK);
+    fails_with(&args, "expected 64 hex digits");
+    let dirname = dir.display().to_string();
+    let mut args = vec!["-p", "0", "-i", &dirname];
+    args.extend(LOOPBACK);
+    fails_with(&args, "identity file");
+    let mut args = vec!["-p", "0", "-b", "no-such-host.invalid:4222"];
+    args.extend(LOOPBACK);
+    fails_with(&args, "cannot resolve no-such-host.invalid");
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mut args = vec!["-p", &port];
+    args.extend(LOOPBACK);
+    fails_with(&args, "cannot bind 127.0.0.1");
+    let _ = std::fs::remove_dir_all(&dir);
+}
