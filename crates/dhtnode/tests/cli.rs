@@ -201,3 +201,51 @@ fn bad_identity_host_and_port_give_clear_errors() {
     fails_with(&args, "cannot bind 127.0.0.1");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn dhtchat_carries_a_line_from_one_chatter_to_another() {
+    const CHAT: &str = env!("CARGO_BIN_EXE_dhtchat");
+    let port = free_port().to_string();
+    let mut args = vec!["-p", &port];
+    args.extend(LOOPBACK);
+    let hub = Proc::start(&args);
+    let boot = format!("127.0.0.1:{port}");
+    let start = |nick: &str| {
+        let mut child = Command::new(CHAT)
+            .args(["-b", &boot, "--nick", nick, "lobby"])
+            .args(LOOPBACK)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Proc { child, stdin, lines }
+    };
+    let mut alice = start("alice");
+    let bob = start("bob");
+    alice.expect("joined #lobby as alice");
+    bob.expect("joined #lobby as bob");
+    // Bob's listen may not be in place yet: say it until bob hears it.
+    let end = Instant::now() + WAIT;
+    loop {
+        alice.say("hello bob");
+        if let Ok(l) = bob.lines.recv_timeout(Duration::from_millis(500)) {
+            assert_eq!(l, "<alice> hello bob");
+            break;
+        }
+        assert!(Instant::now() < end, "bob never heard alice");
+    }
+    // Alice does not hear herself.
+    assert!(alice.lines.recv_timeout(Duration::from_millis(300)).is_err());
+    drop(hub);
+}
