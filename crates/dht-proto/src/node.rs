@@ -2100,10 +2100,12 @@ impl Node {
                 family: fam,
                 status: st,
             });
+            // Searches of this family may have been waiting for the outcome (connected, or
+            // given up: a family that will not connect must not hold a put for 10 s).
+            let keys: Vec<SearchKey> = self.searches.keys().filter(|k| k.0 == fam).copied().collect();
+            self.dirty.extend(keys);
             if st == Status::Connected {
                 self.bootstrap_at = None;
-                let keys: Vec<SearchKey> = self.searches.keys().filter(|k| k.0 == fam).copied().collect();
-                self.dirty.extend(keys);
                 self.start_join(now, fam);
             }
         }

@@ -553,7 +553,10 @@ impl Console {
                 };
                 let started = std::time::Instant::now();
                 let (tx, rx) = std::sync::mpsc::channel();
-                let vid = match h.put(k, Value::new(0, data.into_bytes()), opts, move |r| {
+                // Typed as OpenDHT's dhtnode types its puts, so its `g` shows the text.
+                let mut value = Value::new(0, data.into_bytes());
+                value.user_type = "text/plain".into();
+                let vid = match h.put(k, value, opts, move |r| {
                     let _ = tx.send(r);
                 }) {
                     Ok(v) => v,

@@ -4,100 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test fixtures
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::net::UdpSocket;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const OURS: &str = env!("CARGO_BIN_EXE_dhtnode");
-const WAIT: Duration = Duration::from_secs(20);
-
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-}
-
-impl Proc {
-    fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(OURS)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Proc { child, stdin, lines }
-    }
-
-    fn say(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Lines up to and including the first that contains `what`.
-    fn expect(&self, what: &str) -> Vec<String> {
-        let end = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    let hit = l.contains(what);
-                    seen.push(l);
-                    if hit {
-                        return seen;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no line with {what:?}; saw {seen:?}");
-    }
-
-    fn exit(mut self) {
-        self.say("x");
-        let end = Instant::now() + WAIT;
-        while Instant::now() < end {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{status}");
-                return;
-            }
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
-        panic!("dhtnode did not exit");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    loop {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = s.local_addr().unwrap().port();
-        if UdpSocket::bind(("::1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-const LOOPBACK: [&str; 4] = ["--bind4", "127.0.0.1", "--bind6", "::1"];
+use common::{LOOPBACK, OURS, Proc, WAIT, free_port};
 
 #[test]
 fn two_nodes_exchange_a_value_and_a_listen_hears_a_put() {
@@ -211,25 +124,9 @@ fn dhtchat_carries_a_line_from_one_chatter_to_another() {
     let hub = Proc::start(&args);
     let boot = format!("127.0.0.1:{port}");
     let start = |nick: &str| {
-        let mut child = Command::new(CHAT)
-            .args(["-b", &boot, "--nick", nick, "lobby"])
-            .args(LOOPBACK)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Proc { child, stdin, lines }
+        let mut args = vec!["-b", &boot, "--nick", nick, "lobby"];
+        args.extend(LOOPBACK);
+        Proc::spawn(CHAT, &args)
     };
     let mut alice = start("alice");
     let bob = start("bob");

@@ -1504,3 +1504,51 @@ fn a_flood_of_fragments_from_one_address_is_bounded() {
     n.handle_timeout(Instant::from_secs(4));
     assert_eq!(n.reassembler.sessions(), 0);
 }
+
+#[test]
+fn a_put_made_while_bootstrapping_over_ipv4_does_not_wait_for_ipv6() {
+    // Found with Debian's dhtnode: a put issued at start, bootstrapping from an IPv4 node, took
+    // 10 s because the IPv6 half waited for a bootstrap that would never connect IPv6.
+    let mut n = node();
+    let p = peer(1);
+    n.bootstrap(t(0), p.1);
+    let key = InfoHash::get("early");
+    let h = n
+        .put(t(1), key, Value::new(1, b"x".to_vec()), PutOptions::default())
+        .unwrap();
+    let mut now = 2;
+    let mut done_at = None;
+    // Answer everything, for at most 3 virtual seconds.
+    while now < 3000 && done_at.is_none() {
+        for (to, m) in drain(&mut n) {
+            let mut r = Reply {
+                id: p.0,
+                addr: Some(to.ip()),
+                token: Some(vec![1; 20]),
+                ..Reply::default()
+            };
+            if let Body::Request(Request {
+                kind:
+                    RequestKind::Put {
+                        values: Values::Inline(v),
+                        ..
+                    },
+                ..
+            }) = &m.body
+            {
+                r.vid = Some(v[0].id);
+            }
+            if to == p.1 {
+                send(&mut n, t(now), to, &Message::reply(m.tid, r));
+            }
+        }
+        now += 10;
+        n.handle_timeout(t(now));
+        done_at = events(&mut n).iter().find_map(|e| match e {
+            Event::PutDone { op, outcome, .. } if *op == h.op => Some((now, *outcome)),
+            _ => None,
+        });
+    }
+    let (at, outcome) = done_at.expect("the put finished within 3 s, not after IPv6's 10 s wait");
+    assert_eq!(outcome.acked, [1, 0], "at {at} ms");
+}

@@ -1,0 +1,104 @@
+//! Shared by the binary tests: a child process driven through stdin, read line by line.
+
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)] // not every test file uses every helper
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::UdpSocket;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+/// Our binary.
+pub const OURS: &str = env!("CARGO_BIN_EXE_dhtnode");
+/// Every wait's bound.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct Proc {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub lines: Receiver<String>,
+}
+
+impl Proc {
+    pub fn start(args: &[&str]) -> Proc {
+        Proc::spawn(OURS, args)
+    }
+
+    pub fn spawn(bin: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Proc { child, stdin, lines }
+    }
+
+    pub fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Lines up to and including the first that contains `what`.
+    pub fn expect(&self, what: &str) -> Vec<String> {
+        let end = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.contains(what);
+                    seen.push(l);
+                    if hit {
+                        return seen;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no line with {what:?}; saw {seen:?}");
+    }
+
+    pub fn exit(mut self) {
+        self.say("x");
+        let end = Instant::now() + WAIT;
+        while Instant::now() < end {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{status}");
+                return;
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        panic!("dhtnode did not exit");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    loop {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = s.local_addr().unwrap().port();
+        if UdpSocket::bind(("::1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub const LOOPBACK: [&str; 4] = ["--bind4", "127.0.0.1", "--bind6", "::1"];
