@@ -1,0 +1,328 @@
+//! The side-by-side loopback benchmark: N = 100 of our nodes (dht-mio runners, one process) and
+//! the same workload on N = 100 real OpenDHT 2.4.12 nodes (Debian's python3-opendht, one
+//! process, `tests/py/opendht_bench.py`), printed in two columns.
+//!
+//! `cargo bench -p dht-tests --bench loopback` (env: `BENCH_N`, `BENCH_SECS` for the throughput
+//! phase, default 20, `BENCH_PAIRS`, default 16, `BENCH_ONLY=ours|opendht`). Figures:
+//! put done and get done p50/p99, get's first value p50, listen notification p50, get done of
+//! 60 KiB values, pairs (put, then get of that key elsewhere) per second with 16 chains running
+//! at once and the process CPU per pair, and the resident memory each node adds.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use dht_mio::{Change, Handle, Runner, RunnerConfig};
+use dht_proto::value::{Query, Value};
+use dht_proto::{InfoHash, PutOptions};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn rss_kib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// User + system CPU of this process, in seconds (Linux: /proc/self/stat, 100 ticks a second).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % n as u64) as usize
+    }
+}
+
+fn pct(xs: &[f64], p: usize) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get((v.len() * p / 100).min(v.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn timed_put(h: &Handle, key: InfoHash, data: Vec<u8>) -> f64 {
+    let (tx, rx) = mpsc::channel();
+    let t0 = Instant::now();
+    h.put(key, Value::new(0, data), PutOptions::default(), move |_| {
+        let _ = tx.send(t0.elapsed());
+    })
+    .expect("put");
+    rx.recv_timeout(Duration::from_secs(30)).map(ms).unwrap_or(30e3)
+}
+
+fn timed_get(h: &Handle, key: InfoHash) -> (Option<f64>, f64) {
+    let (tx, rx) = mpsc::channel();
+    let first = Arc::new(Mutex::new(None));
+    let f2 = first.clone();
+    let t0 = Instant::now();
+    h.get(
+        key,
+        Query::default(),
+        move |_| {
+            if let Ok(mut f) = f2.lock() {
+                f.get_or_insert(t0.elapsed());
+            }
+        },
+        move |_| {
+            let _ = tx.send(t0.elapsed());
+        },
+    )
+    .expect("get");
+    let done = rx.recv_timeout(Duration::from_secs(30)).map(ms).unwrap_or(30e3);
+    let first = first.lock().ok().and_then(|f| *f).map(ms);
+    (first, done)
+}
+
+fn ours(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static str, f64> {
+    let mut rng = Rng(seed);
+    let base = rss_kib();
+    let mut rs: Vec<Runner> = Vec::new();
+    for i in 0..n {
+        let mut s = [3u8; 32];
+        s[..8].copy_from_slice(&(seed ^ i as u64).to_le_bytes());
+        let r = Runner::run(RunnerConfig {
+            seed: Some(s),
+            ..RunnerConfig::loopback()
+        })
+        .expect("runner");
+        if i > 0 {
+            r.bootstrap(rs[rng.below(i)].local_addrs()[0]);
+        }
+        rs.push(r);
+    }
+    for r in &rs {
+        assert!(r.wait_connected(Duration::from_secs(30)));
+    }
+    std::thread::sleep(Duration::from_secs(env("SETTLE", 5)));
+    let per_node = (rss_kib() - base) / n as f64;
+    let hs: Vec<Handle> = rs.iter().map(|r| r.handle()).collect();
+
+    let ops = 200;
+    let (mut put_t, mut get_t, mut first_t, mut missing) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let keys: Vec<InfoHash> = (0..ops).map(|i| InfoHash::get(format!("bench {seed} {i}"))).collect();
+    for (i, k) in keys.iter().enumerate() {
+        put_t.push(timed_put(&hs[rng.below(n)], *k, format!("v{i}").into_bytes()));
+    }
+    for k in &keys {
+        let (f, d) = timed_get(&hs[rng.below(n)], *k);
+        get_t.push(d);
+        match f {
+            Some(f) => first_t.push(f),
+            None => missing += 1,
+        }
+    }
+
+    let mut listen_t = Vec::new();
+    for i in 0..50 {
+        let key = InfoHash::get(format!("listen {seed} {i}"));
+        let (tx, rx) = mpsc::channel();
+        let t0: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let t0c = t0.clone();
+        let id = hs[rng.below(n)]
+            .listen(key, Query::default(), move |c| {
+                if let (Change::Added(_), Ok(t)) = (c, t0c.lock())
+                    && let Some(t) = *t
+                {
+                    let _ = tx.send(t.elapsed());
+                }
+            })
+            .expect("listen");
+        std::thread::sleep(Duration::from_millis(50));
+        *t0.lock().expect("lock") = Some(Instant::now());
+        hs[rng.below(n)]
+            .put(key, Value::new(0, format!("l{i}").into_bytes()), PutOptions::default(), |_| {})
+            .expect("put");
+        listen_t.push(rx.recv_timeout(Duration::from_secs(10)).map(ms).unwrap_or(10e3));
+        let _ = id;
+    }
+
+    let mut big_t = Vec::new();
+    for i in 0..20 {
+        let key = InfoHash::get(format!("big {seed} {i}"));
+        let data: Vec<u8> = (0..60 * 1024).map(|_| rng.below(256) as u8).collect();
+        timed_put(&hs[rng.below(n)], key, data);
+        big_t.push(timed_get(&hs[rng.below(n)], key).1);
+    }
+
+    // Throughput: `pairs` chains of (put on a random node, then a get of its key on another).
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let seq = Arc::new(AtomicU64::new(0));
+    let (fin_tx, fin_rx) = mpsc::channel::<()>();
+    let pick = Arc::new(Mutex::new(Rng(seed ^ 0xABCD)));
+    type Start = Arc<dyn Fn() + Send + Sync>;
+    fn chain(
+        hs: Arc<Vec<Handle>>,
+        pick: Arc<Mutex<Rng>>,
+        done: Arc<AtomicU64>,
+        stop: Arc<AtomicBool>,
+        seq: Arc<AtomicU64>,
+        fin: mpsc::Sender<()>,
+        seed: u64,
+    ) -> Start {
+        let me: Arc<Mutex<Option<Start>>> = Arc::default();
+        let me2 = me.clone();
+        let start: Start = Arc::new(move || {
+            if stop.load(Ordering::Relaxed) {
+                let _ = fin.send(());
+                return;
+            }
+            let s = seq.fetch_add(1, Ordering::Relaxed);
+            let key = InfoHash::get(format!("pair {seed} {s}"));
+            let (a, b) = {
+                let mut p = pick.lock().expect("lock");
+                (p.below(hs.len()), p.below(hs.len()))
+            };
+            let b = hs[b].clone();
+            let done = done.clone();
+            let again = me2.lock().expect("lock").clone();
+            let _ = hs[a].put(key, Value::new(0, b"p".to_vec()), PutOptions::default(), move |_| {
+                let _ = b.get(
+                    key,
+                    Query::default(),
+                    |_| {},
+                    move |_| {
+                        done.fetch_add(1, Ordering::Relaxed);
+                        if let Some(again) = again {
+                            again();
+                        }
+                    },
+                );
+            });
+        });
+        *me.lock().expect("lock") = Some(start.clone());
+        start
+    }
+    let shared = Arc::new(hs.clone());
+    let (cpu0, t0) = (cpu_secs(), Instant::now());
+    let starts: Vec<Start> = (0..pairs)
+        .map(|_| {
+            chain(
+                shared.clone(),
+                pick.clone(),
+                done.clone(),
+                stop.clone(),
+                seq.clone(),
+                fin_tx.clone(),
+                seed,
+            )
+        })
+        .collect();
+    for s in &starts {
+        s();
+    }
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let (cpu1, elapsed) = (cpu_secs(), t0.elapsed());
+    let n_pairs = done.load(Ordering::Relaxed);
+    for _ in 0..pairs {
+        let _ = fin_rx.recv_timeout(Duration::from_secs(30));
+    }
+    let mut m = BTreeMap::new();
+    m.insert("put_p50", pct(&put_t, 50));
+    m.insert("put_p99", pct(&put_t, 99));
+    m.insert("get_p50", pct(&get_t, 50));
+    m.insert("get_p99", pct(&get_t, 99));
+    m.insert("first_p50", pct(&first_t, 50));
+    m.insert("missing", f64::from(missing));
+    m.insert("listen_p50", pct(&listen_t, 50));
+    m.insert("big_get_p50", pct(&big_t, 50));
+    m.insert("big_get_p99", pct(&big_t, 99));
+    m.insert("pairs_per_s", n_pairs as f64 / elapsed.as_secs_f64());
+    m.insert("cpu_ms_per_pair", (cpu1 - cpu0) / (n_pairs.max(1) as f64) * 1e3);
+    m.insert("rss_kib_per_node", per_node);
+    // Break the chains' self-references so the handles drop.
+    drop(starts);
+    for r in rs {
+        let _ = r.shutdown(Duration::from_secs(2));
+    }
+    m
+}
+
+fn opendht(n: usize, secs: u64, pairs: usize, seed: u64) -> Option<BTreeMap<String, f64>> {
+    let out = std::process::Command::new(dht_tests::opendht::PY)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/py/opendht_bench.py"))
+        .args([n.to_string(), secs.to_string(), pairs.to_string(), seed.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.contains("put_p50="))?;
+    Some(
+        line.split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect(),
+    )
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing we need.
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n = env("BENCH_N", 100) as usize;
+    let secs = env("BENCH_SECS", 20);
+    let pairs = env("BENCH_PAIRS", 16) as usize;
+    let seed = env("BENCH_SEED", 1);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    println!("loopback benchmark: N = {n} nodes per side, {pairs} chains for {secs} s; times in ms");
+    let o = (only != "opendht").then(|| ours(n, secs, pairs, seed));
+    let t = (only != "ours").then(|| opendht(n, secs, pairs, seed)).flatten();
+    if only != "ours" && t.is_none() {
+        println!("(OpenDHT column missing: needs /usr/bin/python3 with Debian's python3-opendht)");
+    }
+    let rows = [
+        ("put done p50", "put_p50"),
+        ("put done p99", "put_p99"),
+        ("get done p50", "get_p50"),
+        ("get done p99", "get_p99"),
+        ("get first value p50", "first_p50"),
+        ("gets that found nothing", "missing"),
+        ("listen notify p50", "listen_p50"),
+        ("60 KiB get done p50", "big_get_p50"),
+        ("60 KiB get done p99", "big_get_p99"),
+        ("put+get pairs per second", "pairs_per_s"),
+        ("CPU ms per pair", "cpu_ms_per_pair"),
+        ("RSS KiB per node", "rss_kib_per_node"),
+    ];
+    println!("{:<26} {:>14} {:>14} {:>10}", "", "ours", "OpenDHT 2.4.12", "ratio");
+    for (label, k) in rows {
+        let a = o.as_ref().and_then(|m| m.get(k)).copied();
+        let b = t.as_ref().and_then(|m| m.get(k)).copied();
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        let ratio = match (a, b) {
+            (Some(a), Some(b)) if a > 0.0 && b > 0.0 => format!("{:.2}x", b / a),
+            _ => "-".into(),
+        };
+        println!("{label:<26} {:>14} {:>14} {:>10}", f(a), f(b), ratio);
+    }
+    println!("(ratio: OpenDHT / ours; above 1 is better for ours, except pairs per second, where it is the inverse)");
+}
