@@ -3,7 +3,8 @@
 //! process, `tests/py/opendht_bench.py`), printed in two columns.
 //!
 //! `cargo bench -p dht-tests --bench loopback` (env: `BENCH_N`, `BENCH_SECS` for the throughput
-//! phase, default 20, `BENCH_PAIRS`, default 16, `BENCH_ONLY=ours|opendht`). Figures:
+//! phase, default 20, `BENCH_PAIRS`, default 16, `BENCH_POOLS`: our nodes on that many shared
+//! threads, default 2, next to a thread per node; `BENCH_ONLY=ours|opendht`). Figures:
 //! put done and get done p50/p99, get's first value p50, listen notification p50, get done of
 //! 60 KiB values, pairs (put, then get of that key elsewhere) per second with 16 chains running
 //! at once and the process CPU per pair, and the resident memory each node adds.
@@ -13,12 +14,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use dht_mio::{Change, Handle, Runner, RunnerConfig};
+use dht_mio::{Change, Handle, Pool, Runner, RunnerConfig};
 use dht_proto::value::{Query, Value};
 use dht_proto::{InfoHash, PutOptions};
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn rss_kib() -> f64 {
@@ -101,17 +105,23 @@ fn timed_get(h: &Handle, key: InfoHash) -> (Option<f64>, f64) {
     (first, done)
 }
 
-fn ours(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static str, f64> {
+/// Our nodes: on `pools` shared threads (nodes spread round-robin), or with 0, a thread each.
+fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<&'static str, f64> {
     let mut rng = Rng(seed);
     let base = rss_kib();
+    let pool: Vec<Pool> = (0..pools).map(|_| Pool::new().expect("pool")).collect();
     let mut rs: Vec<Runner> = Vec::new();
     for i in 0..n {
         let mut s = [3u8; 32];
         s[..8].copy_from_slice(&(seed ^ i as u64).to_le_bytes());
-        let r = Runner::run(RunnerConfig {
+        let config = RunnerConfig {
             seed: Some(s),
             ..RunnerConfig::loopback()
-        })
+        };
+        let r = match pool.get(i % pools.max(1)) {
+            Some(p) => p.run(config),
+            None => Runner::run(config),
+        }
         .expect("runner");
         if i > 0 {
             r.bootstrap(rs[rng.below(i)].local_addrs()[0]);
@@ -127,7 +137,9 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static str, 
 
     let ops = 200;
     let (mut put_t, mut get_t, mut first_t, mut missing) = (Vec::new(), Vec::new(), Vec::new(), 0);
-    let keys: Vec<InfoHash> = (0..ops).map(|i| InfoHash::get(format!("bench {seed} {i}"))).collect();
+    let keys: Vec<InfoHash> = (0..ops)
+        .map(|i| InfoHash::get(format!("bench {seed} {i}")))
+        .collect();
     for (i, k) in keys.iter().enumerate() {
         put_t.push(timed_put(&hs[rng.below(n)], *k, format!("v{i}").into_bytes()));
     }
@@ -158,7 +170,12 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static str, 
         std::thread::sleep(Duration::from_millis(50));
         *t0.lock().expect("lock") = Some(Instant::now());
         hs[rng.below(n)]
-            .put(key, Value::new(0, format!("l{i}").into_bytes()), PutOptions::default(), |_| {})
+            .put(
+                key,
+                Value::new(0, format!("l{i}").into_bytes()),
+                PutOptions::default(),
+                |_| {},
+            )
             .expect("put");
         listen_t.push(rx.recv_timeout(Duration::from_secs(10)).map(ms).unwrap_or(10e3));
         let _ = id;
@@ -204,24 +221,30 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static str, 
             let b = hs[b].clone();
             let done = done.clone();
             let again = me2.lock().expect("lock").clone();
-            let _ = hs[a].put(key, Value::new(0, b"p".to_vec()), PutOptions::default(), move |_| {
-                let _ = b.get(
-                    key,
-                    Query::default(),
-                    |_| {},
-                    move |_| {
-                        done.fetch_add(1, Ordering::Relaxed);
-                        if let Some(again) = again {
-                            again();
-                        }
-                    },
-                );
-            });
+            let _ = hs[a].put(
+                key,
+                Value::new(0, b"p".to_vec()),
+                PutOptions::default(),
+                move |_| {
+                    let _ = b.get(
+                        key,
+                        Query::default(),
+                        |_| {},
+                        move |_| {
+                            done.fetch_add(1, Ordering::Relaxed);
+                            if let Some(again) = again {
+                                again();
+                            }
+                        },
+                    );
+                },
+            );
         });
         *me.lock().expect("lock") = Some(start.clone());
         start
     }
     let shared = Arc::new(hs.clone());
+    let sent_before: u64 = hs.iter().map(|h| h.stats().sent.iter().sum::<u64>()).sum();
     let (cpu0, t0) = (cpu_secs(), Instant::now());
     let starts: Vec<Start> = (0..pairs)
         .map(|_| {
@@ -246,7 +269,21 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static str, 
     for _ in 0..pairs {
         let _ = fin_rx.recv_timeout(Duration::from_secs(30));
     }
+    let (mut retrans, mut limited) = (0u64, 0u64);
+    let sent_after: u64 = hs.iter().map(|h| h.stats().sent.iter().sum::<u64>()).sum();
+    for h in &hs {
+        let st = h.stats();
+        retrans += st.retransmits;
+        limited += st.dropped(dht_proto::DropReason::RateLimitedPeer)
+            + st.dropped(dht_proto::DropReason::RateLimitedGlobal);
+    }
     let mut m = BTreeMap::new();
+    m.insert("retransmits", retrans as f64);
+    m.insert(
+        "datagrams_per_pair",
+        (sent_after - sent_before) as f64 / n_pairs.max(1) as f64,
+    );
+    m.insert("rate_limited", limited as f64);
     m.insert("put_p50", pct(&put_t, 50));
     m.insert("put_p99", pct(&put_t, 99));
     m.insert("get_p50", pct(&get_t, 50));
@@ -261,19 +298,35 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static str, 
     m.insert("rss_kib_per_node", per_node);
     // Break the chains' self-references so the handles drop.
     drop(starts);
-    for r in rs {
-        let _ = r.shutdown(Duration::from_secs(2));
-    }
+    drop(rs);
+    drop(pool);
     m
 }
 
 fn opendht(n: usize, secs: u64, pairs: usize, seed: u64) -> Option<BTreeMap<String, f64>> {
     let out = std::process::Command::new(dht_tests::opendht::PY)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/py/opendht_bench.py"))
-        .args([n.to_string(), secs.to_string(), pairs.to_string(), seed.to_string()])
+        .args([
+            n.to_string(),
+            secs.to_string(),
+            pairs.to_string(),
+            seed.to_string(),
+        ])
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    parse_figures(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Runs [`ours`] in a fresh process (this binary again, with `BENCH_CHILD`).
+fn child(pools: usize) -> Option<BTreeMap<String, f64>> {
+    let out = std::process::Command::new(std::env::current_exe().ok()?)
+        .env("BENCH_CHILD", pools.to_string())
+        .output()
+        .ok()?;
+    parse_figures(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_figures(text: &str) -> Option<BTreeMap<String, f64>> {
     let line = text.lines().rev().find(|l| l.contains("put_p50="))?;
     Some(
         line.split_whitespace()
@@ -293,8 +346,17 @@ fn main() {
     let pairs = env("BENCH_PAIRS", 16) as usize;
     let seed = env("BENCH_SEED", 1);
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let pools = env("BENCH_POOLS", 2) as usize;
+    if let Ok(child) = std::env::var("BENCH_CHILD") {
+        // One configuration in a process of its own, so memory figures do not mix.
+        let m = ours(n, secs, pairs, seed, child.parse().unwrap_or(0));
+        let line: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("{}", line.join(" "));
+        return;
+    }
     println!("loopback benchmark: N = {n} nodes per side, {pairs} chains for {secs} s; times in ms");
-    let o = (only != "opendht").then(|| ours(n, secs, pairs, seed));
+    let o = (only != "opendht").then(|| child(pools)).flatten();
+    let o1 = (only != "opendht" && pools > 0).then(|| child(0)).flatten();
     let t = (only != "ours").then(|| opendht(n, secs, pairs, seed)).flatten();
     if only != "ours" && t.is_none() {
         println!("(OpenDHT column missing: needs /usr/bin/python3 with Debian's python3-opendht)");
@@ -312,17 +374,36 @@ fn main() {
         ("put+get pairs per second", "pairs_per_s"),
         ("CPU ms per pair", "cpu_ms_per_pair"),
         ("RSS KiB per node", "rss_kib_per_node"),
+        ("datagrams sent per pair", "datagrams_per_pair"),
+        ("retransmissions (all)", "retransmits"),
+        ("rate-limited drops (all)", "rate_limited"),
     ];
-    println!("{:<26} {:>14} {:>14} {:>10}", "", "ours", "OpenDHT 2.4.12", "ratio");
+    println!(
+        "{:<26} {:>14} {:>14} {:>14} {:>10}",
+        "",
+        format!("ours {pools} pools"),
+        "ours thread/node",
+        "OpenDHT 2.4.12",
+        "ratio"
+    );
     for (label, k) in rows {
         let a = o.as_ref().and_then(|m| m.get(k)).copied();
+        let a1 = o1.as_ref().and_then(|m| m.get(k)).copied();
         let b = t.as_ref().and_then(|m| m.get(k)).copied();
         let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
         let ratio = match (a, b) {
             (Some(a), Some(b)) if a > 0.0 && b > 0.0 => format!("{:.2}x", b / a),
             _ => "-".into(),
         };
-        println!("{label:<26} {:>14} {:>14} {:>10}", f(a), f(b), ratio);
+        println!(
+            "{label:<26} {:>14} {:>14} {:>14} {:>10}",
+            f(a),
+            f(a1),
+            f(b),
+            ratio
+        );
     }
-    println!("(ratio: OpenDHT / ours; above 1 is better for ours, except pairs per second, where it is the inverse)");
+    println!(
+        "(ratio: OpenDHT / ours on pools; above 1 is better for ours, except pairs per second, where it is the inverse)"
+    );
 }

@@ -53,9 +53,8 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rand_core::{OsRng, RngCore};
 
-const V4: Token = Token(0);
-const V6: Token = Token(1);
-const WAKE: Token = Token(2);
+/// Node `i` of a host has tokens `2i` (IPv4) and `2i + 1` (IPv6).
+const WAKE: Token = Token(usize::MAX);
 
 /// Socket buffer asked for each UDP socket: room for the parts of several 60 KiB values arriving at
 /// once (the kernel may cap it at `net.core.rmem_max` / `wmem_max`).
@@ -205,6 +204,8 @@ struct Shared {
     stats: Stats,
     /// The node finished its shutdown (or the runner was told to stop).
     stopped: bool,
+    /// The host closed the node's sockets.
+    removed: bool,
 }
 
 /// A cheap, cloneable way to command a runner from any thread, callbacks included. It does not
@@ -212,11 +213,10 @@ struct Shared {
 /// [`RunError::Stopped`].
 #[derive(Clone)]
 pub struct Handle {
-    tx: Sender<Command>,
-    waker: Arc<Waker>,
+    host: Arc<HostCtl>,
+    slot: u64,
     shared: Arc<Mutex<Shared>>,
     addrs: Vec<SocketAddr>,
-    thread_id: ThreadId,
     next_id: Arc<AtomicU64>,
     vid_seed: u64,
 }
@@ -225,6 +225,7 @@ pub struct Handle {
 /// Dropping it stops the node at once; [`Runner::shutdown`] lets pending puts finish first.
 pub struct Runner {
     handle: Handle,
+    /// Its own thread (none on a pool).
     thread: Option<JoinHandle<()>>,
 }
 
@@ -322,22 +323,153 @@ fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(UdpSocket::from_std(s.into()))
 }
 
+/// A thread that carries nodes: one per [`Runner::run`], or shared by every runner of a
+/// [`Pool`].
+struct HostCtl {
+    registry: mio::Registry,
+    tx: Sender<HostMsg>,
+    waker: Arc<Waker>,
+    origin: std::time::Instant,
+    next_slot: AtomicU64,
+    thread_id: ThreadId,
+}
+
+enum HostMsg {
+    Add(u64, Box<Slot>),
+    Cmd(u64, Box<Command>),
+    /// Close the node's sockets and forget it.
+    Remove(u64),
+    /// The pool is gone: end once no node is left.
+    Close,
+}
+
+/// Many runners on one thread: for processes that run hundreds or thousands of nodes (tests,
+/// benchmarks, swarms), where a thread per node costs memory and context switches. Every
+/// runner of a pool shares its thread, so a callback of one delays the others, and waiting calls
+/// from a callback to any runner of the pool return [`RunError::OnRunnerThread`].
+///
+/// ```
+/// use std::time::Duration;
+/// use dht_mio::{Pool, RunnerConfig};
+/// use dht_proto::{InfoHash, value::Value};
+///
+/// let pool = Pool::new().unwrap();
+/// let nodes: Vec<_> = (0..20).map(|_| pool.run(RunnerConfig::loopback()).unwrap()).collect();
+/// for n in &nodes[1..] {
+///     n.bootstrap(nodes[0].local_addrs()[0]);
+/// }
+/// assert!(nodes[19].wait_connected(Duration::from_secs(10)));
+/// let key = InfoHash::get("pooled");
+/// nodes[3].put_blocking(key, Value::new(0, b"v".to_vec()), Duration::from_secs(10)).unwrap();
+/// assert_eq!(nodes[17].get_blocking(key, Duration::from_secs(10)).unwrap()[0].data, b"v");
+/// ```
+pub struct Pool {
+    host: Arc<HostCtl>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").finish_non_exhaustive()
+    }
+}
+
+fn start_host(exclusive: bool) -> Result<(Arc<HostCtl>, JoinHandle<()>), RunError> {
+    let poll = Poll::new().map_err(RunError::Poll)?;
+    let registry = poll.registry().try_clone().map_err(RunError::Poll)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(RunError::Poll)?);
+    let (tx, rx) = mpsc::channel();
+    let origin = std::time::Instant::now();
+    let mut host = Host {
+        poll,
+        rx,
+        origin,
+        slots: BTreeMap::new(),
+        timers: std::collections::BTreeSet::new(),
+        buf: vec![0u8; dht_proto::wire::MAX_DATAGRAM],
+        out: Vec::with_capacity(2048),
+        exclusive,
+        closed: false,
+    };
+    let thread = std::thread::Builder::new()
+        .name("dht-mio".into())
+        .spawn(move || host.run())
+        .map_err(RunError::Poll)?;
+    let ctl = Arc::new(HostCtl {
+        registry,
+        tx,
+        waker,
+        origin,
+        next_slot: AtomicU64::new(0),
+        thread_id: thread.thread().id(),
+    });
+    Ok((ctl, thread))
+}
+
+impl Pool {
+    /// Starts the pool's thread.
+    pub fn new() -> Result<Pool, RunError> {
+        let (host, thread) = start_host(false)?;
+        Ok(Pool {
+            host,
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts a node on the pool's thread (see [`Runner::run`]).
+    pub fn run(&self, config: RunnerConfig) -> Result<Runner, RunError> {
+        Runner::start(&self.host, config, None)
+    }
+}
+
+impl Drop for Pool {
+    /// Ends the thread once its runners are gone (dropping them, or after their shutdown).
+    fn drop(&mut self) {
+        let _ = self.host.tx.send(HostMsg::Close);
+        let _ = self.host.waker.wake();
+        if std::thread::current().id() != self.host.thread_id
+            && let Some(t) = self.thread.take()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Runner {
-    /// Binds the sockets, resolves the bootstrap list and starts the runner thread.
+    /// Binds the sockets, resolves the bootstrap list and starts the node on a thread of its own.
     pub fn run(config: RunnerConfig) -> Result<Runner, RunError> {
+        let (host, thread) = start_host(true)?;
+        let r = Runner::start(&host, config, Some(thread));
+        if r.is_err() {
+            let _ = host.tx.send(HostMsg::Close);
+            let _ = host.waker.wake();
+        }
+        r
+    }
+
+    fn start(
+        host: &Arc<HostCtl>,
+        config: RunnerConfig,
+        thread: Option<JoinHandle<()>>,
+    ) -> Result<Runner, RunError> {
         let mut bootstrap = Vec::new();
         for spec in &config.bootstrap {
             bootstrap.extend(resolve(spec)?);
         }
-        let poll = Poll::new().map_err(RunError::Poll)?;
+        let slot_id = host.next_slot.fetch_add(1, Ordering::Relaxed);
+        let base = usize::try_from(slot_id)
+            .unwrap_or(usize::MAX / 2)
+            .saturating_mul(2);
+        let (t4, t6) = (Token(base), Token(base + 1));
+        let registry = &host.registry;
         let mut port = config.port;
         let mut sock4 = None;
         if let Some(ip) = config.bind4 {
             let addr = SocketAddr::new(IpAddr::V4(ip), port);
             let mut s = bind(addr).map_err(|source| RunError::Bind { addr, source })?;
             port = s.local_addr().map_err(RunError::Poll)?.port();
-            poll.registry()
-                .register(&mut s, V4, Interest::READABLE)
+            registry
+                .register(&mut s, t4, Interest::READABLE)
                 .map_err(RunError::Poll)?;
             sock4 = Some(s);
         }
@@ -354,8 +486,8 @@ impl Runner {
             });
             match bound {
                 Ok(mut s) => {
-                    poll.registry()
-                        .register(&mut s, V6, Interest::READABLE)
+                    registry
+                        .register(&mut s, t6, Interest::READABLE)
                         .map_err(RunError::Poll)?;
                     sock6 = Some(s);
                 }
@@ -372,57 +504,51 @@ impl Runner {
             .flatten()
             .filter_map(|s| s.local_addr().ok())
             .collect();
-        let waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(RunError::Poll)?);
         let seed = config.seed.unwrap_or_else(|| {
             let mut s = [0u8; 32];
             OsRng.fill_bytes(&mut s);
             s
         });
-        let origin = std::time::Instant::now();
-        let mut node = Node::new(config.node, seed, to_proto(origin));
-        node.set_unix_time(to_proto(origin), unix_now());
+        let now = to_proto(host.origin);
+        let mut node = Node::new(config.node, seed, now);
+        node.set_unix_time(now, unix_now());
         for addr in bootstrap {
-            node.bootstrap(to_proto(origin), addr);
+            node.bootstrap(now, addr);
         }
         let shared = Arc::new(Mutex::new(Shared {
             id: node.node_id(),
             ..Shared::default()
         }));
-        let (tx, rx) = mpsc::channel();
-        let mut worker = Worker {
-            poll,
+        let slot = Slot {
             sock4,
             sock6,
             node,
-            origin,
-            rx,
             shared: shared.clone(),
             gets: BTreeMap::new(),
             get_ops: BTreeMap::new(),
             puts: BTreeMap::new(),
             listens: BTreeMap::new(),
             listen_tokens: BTreeMap::new(),
-            buf: vec![0u8; dht_proto::wire::MAX_DATAGRAM],
-            out: Vec::with_capacity(2048),
             shutting_down: false,
+            deadline: None,
+            published: None,
         };
-        let thread = std::thread::Builder::new()
-            .name("dht-mio".into())
-            .spawn(move || worker.run())
-            .map_err(RunError::Poll)?;
+        host.tx
+            .send(HostMsg::Add(slot_id, Box::new(slot)))
+            .map_err(|_| RunError::Stopped)?;
+        host.waker.wake().map_err(RunError::Poll)?;
         let mut vid_seed = [0u8; 8];
         vid_seed.copy_from_slice(seed.get(24..32).unwrap_or(&[1; 8]));
         Ok(Runner {
             handle: Handle {
-                tx,
-                waker,
+                host: host.clone(),
+                slot: slot_id,
                 shared,
                 addrs,
-                thread_id: thread.thread().id(),
                 next_id: Arc::new(AtomicU64::new(1)),
                 vid_seed: u64::from_le_bytes(vid_seed),
             },
-            thread: Some(thread),
+            thread,
         })
     }
 
@@ -431,26 +557,28 @@ impl Runner {
         self.handle.clone()
     }
 
-    /// Stops the node, letting pending puts finish for at most `limit`, and joins the thread.
+    /// Stops the node, letting pending puts finish for at most `limit`, and closes its sockets
+    /// (joining its thread unless it belongs to a [`Pool`]).
     /// Returns [`RunError::OnRunnerThread`] (and does nothing) when called from a callback.
     pub fn shutdown(mut self, limit: Duration) -> Result<(), RunError> {
         self.handle.not_on_runner()?;
         self.handle.request_shutdown();
         let end = std::time::Instant::now() + limit;
         while std::time::Instant::now() < end && !self.handle.is_stopped() {
-            std::thread::park_timeout(Duration::from_millis(5));
+            std::thread::park_timeout(Duration::from_millis(2));
         }
         self.stop();
         Ok(())
     }
 
     /// Waits, without a bound, until the runner stops (after [`Handle::request_shutdown`] from
-    /// anywhere, e.g. a callback), and joins its thread.
+    /// anywhere, e.g. a callback), and closes it.
     pub fn join(mut self) -> Result<(), RunError> {
         self.handle.not_on_runner()?;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        while !self.handle.is_stopped() {
+            std::thread::park_timeout(Duration::from_millis(5));
         }
+        self.stop();
         Ok(())
     }
 
@@ -458,13 +586,26 @@ impl Runner {
         if let Ok(mut s) = self.handle.shared.lock() {
             s.stopped = true;
         }
-        let _ = self.handle.waker.wake();
-        if std::thread::current().id() == self.handle.thread_id {
-            // Dropped from its own callback: the loop ends after this turn; nothing to join.
+        let host = &self.handle.host;
+        let _ = host.tx.send(HostMsg::Remove(self.handle.slot));
+        if self.thread.is_some() {
+            let _ = host.tx.send(HostMsg::Close);
+        }
+        let _ = host.waker.wake();
+        if std::thread::current().id() == host.thread_id {
+            // Dropped from a callback: the host removes it after this turn; nothing to wait for.
             return;
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        } else {
+            // On a pool: wait (bounded) until the sockets are closed, so the port is free.
+            let end = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < end
+                && !self.handle.shared.lock().map(|s| s.removed).unwrap_or(true)
+            {
+                std::thread::park_timeout(Duration::from_millis(1));
+            }
         }
     }
 }
@@ -480,12 +621,15 @@ impl Handle {
         if self.is_stopped() {
             return Err(RunError::Stopped);
         }
-        self.tx.send(c).map_err(|_| RunError::Stopped)?;
-        self.waker.wake().map_err(|_| RunError::Stopped)
+        self.host
+            .tx
+            .send(HostMsg::Cmd(self.slot, Box::new(c)))
+            .map_err(|_| RunError::Stopped)?;
+        self.host.waker.wake().map_err(|_| RunError::Stopped)
     }
 
     fn not_on_runner(&self) -> Result<(), RunError> {
-        if std::thread::current().id() == self.thread_id {
+        if std::thread::current().id() == self.host.thread_id {
             Err(RunError::OnRunnerThread)
         } else {
             Ok(())
@@ -510,8 +654,16 @@ impl Handle {
         self.shared.lock().map(|s| s.id).unwrap_or_default()
     }
 
-    /// The node's counters (traffic, drops, routing table, storage), as of its last turn.
+    /// The node's counters (traffic, drops, routing table, storage). From another thread they
+    /// are exact (asked of the node); from a callback, or once the node has stopped, they are as
+    /// of its last published turn (published at most every 20 ms, and at the end).
     pub fn stats(&self) -> Stats {
+        if self.not_on_runner().is_ok()
+            && !self.is_stopped()
+            && let Ok(s) = self.inspect(|n| n.stats())
+        {
+            return s;
+        }
         self.shared.lock().map(|s| s.stats.clone()).unwrap_or_default()
     }
 
@@ -746,40 +898,53 @@ impl Handle {
     }
 }
 
-struct Worker {
+struct Host {
     poll: Poll,
+    rx: Receiver<HostMsg>,
+    origin: std::time::Instant,
+    slots: BTreeMap<u64, Slot>,
+    /// Every node's next deadline.
+    timers: std::collections::BTreeSet<(dht_proto::Instant, u64)>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    /// A runner's own thread: ends with its node.
+    exclusive: bool,
+    closed: bool,
+}
+
+/// One node on a host: its sockets, the node, and the callbacks of its operations.
+struct Slot {
     sock4: Option<UdpSocket>,
     sock6: Option<UdpSocket>,
     node: Node,
-    origin: std::time::Instant,
-    rx: Receiver<Command>,
     shared: Arc<Mutex<Shared>>,
     gets: BTreeMap<OpId, (GetId, ValuesCb, DoneCb)>,
     get_ops: BTreeMap<GetId, OpId>,
     puts: BTreeMap<OpId, PutCb>,
     listens: BTreeMap<ListenToken, ListenCb>,
     listen_tokens: BTreeMap<ListenId, ListenToken>,
-    buf: Vec<u8>,
-    out: Vec<u8>,
     shutting_down: bool,
+    deadline: Option<dht_proto::Instant>,
+    /// When the counters were last published.
+    published: Option<dht_proto::Instant>,
 }
 
-impl Worker {
+impl Host {
     fn now(&self) -> dht_proto::Instant {
         to_proto(self.origin)
     }
 
     fn run(&mut self) {
-        let mut events = Events::with_capacity(64);
+        let mut events = Events::with_capacity(256);
         loop {
-            if self.shared.lock().map(|s| s.stopped).unwrap_or(true) {
+            if self.closed && self.slots.is_empty() {
                 return;
             }
             let now = self.now();
             let timeout = self
-                .node
-                .poll_timeout()
-                .map(|t| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())));
+                .timers
+                .first()
+                .map(|(t, _)| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())));
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -787,38 +952,93 @@ impl Worker {
             }
             // Commands first: one sent before a datagram it should affect is always applied
             // before that datagram (a cancelled listen hears nothing more).
-            self.commands();
+            self.messages();
             for ev in events.iter() {
-                match ev.token() {
-                    V4 | V6 => self.receive(ev.token()),
-                    _ => {}
+                let Token(t) = ev.token();
+                if ev.token() != WAKE {
+                    self.receive(t as u64 / 2, t % 2 == 1);
                 }
             }
             let now = self.now();
-            if self.node.poll_timeout().is_some_and(|t| t <= now) {
-                self.node.handle_timeout(now);
+            while let Some(&(t, id)) = self.timers.first() {
+                if t > now {
+                    break;
+                }
+                self.timers.remove(&(t, id));
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    slot.deadline = None;
+                    slot.node.handle_timeout(now);
+                }
+                self.after(id);
             }
-            self.drain();
         }
     }
 
-    fn receive(&mut self, token: Token) {
+    fn messages(&mut self) {
+        while let Ok(m) = self.rx.try_recv() {
+            match m {
+                HostMsg::Add(id, slot) => {
+                    self.slots.insert(id, *slot);
+                    self.after(id);
+                }
+                HostMsg::Cmd(id, c) => {
+                    let now = self.now();
+                    if let Some(slot) = self.slots.get_mut(&id) {
+                        slot.command(now, *c);
+                    }
+                    self.after(id);
+                }
+                HostMsg::Remove(id) => self.remove(id),
+                HostMsg::Close => {
+                    self.closed = true;
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        if self.exclusive {
+            // A runner's own thread ends with its node.
+            self.closed = true;
+        }
+        if let Some(mut slot) = self.slots.remove(&id) {
+            if let Some(t) = slot.deadline {
+                self.timers.remove(&(t, id));
+            }
+            for s in [slot.sock4.as_mut(), slot.sock6.as_mut()].into_iter().flatten() {
+                let _ = self.poll.registry().deregister(s);
+            }
+            let shared = slot.shared.clone();
+            let last = slot.node.stats();
+            drop(slot);
+            if let Ok(mut s) = shared.lock() {
+                s.stats = last;
+                s.stopped = true;
+                s.removed = true;
+            }
+        }
+    }
+
+    fn receive(&mut self, id: u64, v6: bool) {
         loop {
-            let sock = if token == V4 {
-                self.sock4.as_ref()
+            let Some(slot) = self.slots.get_mut(&id) else {
+                return;
+            };
+            let sock = if v6 {
+                slot.sock6.as_ref()
             } else {
-                self.sock6.as_ref()
+                slot.sock4.as_ref()
             };
             let Some(sock) = sock else { return };
             match sock.recv_from(&mut self.buf) {
                 Ok((len, from)) => {
                     // Commands that came in meanwhile go first (see `run`).
-                    self.commands();
+                    self.messages();
                     let now = self.now();
-                    if let Some(data) = self.buf.get(..len) {
-                        self.node.handle_datagram(now, from, data);
+                    if let (Some(slot), Some(data)) = (self.slots.get_mut(&id), self.buf.get(..len)) {
+                        slot.node.handle_datagram(now, from, data);
                     }
-                    self.drain();
+                    self.after(id);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -828,81 +1048,102 @@ impl Worker {
         }
     }
 
-    fn commands(&mut self) {
-        while let Ok(c) = self.rx.try_recv() {
-            let now = self.now();
-            match c {
-                Command::Bootstrap(addr) => self.node.bootstrap(now, addr),
-                Command::Get {
-                    id,
-                    key,
-                    query,
-                    on_values,
-                    on_done,
-                } => match self.node.get(now, key, query) {
-                    Ok(op) => {
-                        self.gets.insert(op, (id, on_values, on_done));
-                        self.get_ops.insert(id, op);
-                    }
-                    Err(e) => on_done(Err(e.into())),
-                },
-                Command::CancelGet(id) => {
-                    if let Some(op) = self.get_ops.remove(&id) {
-                        self.gets.remove(&op);
-                        let _ = self.node.cancel_get(now, op);
-                    }
+    /// After a node's turn: send, dispatch events, publish its view, rearm its timer; remove it
+    /// once it has stopped.
+    fn after(&mut self, id: u64) {
+        let now = self.now();
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        slot.drain(now, &mut self.out);
+        let next = slot.node.poll_timeout();
+        if slot.deadline != next {
+            if let Some(t) = slot.deadline {
+                self.timers.remove(&(t, id));
+            }
+            if let Some(t) = next {
+                self.timers.insert((t, id));
+            }
+            slot.deadline = next;
+        }
+        let stopped = slot.shared.lock().map(|s| s.stopped).unwrap_or(true);
+        if stopped {
+            self.remove(id);
+        }
+    }
+}
+
+impl Slot {
+    fn command(&mut self, now: dht_proto::Instant, c: Command) {
+        match c {
+            Command::Bootstrap(addr) => self.node.bootstrap(now, addr),
+            Command::Get {
+                id,
+                key,
+                query,
+                on_values,
+                on_done,
+            } => match self.node.get(now, key, query) {
+                Ok(op) => {
+                    self.gets.insert(op, (id, on_values, on_done));
+                    self.get_ops.insert(id, op);
                 }
-                Command::Put {
-                    key,
-                    value,
-                    opts,
-                    on_done,
-                } => match self.node.put(now, key, value, opts) {
-                    Ok(h) => {
-                        self.puts.insert(h.op, on_done);
-                    }
-                    Err(e) => on_done(Err(e.into())),
-                },
-                Command::CancelPut(key, vid) => {
-                    let _ = self.node.cancel_put(now, key, vid);
-                }
-                Command::Listen {
-                    id,
-                    key,
-                    query,
-                    mut on_change,
-                } => match self.node.listen(now, key, query) {
-                    Ok(t) => {
-                        self.listens.insert(t, on_change);
-                        self.listen_tokens.insert(id, t);
-                    }
-                    Err(e) => on_change(Change::Failed(e.into())),
-                },
-                Command::CancelListen(id) => {
-                    if let Some(t) = self.listen_tokens.remove(&id) {
-                        self.listens.remove(&t);
-                        let _ = self.node.cancel_listen(now, t);
-                    }
-                }
-                Command::With(f) => f(&mut self.node, now),
-                Command::Shutdown => {
-                    self.shutting_down = true;
-                    self.node.shutdown(now);
+                Err(e) => on_done(Err(e.into())),
+            },
+            Command::CancelGet(id) => {
+                if let Some(op) = self.get_ops.remove(&id) {
+                    self.gets.remove(&op);
+                    let _ = self.node.cancel_get(now, op);
                 }
             }
-            self.drain();
+            Command::Put {
+                key,
+                value,
+                opts,
+                on_done,
+            } => match self.node.put(now, key, value, opts) {
+                Ok(h) => {
+                    self.puts.insert(h.op, on_done);
+                }
+                Err(e) => on_done(Err(e.into())),
+            },
+            Command::CancelPut(key, vid) => {
+                let _ = self.node.cancel_put(now, key, vid);
+            }
+            Command::Listen {
+                id,
+                key,
+                query,
+                mut on_change,
+            } => match self.node.listen(now, key, query) {
+                Ok(t) => {
+                    self.listens.insert(t, on_change);
+                    self.listen_tokens.insert(id, t);
+                }
+                Err(e) => on_change(Change::Failed(e.into())),
+            },
+            Command::CancelListen(id) => {
+                if let Some(t) = self.listen_tokens.remove(&id) {
+                    self.listens.remove(&t);
+                    let _ = self.node.cancel_listen(now, t);
+                }
+            }
+            Command::With(f) => f(&mut self.node, now),
+            Command::Shutdown => {
+                self.shutting_down = true;
+                self.node.shutdown(now);
+            }
         }
     }
 
-    fn drain(&mut self) {
-        let now = self.now();
-        while let Some(t) = self.node.poll_transmit(now, &mut self.out) {
+    fn drain(&mut self, now: dht_proto::Instant, out: &mut Vec<u8>) {
+        while let Some(t) = self.node.poll_transmit(now, out) {
             let sock = if t.destination.is_ipv4() {
                 self.sock4.as_ref()
             } else {
                 self.sock6.as_ref()
             };
-            if let (Some(s), Some(data)) = (sock, self.out.get(..t.len)) {
+            if let (Some(s), Some(data)) = (sock, out.get(..t.len)) {
                 // A full socket buffer drops the datagram, as a network would; the node retries.
                 let _ = s.send_to(data, t.destination);
             }
@@ -910,8 +1151,17 @@ impl Worker {
         while let Some(e) = self.node.poll_event() {
             self.dispatch(e);
         }
+        // Counters cost a walk of the tables: publish them at most every 20 ms (and at the end);
+        // `Handle::stats` asks the node itself when it can.
+        let publish = self.shutting_down
+            || self
+                .published
+                .is_none_or(|t| now.as_micros().saturating_sub(t.as_micros()) >= 20_000);
         if let Ok(mut s) = self.shared.lock() {
-            s.stats = self.node.stats();
+            if publish {
+                s.stats = self.node.stats();
+                self.published = Some(now);
+            }
             s.status = [
                 Some(self.node.status(Family::V4)),
                 Some(self.node.status(Family::V6)),

@@ -6,14 +6,13 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use dht_mio::{Runner, RunnerConfig};
+use dht_mio::{Pool, Runner, RunnerConfig};
 use dht_proto::InfoHash;
 use dht_proto::value::Value;
 
 const RUNNERS: usize = 2000;
 
-#[test]
-fn two_thousand_runners_in_one_process() {
+fn swarm(start: impl Fn(RunnerConfig) -> Runner) {
     let config = RunnerConfig {
         bind4: Some(Ipv4Addr::LOCALHOST),
         bind6: None,
@@ -24,11 +23,10 @@ fn two_thousand_runners_in_one_process() {
     for i in 0..RUNNERS {
         let mut seed = [7u8; 32];
         seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        let r = Runner::run(RunnerConfig {
+        let r = start(RunnerConfig {
             seed: Some(seed),
             ..config.clone()
-        })
-        .unwrap_or_else(|e| panic!("runner {i}: {e}"));
+        });
         // Each joins through an earlier one (a tree, so no islands).
         if i > 0 {
             r.bootstrap(runners[(i.wrapping_mul(2_654_435_761) >> 5) % i].local_addrs()[0]);
@@ -64,4 +62,15 @@ fn two_thousand_runners_in_one_process() {
     for h in handles {
         h.join().unwrap().unwrap();
     }
+}
+
+#[test]
+fn two_thousand_runners_each_on_its_own_thread() {
+    swarm(|c| Runner::run(c).unwrap());
+}
+
+#[test]
+fn two_thousand_nodes_on_one_pool_thread() {
+    let pool = Pool::new().unwrap();
+    swarm(|c| pool.run(c).unwrap());
 }

@@ -289,3 +289,67 @@ fn shutdown_lets_a_pending_put_finish() {
     r.handle().request_shutdown();
     r.join().unwrap();
 }
+
+#[test]
+fn pooled_runners_share_a_thread_free_their_port_and_refuse_waiting_calls_from_callbacks() {
+    let pool = dht_mio::Pool::new().unwrap();
+    let a = pool.run(RunnerConfig::loopback()).unwrap();
+    let b = pool.run(RunnerConfig::loopback()).unwrap();
+    let own = Runner::run(RunnerConfig::loopback()).unwrap();
+    b.bootstrap(a.local_addrs()[0]);
+    own.bootstrap(a.local_addrs()[0]);
+    assert!(b.wait_connected(WAIT) && own.wait_connected(WAIT));
+    let key = InfoHash::get("pool");
+    let (tx, rx) = mpsc::channel();
+    let a_handle = a.handle();
+    let own_handle = own.handle();
+    b.put(
+        key,
+        Value::new(0, b"p".to_vec()),
+        PutOptions::default(),
+        move |_| {
+            // `a` shares this thread: waiting on it would deadlock, so it is refused.
+            let _ = tx.send(format!("{:?}", a_handle.get_blocking(key, WAIT)));
+            // (Waiting on `own` would not deadlock, but it would stall the whole pool while `own`
+            // asks `a` and `b`; a non-waiting get is the way.)
+            let tx = tx.clone();
+            own_handle
+                .get(
+                    key,
+                    Query::default(),
+                    |_| {},
+                    move |r| {
+                        let _ = tx.send(format!("{r:?}"));
+                    },
+                )
+                .unwrap();
+        },
+    )
+    .unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), "Err(OnRunnerThread)");
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), "Ok(true)");
+    // Dropping a pooled runner closes its sockets: its port can be bound again at once.
+    let port = a.local_addrs()[0].port();
+    drop(a);
+    let again = pool
+        .run(RunnerConfig {
+            port,
+            ..RunnerConfig::loopback()
+        })
+        .unwrap();
+    assert_eq!(again.local_addrs()[0].port(), port);
+    b.shutdown(WAIT).unwrap();
+    assert!(matches!(b_get_after(&pool), Ok(())));
+}
+
+/// The pool keeps serving its other runners after one shut down.
+fn b_get_after(pool: &dht_mio::Pool) -> Result<(), RunError> {
+    let c = pool.run(RunnerConfig::loopback())?;
+    let d = pool.run(RunnerConfig::loopback())?;
+    d.bootstrap(c.local_addrs()[0]);
+    assert!(d.wait_connected(WAIT));
+    let key = InfoHash::get("after");
+    c.put_blocking(key, Value::new(0, b"x".to_vec()), WAIT)?;
+    assert_eq!(d.get_blocking(key, WAIT)?.len(), 1);
+    Ok(())
+}
