@@ -34,9 +34,13 @@ def main():
     rnd = random.Random(seed)
     base = rss_kib()
     rs = []
+    # Rate limits off on both sides (as `dhtnode -U`): 100 nodes on 127.0.0.1 are one address to
+    # each other, and a per-address limit meant for a real network would throttle the workload.
+    config = dht.DhtConfig()
+    config.setRateLimit(-1, -1)
     for i in range(n):
         r = dht.DhtRunner()
-        r.run(port=0, ipv4="127.0.0.1", ipv6="::1")
+        r.run(port=0, ipv4="127.0.0.1", ipv6="::1", config=config)
         if i > 0:
             r.bootstrap("127.0.0.1", str(rs[rnd.randrange(i)].getBound().getPort()))
         rs.append(r)

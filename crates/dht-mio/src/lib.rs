@@ -3,7 +3,8 @@
 //! A thread runner for [`dht_proto::Node`], like OpenDHT's `DhtRunner`: one thread owns a
 //! `mio::Poll`, an IPv4 and an IPv6 UDP socket (same port) and the node; commands arrive over a
 //! channel and a `mio::Waker`; results go to callbacks, which run on the runner thread, or to
-//! blocking calls built on them.
+//! blocking calls built on them. A [`Pool`] carries many nodes on one thread (for processes that
+//! run hundreds or thousands of them). `docs/runner.md` describes the design.
 //!
 //! ## The callback contract
 //!
