@@ -9,6 +9,8 @@
 //! 60 KiB values, pairs (put, then get of that key elsewhere) per second with 16 chains running
 //! at once and the process CPU per pair, and the resident memory each node adds.
 //!
+//! `BENCH_KINDS=1` also prints, for ours, the datagrams of each kind sent per pair.
+//!
 //! Both sides run with their request rate limits off (OpenDHT's `dhtnode -U`): 100 nodes on
 //! 127.0.0.1 are one address to each other, and the per-address limit (1024 requests/s on both
 //! sides), meant for a real network, would throttle the throughput phase.
@@ -21,6 +23,30 @@ use std::time::{Duration, Instant};
 use dht_mio::{Change, Handle, Pool, Runner, RunnerConfig};
 use dht_proto::value::{Query, Value};
 use dht_proto::{InfoHash, PutOptions};
+
+/// Counts live heap bytes, to tell the heap a node holds from what the allocator keeps around.
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator; only counts sizes.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -113,6 +139,7 @@ fn timed_get(h: &Handle, key: InfoHash) -> (Option<f64>, f64) {
 fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<&'static str, f64> {
     let mut rng = Rng(seed);
     let base = rss_kib();
+    let live0 = LIVE.load(Ordering::Relaxed);
     let pool: Vec<Pool> = (0..pools).map(|_| Pool::new().expect("pool")).collect();
     let mut rs: Vec<Runner> = Vec::new();
     for i in 0..n {
@@ -140,6 +167,7 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     }
     std::thread::sleep(Duration::from_secs(env("SETTLE", 5)));
     let per_node = (rss_kib() - base) / n as f64;
+    let heap_per_node = (LIVE.load(Ordering::Relaxed) - live0) as f64 / 1024.0 / n as f64;
     let hs: Vec<Handle> = rs.iter().map(|r| r.handle()).collect();
 
     let ops = 200;
@@ -252,6 +280,9 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     }
     let shared = Arc::new(hs.clone());
     let sent_before: u64 = hs.iter().map(|h| h.stats().sent.iter().sum::<u64>()).sum();
+    let kinds_before: Vec<u64> = (0..10)
+        .map(|k| hs.iter().map(|h| h.stats().sent[k]).sum())
+        .collect();
     let (cpu0, t0) = (cpu_secs(), Instant::now());
     let starts: Vec<Start> = (0..pairs)
         .map(|_| {
@@ -278,6 +309,19 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     }
     let (mut retrans, mut limited) = (0u64, 0u64);
     let sent_after: u64 = hs.iter().map(|h| h.stats().sent.iter().sum::<u64>()).sum();
+    if std::env::var_os("BENCH_KINDS").is_some() {
+        let names = [
+            "ping", "find", "get", "put", "listen", "refresh", "update", "reply", "error", "data",
+        ];
+        for k in 0..10 {
+            let after: u64 = hs.iter().map(|h| h.stats().sent[k]).sum();
+            eprintln!(
+                "{} per pair: {:.2}",
+                names[k],
+                (after - kinds_before[k]) as f64 / done.load(Ordering::Relaxed).max(1) as f64
+            );
+        }
+    }
     for h in &hs {
         let st = h.stats();
         retrans += st.retransmits;
@@ -303,6 +347,7 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     m.insert("pairs_per_s", n_pairs as f64 / elapsed.as_secs_f64());
     m.insert("cpu_ms_per_pair", (cpu1 - cpu0) / (n_pairs.max(1) as f64) * 1e3);
     m.insert("rss_kib_per_node", per_node);
+    m.insert("heap_kib_per_node", heap_per_node);
     // Break the chains' self-references so the handles drop.
     drop(starts);
     drop(rs);
@@ -381,6 +426,7 @@ fn main() {
         ("put+get pairs per second", "pairs_per_s"),
         ("CPU ms per pair", "cpu_ms_per_pair"),
         ("RSS KiB per node", "rss_kib_per_node"),
+        ("  of it live heap (KiB)", "heap_kib_per_node"),
         ("datagrams sent per pair", "datagrams_per_pair"),
         ("retransmissions (all)", "retransmits"),
         ("rate-limited drops (all)", "rate_limited"),
