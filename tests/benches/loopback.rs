@@ -1,4 +1,5 @@
-//! The side-by-side loopback benchmark: N = 100 of our nodes (dht-mio runners, one process) and
+//! The side-by-side loopback benchmark: N = 100 of our nodes (dht-mio runners on 2 pool threads,
+//! then a thread per runner, then dht-smol nodes on smol's executor; each in a process of its own) and
 //! the same workload on N = 100 real OpenDHT 2.4.12 nodes (Debian's python3-opendht, one
 //! process, `tests/py/opendht_bench.py`), printed in two columns.
 //!
@@ -369,10 +370,151 @@ fn opendht(n: usize, secs: u64, pairs: usize, seed: u64) -> Option<BTreeMap<Stri
     parse_figures(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// The same workload on dht-smol nodes, their drivers on smol's global executor
+/// (`SMOL_THREADS=2`, set by [`child`]).
+fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static str, f64> {
+    use smol::future::FutureExt;
+    use smol::stream::StreamExt;
+    smol::block_on(async move {
+        let mut rng = Rng(seed);
+        let base = rss_kib();
+        let live0 = LIVE.load(Ordering::Relaxed);
+        let mut nodes: Vec<dht_smol::Node> = Vec::new();
+        for i in 0..n {
+            let mut s = [3u8; 32];
+            s[..8].copy_from_slice(&(seed ^ i as u64).to_le_bytes());
+            let mut config = dht_smol::Config {
+                seed: Some(s),
+                ..dht_smol::Config::loopback()
+            };
+            config.node.max_req_per_sec = None;
+            config.node.max_peer_req_per_sec = None;
+            let node = dht_smol::Node::start(config).await.expect("node");
+            if i > 0 {
+                node.bootstrap_addr(nodes[rng.below(i)].local_addrs()[0])
+                    .expect("bootstrap");
+            }
+            nodes.push(node);
+        }
+        for node in &nodes {
+            node.wait_connected(Duration::from_secs(30))
+                .await
+                .expect("connected");
+        }
+        smol::Timer::after(Duration::from_secs(env("SETTLE", 5))).await;
+        let per_node = (rss_kib() - base) / n as f64;
+        let heap_per_node = (LIVE.load(Ordering::Relaxed) - live0) as f64 / 1024.0 / n as f64;
+        let ops = 200;
+        let (mut put_t, mut get_t, mut first_t, mut missing) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        let keys: Vec<InfoHash> = (0..ops)
+            .map(|i| InfoHash::get(format!("bench {seed} {i}")))
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            let t0 = Instant::now();
+            let _ = nodes[rng.below(n)]
+                .put(*k, Value::new(0, format!("v{i}").into_bytes()))
+                .await;
+            put_t.push(ms(t0.elapsed()));
+        }
+        for k in &keys {
+            let t0 = Instant::now();
+            let mut st = nodes[rng.below(n)].get(*k);
+            let mut first = None;
+            while st.next().await.is_some() {
+                first.get_or_insert(t0.elapsed());
+            }
+            get_t.push(ms(t0.elapsed()));
+            match first {
+                Some(f) => first_t.push(ms(f)),
+                None => missing += 1,
+            }
+        }
+        let mut listen_t = Vec::new();
+        for i in 0..50 {
+            let key = InfoHash::get(format!("listen {seed} {i}"));
+            let mut changes = nodes[rng.below(n)].listen(key);
+            smol::Timer::after(Duration::from_millis(50)).await;
+            let t0 = Instant::now();
+            let putter = nodes[rng.below(n)].clone();
+            let put =
+                smol::spawn(
+                    async move { putter.put(key, Value::new(0, format!("l{i}").into_bytes())).await },
+                );
+            let heard = changes
+                .next()
+                .or(async {
+                    smol::Timer::after(Duration::from_secs(10)).await;
+                    None
+                })
+                .await;
+            listen_t.push(if heard.is_some() { ms(t0.elapsed()) } else { 10e3 });
+            let _ = put.await;
+        }
+        let mut big_t = Vec::new();
+        for i in 0..20 {
+            let key = InfoHash::get(format!("big {seed} {i}"));
+            let data: Vec<u8> = (0..60 * 1024).map(|_| rng.below(256) as u8).collect();
+            let _ = nodes[rng.below(n)].put(key, Value::new(0, data)).await;
+            let t0 = Instant::now();
+            let _ = nodes[rng.below(n)].get_all(key).await;
+            big_t.push(ms(t0.elapsed()));
+        }
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let pick = Arc::new(Mutex::new(Rng(seed ^ 0xABCD)));
+        let (cpu0, t0) = (cpu_secs(), Instant::now());
+        let tasks: Vec<_> = (0..pairs)
+            .map(|c| {
+                let (nodes, done, stop, pick) = (nodes.clone(), done.clone(), stop.clone(), pick.clone());
+                smol::spawn(async move {
+                    let mut s = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        s += 1;
+                        let key = InfoHash::get(format!("pair {seed} {c} {s}"));
+                        let (a, b) = {
+                            let mut p = pick.lock().expect("lock");
+                            (p.below(nodes.len()), p.below(nodes.len()))
+                        };
+                        let _ = nodes[a].put(key, Value::new(0, b"p".to_vec())).await;
+                        let _ = nodes[b].get_all(key).await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        smol::Timer::after(Duration::from_secs(secs)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (cpu1, elapsed) = (cpu_secs(), t0.elapsed());
+        let n_pairs = done.load(Ordering::Relaxed);
+        for t in tasks {
+            t.await;
+        }
+        let mut m = BTreeMap::new();
+        m.insert("put_p50", pct(&put_t, 50));
+        m.insert("put_p99", pct(&put_t, 99));
+        m.insert("get_p50", pct(&get_t, 50));
+        m.insert("get_p99", pct(&get_t, 99));
+        m.insert("first_p50", pct(&first_t, 50));
+        m.insert("missing", f64::from(missing));
+        m.insert("listen_p50", pct(&listen_t, 50));
+        m.insert("big_get_p50", pct(&big_t, 50));
+        m.insert("big_get_p99", pct(&big_t, 99));
+        m.insert("pairs_per_s", n_pairs as f64 / elapsed.as_secs_f64());
+        m.insert("cpu_ms_per_pair", (cpu1 - cpu0) / (n_pairs.max(1) as f64) * 1e3);
+        m.insert("rss_kib_per_node", per_node);
+        m.insert("heap_kib_per_node", heap_per_node);
+        for node in &nodes {
+            node.shutdown_within(Duration::from_secs(1)).await;
+        }
+        m
+    })
+}
+
 /// Runs [`ours`] in a fresh process (this binary again, with `BENCH_CHILD`).
-fn child(pools: usize) -> Option<BTreeMap<String, f64>> {
+fn child(mode: &str) -> Option<BTreeMap<String, f64>> {
     let out = std::process::Command::new(std::env::current_exe().ok()?)
-        .env("BENCH_CHILD", pools.to_string())
+        .env("BENCH_CHILD", mode)
+        .env("SMOL_THREADS", "2")
         .output()
         .ok()?;
     parse_figures(&String::from_utf8_lossy(&out.stdout))
@@ -401,14 +543,19 @@ fn main() {
     let pools = env("BENCH_POOLS", 2) as usize;
     if let Ok(child) = std::env::var("BENCH_CHILD") {
         // One configuration in a process of its own, so memory figures do not mix.
-        let m = ours(n, secs, pairs, seed, child.parse().unwrap_or(0));
+        let m = if child == "smol" {
+            ours_smol(n, secs, pairs, seed)
+        } else {
+            ours(n, secs, pairs, seed, child.parse().unwrap_or(0))
+        };
         let line: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("{}", line.join(" "));
         return;
     }
     println!("loopback benchmark: N = {n} nodes per side, {pairs} chains for {secs} s; times in ms");
-    let o = (only != "opendht").then(|| child(pools)).flatten();
-    let o1 = (only != "opendht" && pools > 0).then(|| child(0)).flatten();
+    let o = (only != "opendht").then(|| child(&pools.to_string())).flatten();
+    let o1 = (only != "opendht" && pools > 0).then(|| child("0")).flatten();
+    let o2 = (only != "opendht").then(|| child("smol")).flatten();
     let t = (only != "ours").then(|| opendht(n, secs, pairs, seed)).flatten();
     if only != "ours" && t.is_none() {
         println!("(OpenDHT column missing: needs /usr/bin/python3 with Debian's python3-opendht)");
@@ -432,16 +579,18 @@ fn main() {
         ("rate-limited drops (all)", "rate_limited"),
     ];
     println!(
-        "{:<26} {:>14} {:>14} {:>14} {:>10}",
+        "{:<26} {:>14} {:>14} {:>14} {:>14} {:>10}",
         "",
-        format!("ours {pools} pools"),
-        "ours thread/node",
+        format!("mio {pools} pools"),
+        "mio thread/node",
+        "smol 2 threads",
         "OpenDHT 2.4.12",
         "ratio"
     );
     for (label, k) in rows {
         let a = o.as_ref().and_then(|m| m.get(k)).copied();
         let a1 = o1.as_ref().and_then(|m| m.get(k)).copied();
+        let a2 = o2.as_ref().and_then(|m| m.get(k)).copied();
         let b = t.as_ref().and_then(|m| m.get(k)).copied();
         let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
         let ratio = match (a, b) {
@@ -449,14 +598,15 @@ fn main() {
             _ => "-".into(),
         };
         println!(
-            "{label:<26} {:>14} {:>14} {:>14} {:>10}",
+            "{label:<26} {:>14} {:>14} {:>14} {:>14} {:>10}",
             f(a),
             f(a1),
+            f(a2),
             f(b),
             ratio
         );
     }
     println!(
-        "(ratio: OpenDHT / ours on pools; above 1 is better for ours, except pairs per second, where it is the inverse)"
+        "(ratio: OpenDHT / mio on pools; above 1 is better for ours, except pairs per second, where it is the inverse)"
     );
 }
