@@ -89,19 +89,20 @@ fn main() -> ExitCode {
         if line.is_empty() {
             continue;
         }
-        let value = Value::new(0, format!("<{nick}> {line}").into_bytes());
+        // The id is ours, and known before the put: the listen may report the value before
+        // `put` returns, and must recognise it as ours.
+        let vid = rand_core::RngCore::next_u64(&mut rand_core::OsRng).max(1);
+        if let Ok(mut m) = mine.lock() {
+            m.insert(vid);
+        }
+        let value = Value::new(vid, format!("<{nick}> {line}").into_bytes());
         let sent = runner.put(key, value, PutOptions::default(), move |r| {
             if let Err(e) = r {
                 eprintln!("dhtchat: not sent: {e}");
             }
         });
-        match sent {
-            Ok(vid) => {
-                if let Ok(mut m) = mine.lock() {
-                    m.insert(vid);
-                }
-            }
-            Err(e) => eprintln!("dhtchat: {e}"),
+        if let Err(e) = sent {
+            eprintln!("dhtchat: {e}");
         }
         if interactive {
             println!("<{nick}> {line}");
