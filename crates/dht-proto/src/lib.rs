@@ -112,6 +112,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod config;
+pub mod crypto;
 mod event;
 mod infohash;
 mod node;

@@ -196,7 +196,24 @@ fn permanent_put_cancel_and_export_import() {
         )
         .await
         .unwrap();
+        assert!(
+            net[0]
+                .export_values()
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.value.id == stored.vid)
+        );
         net[0].cancel_put(key, stored.vid).unwrap();
+        // Cancelled: our own copy is gone (commands apply in order, so the export sees it).
+        assert!(
+            !net[0]
+                .export_values()
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.value.id == stored.vid)
+        );
         let values = net[1].export_values().await.unwrap();
         let nodes = net[1].export_nodes().await.unwrap();
         assert!(!nodes.is_empty());
