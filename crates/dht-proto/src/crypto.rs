@@ -296,6 +296,37 @@ pub fn decrypt_value(value: &crate::value::Value, me: &Identity) -> Result<crate
     Ok(inner)
 }
 
+/// What can be said of a value's signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// No owner (or encrypted: the signature is inside).
+    NotSigned,
+    /// An ed25519 owner whose signature covers the body.
+    Valid,
+    /// An ed25519 owner whose signature does not verify: a forgery or a corruption.
+    Invalid,
+    /// An owner key of another kind (OpenDHT's RSA): we cannot check it, so we treat the value
+    /// as opaque data, as a storer of an unsecured type does.
+    UnknownKeyType,
+}
+
+/// Checks a value's signature as far as we can (see [`SignatureCheck`]).
+pub fn check_signature(value: &crate::value::Value) -> SignatureCheck {
+    let Some(owner) = value.owner.as_deref() else {
+        return SignatureCheck::NotSigned;
+    };
+    if value.is_encrypted() {
+        return SignatureCheck::NotSigned;
+    }
+    match PublicKey::from_spki_der(owner) {
+        Err(_) => SignatureCheck::UnknownKeyType,
+        Ok(key) => match key.verify(&value.body_to_sign(), &value.signature) {
+            Ok(()) => SignatureCheck::Valid,
+            Err(_) => SignatureCheck::Invalid,
+        },
+    }
+}
+
 /// SHA-256, for long ids (OpenDHT's `getLongId`).
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
@@ -450,6 +481,13 @@ mod tests {
         let mut t = v.clone();
         t.id = 10;
         assert!(verify_value(&t).is_ok());
+        assert_eq!(check_signature(&v), SignatureCheck::Valid);
+        let mut t = v.clone();
+        t.data.push(1);
+        assert_eq!(check_signature(&t), SignatureCheck::Invalid);
+        t.owner = Some(b"an RSA key in DER, say".to_vec());
+        assert_eq!(check_signature(&t), SignatureCheck::UnknownKeyType);
+        assert_eq!(check_signature(&Value::new(1, vec![])), SignatureCheck::NotSigned);
     }
 
     #[test]

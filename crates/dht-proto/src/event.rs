@@ -294,6 +294,9 @@ pub struct Stats {
     pub store_refused: u64,
     /// Stored values evicted by quota.
     pub store_evicted: u64,
+    /// Signed values dropped because their ed25519 signature did not verify (puts refused,
+    /// get results and listen updates not delivered).
+    pub bad_signatures: u64,
     /// Transmits dropped because the queue was full.
     pub transmit_overflow: u64,
     /// Events dropped because the queue was full.

@@ -867,7 +867,11 @@ impl Node {
                 );
             }
             let vid = v.id;
-            if too_far {
+            if crate::crypto::check_signature(&v) == crate::crypto::SignatureCheck::Invalid {
+                // Acknowledged all the same (OpenDHT's rule), but never stored.
+                self.stats.bad_signatures += 1;
+                self.stats.store_refused += 1;
+            } else if too_far {
                 self.stats.store_refused += 1;
             } else {
                 self.store_value(now, key, v, created, Some(from));
@@ -1034,9 +1038,12 @@ impl Node {
         };
         let (values, refreshed, expired) = match payload {
             UpdatePayload::Values {
-                values: Values::Inline(v),
+                values: Values::Inline(mut v),
                 ..
-            } => (v, Vec::new(), Vec::new()),
+            } => {
+                self.drop_forged(&mut v);
+                (v, Vec::new(), Vec::new())
+            }
             UpdatePayload::Values { .. } => return,
             UpdatePayload::Refreshed(r) => (Vec::new(), r, Vec::new()),
             UpdatePayload::Expired(e) => (Vec::new(), Vec::new(), e),
@@ -1196,6 +1203,7 @@ impl Node {
                     Some(Values::Inline(v)) => v,
                     _ => Vec::new(),
                 };
+                self.drop_forged(&mut values);
                 if let Some(rows) = reply.fields {
                     values.extend(rows.rows.iter().map(value_of_row));
                 }
@@ -1920,6 +1928,13 @@ impl Node {
                 outcome,
             });
         }
+    }
+
+    /// Removes signed values whose signature fails (counted): they are never delivered.
+    fn drop_forged(&mut self, values: &mut Vec<Value>) {
+        let before = values.len();
+        values.retain(|v| crate::crypto::check_signature(v) != crate::crypto::SignatureCheck::Invalid);
+        self.stats.bad_signatures += (before - values.len()) as u64;
     }
 
     /// Hands values found by a get to its user: each value once, again only if it changed.

@@ -1552,3 +1552,117 @@ fn a_put_made_while_bootstrapping_over_ipv4_does_not_wait_for_ipv6() {
     let (at, outcome) = done_at.expect("the put finished within 3 s, not after IPv6's 10 s wait");
     assert_eq!(outcome.acked, [1, 0], "at {at} ms");
 }
+
+fn signed(id: &crate::crypto::Identity, vid: u64, seq: u16, data: &[u8]) -> Value {
+    let mut v = Value::new(vid, data.to_vec());
+    v.seq = seq;
+    crate::crypto::sign_value(&mut v, id);
+    v
+}
+
+#[test]
+fn signed_puts_are_checked_and_only_their_owner_edits_them_with_a_higher_seq() {
+    use crate::crypto::Identity;
+    let mut n = node();
+    let p = peer(1);
+    let key = InfoHash::get("signed");
+    let alice = Identity::from_seed(&[1; 32]);
+    let mallory = Identity::from_seed(&[2; 32]);
+    let token = token_for(&mut n, t(1), p);
+    let mut tid = 10;
+    let mut put = |n: &mut Node, v: Value| {
+        tid += 1;
+        send(n, t(2), p.1, &request(p.0, tid, put_req(key, v, token.clone())));
+        // Every put is acknowledged, stored or not (OpenDHT's rule).
+        let out = drain(n);
+        assert!(only_reply(&out).vid.is_some());
+    };
+    // A forgery: alice's signature over other data.
+    let mut forged = signed(&alice, 7, 1, b"real");
+    forged.data = b"fake".to_vec();
+    put(&mut n, forged);
+    assert!(n.local_values(&key).is_empty());
+    assert_eq!(n.stats().bad_signatures, 1);
+    // Alice's genuine value is stored.
+    put(&mut n, signed(&alice, 7, 5, b"v5"));
+    assert_eq!(n.local_values(&key)[0].data, b"v5");
+    // Mallory, validly signed with a higher seq, cannot replace it; nor can alice with a lower
+    // or equal seq; alice with a higher seq can.
+    put(&mut n, signed(&mallory, 7, 9, b"mallory"));
+    put(&mut n, signed(&alice, 7, 4, b"v4"));
+    put(&mut n, signed(&alice, 7, 5, b"v5 again, edited"));
+    assert_eq!(n.local_values(&key)[0].data, b"v5");
+    put(&mut n, signed(&alice, 7, 6, b"v6"));
+    assert_eq!(n.local_values(&key)[0].data, b"v6");
+    assert_eq!(n.stats().bad_signatures, 1);
+}
+
+#[test]
+fn forged_values_in_get_replies_and_listen_updates_are_never_delivered() {
+    use crate::crypto::Identity;
+    let alice = Identity::from_seed(&[1; 32]);
+    let good = signed(&alice, 1, 1, b"good");
+    let mut bad = signed(&alice, 2, 1, b"good too");
+    bad.data = b"tampered".to_vec();
+
+    let mut n = node();
+    let p = peer(1);
+    n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
+    let _ = drain(&mut n);
+    let key = InfoHash::get("replied");
+    let op = n.get(t(1), key, Query::default()).unwrap();
+    for (to, m) in drain(&mut n) {
+        let r = Reply {
+            id: p.0,
+            token: Some(vec![1; 20]),
+            values: Some(Values::Inline(vec![good.clone(), bad.clone()])),
+            ..Reply::default()
+        };
+        send(&mut n, t(2), to, &Message::reply(m.tid, r));
+    }
+    let delivered: Vec<Value> = events(&mut n)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Values { op: o, values, .. } if o == op => Some(values),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(delivered, vec![good.clone()]);
+    assert!(n.stats().bad_signatures >= 1);
+
+    // A listen update carrying a forgery: the good value is reported, the forgery not.
+    let mut n = node();
+    let key = InfoHash::get("listened");
+    let sid = listen_through_peer(&mut n, key, p);
+    let before = n.stats().bad_signatures;
+    send(
+        &mut n,
+        t(3),
+        p.1,
+        &request(
+            p.0,
+            77,
+            RequestKind::Update {
+                key,
+                sid,
+                version: Some(1),
+                token: Some(vec![1]),
+                payload: UpdatePayload::Values {
+                    values: Values::Inline(vec![good.clone(), bad]),
+                    created: None,
+                },
+            },
+        ),
+    );
+    let added: Vec<Value> = events(&mut n)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::ListenAdded { values, .. } => Some(values),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(added, vec![good]);
+    assert_eq!(n.stats().bad_signatures, before + 1);
+}
