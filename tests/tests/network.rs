@@ -421,3 +421,137 @@ fn fifty_nodes_with_loss_put_and_get_everything() {
         );
     }
 }
+
+#[test]
+fn signed_and_encrypted_values_hold_against_a_malicious_node() {
+    use dht_proto::Config;
+    use dht_proto::crypto::{self, Identity};
+    let ids: Vec<Option<Identity>> = (0..20u8)
+        .map(|i| (1..=4).contains(&i).then(|| Identity::from_seed(&[i; 32])))
+        .collect();
+    let (alice, bob, mallory, carol) = (1, 2, 3, 4);
+    let mut net = MemNet::new(17, Stack::V4, Duration::from_millis(10));
+    for id in &ids {
+        let mut c = Config::default();
+        c.identity = id.clone();
+        net.add(c);
+    }
+    for i in 1..ids.len() {
+        let now = net.now;
+        net.nodes[i].bootstrap(now, MemNet::addr4(0));
+        net.flush(i);
+    }
+    assert!(net.run_until(Duration::from_secs(60), |net| connected(net, Family::V4)));
+    net.run_for(Duration::from_secs(30));
+    let alice_key = ids[alice].as_ref().unwrap().public();
+    let bob_key = ids[bob].as_ref().unwrap().public();
+
+    // Alice signs a value; Bob reads it, verified as hers.
+    let key = InfoHash::get("alice's notes");
+    let put = net.with(alice, |n, now| {
+        n.put_signed(now, key, Value::new(42, b"v1".to_vec()), PutOptions::default())
+            .unwrap()
+    });
+    assert!(net.run_until(Duration::from_secs(10), |net| {
+        put_done(net, alice, put.op).is_some()
+    }));
+
+    // Mallory tries a forgery in Alice's name (higher seq) and an edit in her own name.
+    let mut forged = Value::new(42, b"evil".to_vec());
+    forged.seq = 9;
+    crypto::sign_value(&mut forged, ids[mallory].as_ref().unwrap());
+    forged.owner = Some(alice_key.to_spki_der());
+    let f = net.with(mallory, |n, now| {
+        n.put(now, key, forged, PutOptions::default()).unwrap()
+    });
+    assert!(net.run_until(Duration::from_secs(10), |net| {
+        put_done(net, mallory, f.op).is_some()
+    }));
+    let refused: u64 = net.nodes.iter().map(|n| n.stats().bad_signatures).sum();
+    assert!(refused >= 1, "no storer noticed the forgery");
+    let o = net.with(mallory, |n, now| {
+        n.put_signed(
+            now,
+            key,
+            Value::new(42, b"mallory's".to_vec()),
+            PutOptions::default(),
+        )
+        .unwrap()
+    });
+    assert!(net.run_until(Duration::from_secs(10), |net| {
+        put_done(net, mallory, o.op).is_some()
+    }));
+    for reader in [bob, carol, 10, 15] {
+        let op = net.with(reader, |n, now| n.get(now, key, Query::default()).unwrap());
+        assert!(net.run_until(Duration::from_secs(10), |net| get_done(net, reader, op).is_some()));
+        let got = get_values(&net, reader, op);
+        // Alice's value arrives intact; the forgery never does. Mallory may publish a value of
+        // her own under the same id where Alice's is not stored: it verifies as hers, not Alice's.
+        assert!(got.iter().any(|v| v.data == b"v1"), "reader {reader}: {got:?}");
+        for v in &got {
+            assert_ne!(v.data, b"evil");
+            let owner = crypto::verify_value(v).unwrap();
+            assert_eq!(owner == alice_key, v.data == b"v1", "reader {reader}: {v:?}");
+        }
+    }
+    // No storer holding Alice's value let Mallory replace it.
+    let holders: Vec<usize> = (0..net.nodes.len())
+        .filter(|&i| {
+            net.nodes[i]
+                .local_values(&key)
+                .iter()
+                .any(|v| v.owner == Some(alice_key.to_spki_der()))
+        })
+        .collect();
+    assert!(holders.len() >= 4, "{holders:?}");
+    for &i in &holders {
+        for v in net.nodes[i].local_values(&key) {
+            assert!(v.data == b"v1" || i == mallory, "storer {i}: {v:?}");
+        }
+    }
+
+    // Alice raises her own seq: the edit is accepted.
+    let put = net.with(alice, |n, now| {
+        n.put_signed(now, key, Value::new(42, b"v2".to_vec()), PutOptions::default())
+            .unwrap()
+    });
+    assert!(net.run_until(Duration::from_secs(10), |net| {
+        put_done(net, alice, put.op).is_some()
+    }));
+    let op = net.with(bob, |n, now| n.get(now, key, Query::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(10), |net| get_done(net, bob, op).is_some()));
+    let got = get_values(&net, bob, op);
+    assert!(got.iter().any(|v| v.data == b"v2" && v.seq == 1), "{got:?}");
+
+    // Alice encrypts to Bob: Bob reads it; Carol (another identity) is given nothing; a node
+    // without identity sees only the ciphertext.
+    let secret = InfoHash::get("for bob");
+    let put = net.with(alice, |n, now| {
+        n.put_encrypted(
+            now,
+            secret,
+            &bob_key,
+            Value::new(7, b"psst".to_vec()),
+            PutOptions::default(),
+        )
+        .unwrap()
+    });
+    assert!(net.run_until(Duration::from_secs(10), |net| {
+        put_done(net, alice, put.op).is_some()
+    }));
+    let read = |net: &mut MemNet, who: usize| {
+        let op = net.with(who, |n, now| n.get(now, secret, Query::default()).unwrap());
+        assert!(net.run_until(Duration::from_secs(10), |net| get_done(net, who, op).is_some()));
+        get_values(net, who, op)
+    };
+    let for_bob = read(&mut net, bob);
+    assert_eq!(for_bob.len(), 1);
+    assert_eq!(for_bob[0].data, b"psst");
+    assert_eq!(for_bob[0].owner, Some(alice_key.to_spki_der()));
+    let unreadable_before = net.nodes[carol].stats().unreadable;
+    assert!(read(&mut net, carol).is_empty());
+    assert!(net.nodes[carol].stats().unreadable > unreadable_before);
+    let opaque = read(&mut net, 12);
+    assert_eq!(opaque.len(), 1);
+    assert!(opaque[0].is_encrypted() && opaque[0].data.is_empty());
+}

@@ -70,6 +70,10 @@ pub struct Config {
     pub max_listeners: usize,
     /// Bytes of values in one get reply; further values are left out.
     pub max_reply_values_bytes: usize,
+    /// Our identity, for signed and encrypted puts. With one, values encrypted to us are opened
+    /// before they are delivered, and encrypted values we cannot open are dropped (counted in
+    /// `Stats::unreadable`); without one, encrypted values are delivered as they are.
+    pub identity: Option<crate::crypto::Identity>,
 
     /// Re-announce stored values when the set of closest nodes changes (our departure from
     /// OpenDHT's default, so values survive churn). See `docs/architecture.md`.
@@ -108,6 +112,7 @@ impl Default for Config {
             max_listeners_per_key: 1024,
             max_listeners: 65_536,
             max_reply_values_bytes: 4 << 20,
+            identity: None,
             replicate: true,
             replicate_period: Duration::from_secs(60),
             max_bootstrap: 64,

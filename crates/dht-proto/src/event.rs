@@ -189,6 +189,9 @@ pub enum CommandError {
     /// No such put or listen.
     #[error("unknown operation")]
     UnknownOperation,
+    /// A signed or encrypted put needs an identity (`Config::identity`).
+    #[error("no identity configured")]
+    NoIdentity,
 }
 
 /// Why an incoming datagram was dropped.
@@ -297,6 +300,8 @@ pub struct Stats {
     /// Signed values dropped because their ed25519 signature did not verify (puts refused,
     /// get results and listen updates not delivered).
     pub bad_signatures: u64,
+    /// Encrypted values dropped because they were not for us or did not open (with an identity).
+    pub unreadable: u64,
     /// Transmits dropped because the queue was full.
     pub transmit_overflow: u64,
     /// Events dropped because the queue was full.

@@ -383,7 +383,35 @@ impl Node {
         next
     }
 
-    fn emit(&mut self, e: Event) {
+    fn emit(&mut self, mut e: Event) {
+        if let Some(me) = &self.config.identity {
+            if let Event::Values { values, .. }
+            | Event::ListenAdded { values, .. }
+            | Event::ListenExpired { values, .. } = &mut e
+                && values.iter().any(Value::is_encrypted)
+            {
+                let before = values.len();
+                let opened: Vec<Value> = core::mem::take(values)
+                    .into_iter()
+                    .filter_map(|v| {
+                        if v.is_encrypted() {
+                            crate::crypto::decrypt_value(&v, me).ok()
+                        } else {
+                            Some(v)
+                        }
+                    })
+                    .collect();
+                self.stats.unreadable += (before - opened.len()) as u64;
+                *values = opened;
+            }
+            if let Event::Values { values, .. }
+            | Event::ListenAdded { values, .. }
+            | Event::ListenExpired { values, .. } = &e
+                && values.is_empty()
+            {
+                return;
+            }
+        }
         if self.events.len() >= self.config.max_event_queue {
             self.stats.event_overflow += 1;
             return;
@@ -1463,6 +1491,48 @@ impl Node {
         }
         self.after_input(now);
         Ok(())
+    }
+
+    /// Signs `value` with our identity and puts it ([`Node::put`]). A value id of 0 is replaced
+    /// by a random one. If we hold our own signed copy of this value, `seq` is raised above it, so
+    /// storers accept the edit (after a restart, set `seq` yourself, or get the value first).
+    pub fn put_signed(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        mut value: Value,
+        opts: PutOptions,
+    ) -> Result<PutHandle, CommandError> {
+        let me = self.config.identity.clone().ok_or(CommandError::NoIdentity)?;
+        while value.id == 0 {
+            value.id = self.rng.next_u64();
+        }
+        let owner = me.public().to_spki_der();
+        if let Some(old) = self.storage.get_value(&key, value.id)
+            && old.value.owner.as_ref() == Some(&owner)
+        {
+            value.seq = value.seq.max(old.value.seq.saturating_add(1));
+        }
+        crate::crypto::sign_value(&mut value, &me);
+        self.put(now, key, value, opts)
+    }
+
+    /// Encrypts `value` to `to` (signed by us inside, see [`crate::crypto::encrypt_value`]) and
+    /// puts it. Storers see only its id and the ciphertext; only `to` can open it.
+    pub fn put_encrypted(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        to: &crate::crypto::PublicKey,
+        mut value: Value,
+        opts: PutOptions,
+    ) -> Result<PutHandle, CommandError> {
+        let me = self.config.identity.clone().ok_or(CommandError::NoIdentity)?;
+        while value.id == 0 {
+            value.id = self.rng.next_u64();
+        }
+        let sealed = crate::crypto::encrypt_value(&value, &me, to, &mut self.secret_rng);
+        self.put(now, key, sealed, opts)
     }
 
     /// Stores `value` here and announces it to the closest nodes of both families.
