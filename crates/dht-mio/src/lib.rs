@@ -163,12 +163,25 @@ pub enum Change<'a> {
     Failed(RunError),
 }
 
+/// How a put treats its value.
+#[derive(Clone, Debug)]
+pub enum PutMode {
+    /// As given.
+    Plain,
+    /// Signed with the node's identity (`Config::identity`).
+    Signed,
+    /// Encrypted to this key (and signed inside) with the node's identity.
+    EncryptedTo(dht_proto::crypto::PublicKey),
+}
+
 type ValuesCb = Box<dyn FnMut(&[Value]) + Send>;
 type DoneCb = Box<dyn FnOnce(Result<bool, RunError>) + Send>;
 type PutCb = Box<dyn FnOnce(Result<PutOutcome, RunError>) + Send>;
 type ListenCb = Box<dyn FnMut(Change<'_>) + Send>;
 type InspectFn = Box<dyn FnOnce(&mut Node, dht_proto::Instant) + Send>;
 
+// Commands travel boxed (`HostMsg::Cmd`), so the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Bootstrap(SocketAddr),
     Get {
@@ -183,6 +196,7 @@ enum Command {
         key: InfoHash,
         value: Value,
         opts: PutOptions,
+        mode: PutMode,
         on_done: PutCb,
     },
     CancelPut(InfoHash, u64),
@@ -777,8 +791,21 @@ impl Handle {
     pub fn put(
         &self,
         key: InfoHash,
+        value: Value,
+        opts: PutOptions,
+        on_done: impl FnOnce(Result<PutOutcome, RunError>) + Send + 'static,
+    ) -> Result<u64, RunError> {
+        self.put_as(key, value, opts, PutMode::Plain, on_done)
+    }
+
+    /// A put signed, or encrypted, with the node's identity ([`PutMode`]). Without an identity
+    /// `on_done` gets `CommandError::NoIdentity`.
+    pub fn put_as(
+        &self,
+        key: InfoHash,
         mut value: Value,
         opts: PutOptions,
+        mode: PutMode,
         on_done: impl FnOnce(Result<PutOutcome, RunError>) + Send + 'static,
     ) -> Result<u64, RunError> {
         if value.id == 0 {
@@ -789,9 +816,41 @@ impl Handle {
             key,
             value,
             opts,
+            mode,
             on_done: Box::new(on_done),
         })?;
         Ok(vid)
+    }
+
+    /// [`Handle::put_as`], waiting for the outcome at most `limit`.
+    pub fn put_as_blocking(
+        &self,
+        key: InfoHash,
+        value: Value,
+        mode: PutMode,
+        limit: Duration,
+    ) -> Result<PutOutcome, RunError> {
+        self.put_waiting(key, value, PutOptions::default(), mode, limit)
+    }
+
+    fn put_waiting(
+        &self,
+        key: InfoHash,
+        value: Value,
+        opts: PutOptions,
+        mode: PutMode,
+        limit: Duration,
+    ) -> Result<PutOutcome, RunError> {
+        self.not_on_runner()?;
+        let (tx, rx) = mpsc::channel();
+        self.put_as(key, value, opts, mode, move |o| {
+            let _ = tx.send(o);
+        })?;
+        match rx.recv_timeout(limit) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(RunError::Timeout),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(RunError::Stopped),
+        }
     }
 
     /// A put, waiting for its outcome at most `limit`.
@@ -807,16 +866,7 @@ impl Handle {
         opts: PutOptions,
         limit: Duration,
     ) -> Result<PutOutcome, RunError> {
-        self.not_on_runner()?;
-        let (tx, rx) = mpsc::channel();
-        self.put(key, value, opts, move |o| {
-            let _ = tx.send(o);
-        })?;
-        match rx.recv_timeout(limit) {
-            Ok(r) => r,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(RunError::Timeout),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(RunError::Stopped),
-        }
+        self.put_waiting(key, value, opts, PutMode::Plain, limit)
     }
 
     /// Stops announcing a value and drops our copy.
@@ -1101,8 +1151,13 @@ impl Slot {
                 key,
                 value,
                 opts,
+                mode,
                 on_done,
-            } => match self.node.put(now, key, value, opts) {
+            } => match match mode {
+                PutMode::Plain => self.node.put(now, key, value, opts),
+                PutMode::Signed => self.node.put_signed(now, key, value, opts),
+                PutMode::EncryptedTo(to) => self.node.put_encrypted(now, key, &to, value, opts),
+            } {
                 Ok(h) => {
                     self.puts.insert(h.op, on_done);
                 }

@@ -353,3 +353,43 @@ fn b_get_after(pool: &dht_mio::Pool) -> Result<(), RunError> {
     assert_eq!(d.get_blocking(key, WAIT)?.len(), 1);
     Ok(())
 }
+
+#[test]
+fn signed_and_encrypted_puts_through_the_runner() {
+    use dht_mio::PutMode;
+    use dht_proto::crypto::{self, Identity};
+    let with_id = |seed: u8| {
+        let mut c = RunnerConfig::loopback();
+        c.node.identity = Some(Identity::from_seed(&[seed; 32]));
+        Runner::run(c).unwrap()
+    };
+    let alice = with_id(1);
+    let bob = with_id(2);
+    let plain = Runner::run(RunnerConfig::loopback()).unwrap();
+    bob.bootstrap(alice.local_addrs()[0]);
+    plain.bootstrap(alice.local_addrs()[0]);
+    assert!(bob.wait_connected(WAIT) && plain.wait_connected(WAIT));
+    let alice_pk = Identity::from_seed(&[1; 32]).public();
+    let bob_pk = Identity::from_seed(&[2; 32]).public();
+    let key = InfoHash::get("signed via mio");
+    alice
+        .put_as_blocking(key, Value::new(0, b"s".to_vec()), PutMode::Signed, WAIT)
+        .unwrap();
+    let got = bob.get_blocking(key, WAIT).unwrap();
+    assert_eq!(crypto::verify_value(&got[0]).unwrap(), alice_pk);
+    let secret = InfoHash::get("encrypted via mio");
+    alice
+        .put_as_blocking(
+            secret,
+            Value::new(0, b"e".to_vec()),
+            PutMode::EncryptedTo(bob_pk),
+            WAIT,
+        )
+        .unwrap();
+    assert_eq!(bob.get_blocking(secret, WAIT).unwrap()[0].data, b"e");
+    assert!(plain.get_blocking(secret, WAIT).unwrap()[0].is_encrypted());
+    assert!(matches!(
+        plain.put_as_blocking(key, Value::new(0, vec![1]), PutMode::Signed, WAIT),
+        Err(RunError::Command(dht_proto::CommandError::NoIdentity))
+    ));
+}

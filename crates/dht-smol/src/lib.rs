@@ -163,6 +163,17 @@ pub enum Change {
     Expired(Vec<Value>),
 }
 
+/// How a put treats its value.
+#[derive(Clone, Debug)]
+pub enum PutMode {
+    /// As given.
+    Plain,
+    /// Signed with the node's identity (`Config::node.identity`).
+    Signed,
+    /// Encrypted to this key (and signed inside) with the node's identity.
+    EncryptedTo(dht_proto::crypto::PublicKey),
+}
+
 enum GetMsg {
     Values(Vec<Value>),
     Done(Result<bool, Error>),
@@ -170,11 +181,19 @@ enum GetMsg {
 
 type Inspect = Box<dyn FnOnce(&mut dht_proto::Node, dht_proto::Instant) + Send>;
 
+// A put carries a value and maybe a key: the size of a command is not worth a box per message.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Bootstrap(SocketAddr),
     Get(u64, InfoHash, Query, Sender<GetMsg>),
     CancelGet(u64),
-    Put(InfoHash, Value, PutOptions, Sender<Result<PutOutcome, Error>>),
+    Put(
+        InfoHash,
+        Value,
+        PutOptions,
+        PutMode,
+        Sender<Result<PutOutcome, Error>>,
+    ),
     CancelPut(InfoHash, u64),
     Listen(u64, InfoHash, Query, Sender<Result<Change, Error>>),
     CancelListen(u64),
@@ -482,14 +501,42 @@ impl Node {
         self.put_with(key, value, PutOptions::permanent()).await
     }
 
+    /// A put signed with the node's identity (`Error::Command(NoIdentity)` without one).
+    pub async fn put_signed(&self, key: InfoHash, value: Value) -> Result<Stored, Error> {
+        self.put_as(key, value, PutOptions::default(), PutMode::Signed)
+            .await
+    }
+
+    /// A put encrypted to `to` (and signed inside) with the node's identity.
+    pub async fn put_encrypted(
+        &self,
+        key: InfoHash,
+        to: &dht_proto::crypto::PublicKey,
+        value: Value,
+    ) -> Result<Stored, Error> {
+        self.put_as(key, value, PutOptions::default(), PutMode::EncryptedTo(*to))
+            .await
+    }
+
     /// A put with options.
-    pub async fn put_with(&self, key: InfoHash, mut value: Value, opts: PutOptions) -> Result<Stored, Error> {
+    pub async fn put_with(&self, key: InfoHash, value: Value, opts: PutOptions) -> Result<Stored, Error> {
+        self.put_as(key, value, opts, PutMode::Plain).await
+    }
+
+    /// A put with options and a [`PutMode`].
+    pub async fn put_as(
+        &self,
+        key: InfoHash,
+        mut value: Value,
+        opts: PutOptions,
+        mode: PutMode,
+    ) -> Result<Stored, Error> {
         if value.id == 0 {
             value.id = splitmix(self.inner.vid_seed ^ self.next());
         }
         let vid = value.id;
         let (tx, rx) = smol::channel::bounded(1);
-        self.send(Command::Put(key, value, opts, tx))?;
+        self.send(Command::Put(key, value, opts, mode, tx))?;
         let outcome = rx.recv().await.map_err(|_| Error::Closed)??;
         Ok(Stored { vid, outcome })
     }
@@ -809,7 +856,11 @@ impl Core {
                     let _ = self.node.cancel_get(now, op);
                 }
             }
-            Command::Put(key, value, opts, tx) => match self.node.put(now, key, value, opts) {
+            Command::Put(key, value, opts, mode, tx) => match match mode {
+                PutMode::Plain => self.node.put(now, key, value, opts),
+                PutMode::Signed => self.node.put_signed(now, key, value, opts),
+                PutMode::EncryptedTo(to) => self.node.put_encrypted(now, key, &to, value, opts),
+            } {
                 Ok(h) => {
                     self.puts.insert(h.op, tx);
                 }

@@ -320,3 +320,49 @@ fn the_handle_is_clone_send_sync_and_dropping_everything_ends_the_driver() {
         b.shutdown().await;
     });
 }
+
+#[test]
+fn signed_and_encrypted_puts_through_the_async_api() {
+    use dht_proto::crypto::{self, Identity};
+    smol::block_on(async {
+        let with_id = |seed: u8| {
+            let mut c = Config::loopback();
+            c.node.identity = Some(Identity::from_seed(&[seed; 32]));
+            c
+        };
+        let alice = Node::start(with_id(1)).await.unwrap();
+        let bob = Node::start(with_id(2)).await.unwrap();
+        let plain = Node::start(Config::loopback()).await.unwrap();
+        bob.bootstrap_addr(alice.local_addrs()[0]).unwrap();
+        plain.bootstrap_addr(alice.local_addrs()[0]).unwrap();
+        bob.wait_connected(WAIT).await.unwrap();
+        plain.wait_connected(WAIT).await.unwrap();
+        let alice_pk = Identity::from_seed(&[1; 32]).public();
+        let bob_pk = Identity::from_seed(&[2; 32]).public();
+        let key = InfoHash::get("signed via smol");
+        bounded("signed put", alice.put_signed(key, Value::new(0, b"s".to_vec())))
+            .await
+            .unwrap();
+        let got = bounded("get", bob.get_all(key)).await.unwrap();
+        assert_eq!(crypto::verify_value(&got[0]).unwrap(), alice_pk);
+        let secret = InfoHash::get("encrypted via smol");
+        bounded(
+            "encrypted put",
+            alice.put_encrypted(secret, &bob_pk, Value::new(0, b"e".to_vec())),
+        )
+        .await
+        .unwrap();
+        let got = bounded("get", bob.get_all(secret)).await.unwrap();
+        assert_eq!(got[0].data, b"e");
+        let opaque = bounded("get", plain.get_all(secret)).await.unwrap();
+        assert!(opaque[0].is_encrypted());
+        // Without an identity, a signed put is refused with a typed error.
+        assert!(matches!(
+            plain.put_signed(key, Value::new(0, vec![1])).await,
+            Err(Error::Command(dht_proto::CommandError::NoIdentity))
+        ));
+        for n in [alice, bob, plain] {
+            n.shutdown().await;
+        }
+    });
+}

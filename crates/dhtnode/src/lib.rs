@@ -22,7 +22,8 @@
 //! | `p <key> <text>` | put a value |
 //! | `pp <key> <text>` | put a permanent value (kept alive until cancelled) |
 //! | `cpp <key> <value id>` | cancel a put |
-//! | `s`, `e` | signed and encrypted puts: not yet (they come with secure values) |
+//! | `s <key> <text>` | put a value signed with the node's identity |
+//! | `e <key> <public key> <text>` | put a value encrypted to a public key (64 hex digits, as `ll` prints it) |
 //!
 //! A key is 40 hex digits or any other text, which is hashed (SHA-1) to a key.
 //!
@@ -41,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dht_mio::{Change, Handle, ListenId, RunError, Runner};
+use dht_mio::{Change, Handle, ListenId, PutMode, RunError, Runner};
 use dht_proto::value::{Query, Value};
 use dht_proto::{Family, InfoHash, PutOptions, Status};
 
@@ -256,8 +257,22 @@ pub enum Cmd {
         /// The value id (hex, as `p` printed it, or decimal with no letters).
         vid: u64,
     },
-    /// `s`/`e`: secure puts, not yet available.
-    Secure(&'static str),
+    /// `s key text`: a signed put.
+    SignedPut {
+        /// The key as typed.
+        key: String,
+        /// The value's data.
+        data: String,
+    },
+    /// `e key pubkey text`: an encrypted put.
+    EncryptedPut {
+        /// The key as typed.
+        key: String,
+        /// The recipient's public key, hex.
+        to: String,
+        /// The value's data.
+        data: String,
+    },
     /// An empty line.
     Nothing,
 }
@@ -340,8 +355,28 @@ impl Cmd {
                     vid,
                 }
             }
-            "s" => Cmd::Secure("signed put"),
-            "e" => Cmd::Secure("encrypted put"),
+            "s" => {
+                need("key")?;
+                if arg2.is_empty() {
+                    return Err("s: missing value".into());
+                }
+                Cmd::SignedPut {
+                    key: arg1.into(),
+                    data: arg2.into(),
+                }
+            }
+            "e" => {
+                need("key")?;
+                let (to, data) = arg2.split_once(char::is_whitespace).unwrap_or((arg2, ""));
+                if to.is_empty() || data.trim().is_empty() {
+                    return Err("e: usage: e <key> <public key> <text>".into());
+                }
+                Cmd::EncryptedPut {
+                    key: arg1.into(),
+                    to: to.into(),
+                    data: data.trim().into(),
+                }
+            }
             other => return Err(format!("unknown command {other:?} (h for help)")),
         })
     }
@@ -364,7 +399,8 @@ Commands:
   p <key> <text>        put
   pp <key> <text>       permanent put
   cpp <key> <vid>       cancel a put (value id in hex)
-  s, e                  signed / encrypted put (not yet available)
+  s <key> <text>        signed put (with this node's identity)
+  e <key> <pk> <text>   put encrypted to a public key (hex, as ll prints it)
 A key is 40 hex digits, or any text (hashed to a key).";
 
 /// Where command output goes; shared with the callbacks of listens.
@@ -387,8 +423,18 @@ pub fn show_value(v: &Value) -> String {
             format!("0x{}{more}", hex(shown))
         }
     };
+    let owner = match v
+        .owner
+        .as_deref()
+        .map(dht_proto::crypto::PublicKey::from_spki_der)
+    {
+        Some(Ok(pk)) => format!(" signed by {}", hex(&pk.to_bytes())),
+        Some(Err(_)) => " signed (key of another kind)".to_string(),
+        None if v.is_encrypted() => " encrypted (not for us)".to_string(),
+        None => String::new(),
+    };
     format!(
-        "id {:016x} type {} seq {} size {} data {data}",
+        "id {:016x} type {} seq {} size {} data {data}{owner}",
         v.id,
         v.value_type,
         v.seq,
@@ -545,48 +591,73 @@ impl Console {
                 }
             }
             Cmd::Put { key, data, permanent } => {
-                let k = InfoHash::from_hex_or_hash(&key);
                 let opts = if permanent {
                     PutOptions::permanent()
                 } else {
                     PutOptions::default()
                 };
-                let started = std::time::Instant::now();
-                let (tx, rx) = std::sync::mpsc::channel();
-                // Typed as OpenDHT's dhtnode types its puts, so its `g` shows the text.
-                let mut value = Value::new(0, data.into_bytes());
-                value.user_type = "text/plain".into();
-                let vid = match h.put(k, value, opts, move |r| {
-                    let _ = tx.send(r);
-                }) {
-                    Ok(v) => v,
+                self.put(
+                    &key,
+                    data,
+                    opts,
+                    PutMode::Plain,
+                    if permanent { " (permanent)" } else { "" },
+                );
+            }
+            Cmd::SignedPut { key, data } => {
+                self.put(&key, data, PutOptions::default(), PutMode::Signed, " (signed)");
+            }
+            Cmd::EncryptedPut { key, to, data } => {
+                let to = match parse_public_key(&to) {
+                    Ok(k) => k,
                     Err(e) => return self.error(e),
                 };
-                match rx.recv_timeout(self.timeout) {
-                    Ok(Ok(o)) => say(
-                        &out,
-                        format!(
-                            "put {k} id {vid:016x}: stored on {} nodes{} in {:.1} ms",
-                            o.total_acked(),
-                            if permanent { " (permanent)" } else { "" },
-                            started.elapsed().as_secs_f64() * 1e3
-                        ),
-                    ),
-                    Ok(Err(e)) => say(&out, format!("put failed: {e}")),
-                    Err(_) => say(&out, "put timed out"),
-                }
+                self.put(
+                    &key,
+                    data,
+                    PutOptions::default(),
+                    PutMode::EncryptedTo(to),
+                    " (encrypted)",
+                );
             }
             Cmd::CancelPut { key, vid } => {
                 let k = InfoHash::from_hex_or_hash(&key);
                 h.cancel_put(k, vid);
                 say(&out, format!("put {vid:016x} on {k} cancelled"));
             }
-            Cmd::Secure(what) => say(
-                &out,
-                format!("{what}: not available yet (signed and encrypted values are being built)"),
-            ),
         }
         true
+    }
+
+    fn put(&self, key: &str, data: String, opts: PutOptions, mode: PutMode, note: &str) {
+        let out = &self.out;
+        let k = InfoHash::from_hex_or_hash(key);
+        let started = std::time::Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Typed as OpenDHT's dhtnode types its puts, so its `g` shows the text.
+        let mut value = Value::new(0, data.into_bytes());
+        value.user_type = "text/plain".into();
+        let vid = match self.handle.put_as(k, value, opts, mode, move |r| {
+            let _ = tx.send(r);
+        }) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error(e);
+                return;
+            }
+        };
+        match rx.recv_timeout(self.timeout) {
+            Ok(Ok(o)) => say(
+                out,
+                format!(
+                    "put {k} id {vid:016x}: stored on {} nodes{note} in {:.1} ms",
+                    o.total_acked(),
+                    started.elapsed().as_secs_f64() * 1e3
+                ),
+            ),
+            Ok(Err(e)) => say(out, format!("put failed: {e}")),
+            Err(_) => say(out, "put timed out"),
+        }
     }
 
     fn error(&self, e: impl std::fmt::Display) -> bool {
@@ -606,11 +677,15 @@ impl Console {
             .public_addresses()
             .map(|v| format!("{v:?}"))
             .unwrap_or_else(|e| e.to_string());
+        let key = match h.inspect(|n| n.config().identity.as_ref().map(|i| i.public())) {
+            Ok(Some(pk)) => format!("public key {} (id {})", hex(&pk.to_bytes()), pk.id()),
+            _ => "no identity".to_string(),
+        };
         let received: u64 = s.received.iter().sum();
         let sent: u64 = s.sent.iter().sum();
         let dropped: u64 = s.dropped.iter().sum();
         format!(
-            "node id {}\nbound {:?}, public {public}\nIPv4 {} ({} nodes, {} good), IPv6 {} ({} nodes, {} good)\n\
+            "node id {}\n{key}\nbound {:?}, public {public}\nIPv4 {} ({} nodes, {} good), IPv6 {} ({} nodes, {} good)\n\
              storage {} keys, {} values, {} bytes; {} remote listeners\n\
              datagrams in {received}, out {sent}, dropped {dropped}; {} searches, {} operations",
             h.node_id(),
@@ -628,6 +703,23 @@ impl Console {
             s.searches,
             s.operations,
         )
+    }
+}
+
+/// A public key as 64 hex digits.
+pub fn parse_public_key(hex_key: &str) -> Result<dht_proto::crypto::PublicKey, String> {
+    let bytes: Option<Vec<u8>> = (0..hex_key.len() / 2)
+        .map(|i| {
+            hex_key
+                .get(2 * i..2 * i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    match bytes {
+        Some(b) if hex_key.len() == 64 => {
+            dht_proto::crypto::PublicKey::from_bytes(&b).map_err(|e| format!("public key: {e}"))
+        }
+        _ => Err("public key: expected 64 hex digits".into()),
     }
 }
 
@@ -678,7 +770,34 @@ mod tests {
                 permanent: true
             }
         );
-        for bad in ["g", "p k", "q k", "cl k x", "cpp k zz", "b", "frobnicate"] {
+        assert_eq!(
+            Cmd::parse("s k signed words").unwrap(),
+            Cmd::SignedPut {
+                key: "k".into(),
+                data: "signed words".into()
+            }
+        );
+        assert_eq!(
+            Cmd::parse("e k abcd secret words").unwrap(),
+            Cmd::EncryptedPut {
+                key: "k".into(),
+                to: "abcd".into(),
+                data: "secret words".into()
+            }
+        );
+        assert!(parse_public_key("abcd").is_err());
+        assert!(parse_public_key(&"zz".repeat(32)).is_err());
+        for bad in [
+            "g",
+            "p k",
+            "q k",
+            "cl k x",
+            "cpp k zz",
+            "b",
+            "frobnicate",
+            "s k",
+            "e k abcd",
+        ] {
             assert!(Cmd::parse(bad).is_err(), "{bad}");
         }
     }

@@ -50,17 +50,27 @@ fn init_log(opts: &Options) -> Result<(), String> {
 }
 
 fn run(opts: Options) -> Result<(), CliError> {
-    let seed = opts
-        .identity
-        .as_deref()
-        .map(dhtnode::load_or_create_identity)
-        .transpose()?;
+    // The identity signs and decrypts: from the file, or fresh for this run. The node's own
+    // randomness (its id, token secrets) derives from it but is not the key itself.
+    let secret = match opts.identity.as_deref() {
+        Some(path) => dhtnode::load_or_create_identity(path)?,
+        None => {
+            let mut s = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut s);
+            s
+        }
+    };
+    let identity = dht_proto::crypto::Identity::from_seed(&secret);
+    let mut seed_input = b"rdht node seed".to_vec();
+    seed_input.extend_from_slice(&secret);
+    let seed = Some(dht_proto::crypto::sha256(&seed_input));
     let (nodes, values) = match &opts.persist {
         Some(p) => dhtnode::load_state(p)?,
         None => (Vec::new(), Vec::new()),
     };
     let mut node = dht_proto::Config::default();
     node.network = opts.network;
+    node.identity = Some(identity);
     let config = RunnerConfig {
         port: opts.port,
         bind4: (!opts.ipv6_only).then_some(opts.bind4),

@@ -46,6 +46,33 @@ fn two_nodes_exchange_a_value_and_a_listen_hears_a_put() {
     assert!(heard.last().unwrap().contains("\"knock knock\""), "{heard:?}");
     b.say("cl room 1");
     b.expect("listen 1 cancelled");
+    // Signed and encrypted puts: each node has an identity; `ll` prints its public key.
+    let public_key = |p: &mut Proc| {
+        p.say("ll");
+        let info = p.expect("public key");
+        let line = info.last().unwrap().clone();
+        line.split_whitespace().nth(2).unwrap().to_string()
+    };
+    let a_key = public_key(&mut a);
+    let b_key = public_key(&mut b);
+    a.say("s notice signed by a");
+    a.expect("(signed)");
+    b.say("g notice");
+    let got = b.expect("get done");
+    assert!(
+        got.iter()
+            .any(|l| l.contains("\"signed by a\"") && l.contains(&format!("signed by {a_key}"))),
+        "{got:?}"
+    );
+    a.say(&format!("e secret {b_key} for b only"));
+    a.expect("(encrypted)");
+    b.say("g secret");
+    let got = b.expect("get done");
+    assert!(got.iter().any(|l| l.contains("\"for b only\"")), "{got:?}");
+    // `a` cannot read what it sealed to `b`: it gets nothing.
+    a.say("g secret");
+    let got = a.expect("get done");
+    assert!(!got.iter().any(|l| l.starts_with("value")), "{got:?}");
     b.say("ld");
     b.expect("values stored");
     b.say("frobnicate");
