@@ -554,4 +554,53 @@ fn signed_and_encrypted_values_hold_against_a_malicious_node() {
     let opaque = read(&mut net, 12);
     assert_eq!(opaque.len(), 1);
     assert!(opaque[0].is_encrypted() && opaque[0].data.is_empty());
+
+    // By id alone: Carol encrypts to Bob's short id; his announced key is looked up and checked.
+    let loc = dht_proto::public_key_location(&bob_key.id());
+    let holders = (0..net.nodes.len())
+        .filter(|&i| !net.nodes[i].local_values(&loc).is_empty())
+        .count();
+    assert!(holders >= 4, "Bob's key is announced on {holders} nodes");
+    let mailbox = InfoHash::get("bob's mailbox");
+    let put = net.with(carol, |n, now| {
+        n.put_encrypted_to_id(
+            now,
+            mailbox,
+            bob_key.id(),
+            Value::new(0, b"hi bob".to_vec()),
+            PutOptions::default(),
+        )
+        .unwrap()
+    });
+    assert!(net.run_until(Duration::from_secs(10), |net| {
+        put_done(net, carol, put.op).is_some()
+    }));
+    assert!(put_done(&net, carol, put.op).unwrap().total_acked() >= 1);
+    let op = net.with(bob, |n, now| n.get(now, mailbox, Query::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(10), |net| get_done(net, bob, op).is_some()));
+    let got = get_values(&net, bob, op);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data, b"hi bob");
+    // The lookup's own events stay inside the node.
+    assert!(
+        net.events[carol]
+            .iter()
+            .all(|e| !matches!(e, Event::Values { key, .. } if *key == loc))
+    );
+    // An id nobody announced: the put reports no node reached.
+    let put = net.with(carol, |n, now| {
+        n.put_encrypted_to_id(
+            now,
+            mailbox,
+            InfoHash::get("nobody"),
+            Value::new(0, b"lost".to_vec()),
+            PutOptions::default(),
+        )
+        .unwrap()
+    });
+    assert!(net.run_until(Duration::from_secs(10), |net| {
+        put_done(net, carol, put.op).is_some()
+    }));
+    let outcome = put_done(&net, carol, put.op).unwrap();
+    assert_eq!((outcome.total_acked(), outcome.targeted), (0, [0, 0]));
 }
