@@ -172,6 +172,8 @@ pub enum PutMode {
     Signed,
     /// Encrypted to this key (and signed inside) with the node's identity.
     EncryptedTo(dht_proto::crypto::PublicKey),
+    /// Encrypted to the key with this short id, looked up where its owner announced it.
+    EncryptedToId(InfoHash),
 }
 
 type ValuesCb = Box<dyn FnMut(&[Value]) + Send>;
@@ -1157,6 +1159,7 @@ impl Slot {
                 PutMode::Plain => self.node.put(now, key, value, opts),
                 PutMode::Signed => self.node.put_signed(now, key, value, opts),
                 PutMode::EncryptedTo(to) => self.node.put_encrypted(now, key, &to, value, opts),
+                PutMode::EncryptedToId(to) => self.node.put_encrypted_to_id(now, key, to, value, opts),
             } {
                 Ok(h) => {
                     self.puts.insert(h.op, on_done);

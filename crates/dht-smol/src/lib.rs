@@ -172,6 +172,8 @@ pub enum PutMode {
     Signed,
     /// Encrypted to this key (and signed inside) with the node's identity.
     EncryptedTo(dht_proto::crypto::PublicKey),
+    /// Encrypted to the key with this short id, looked up where its owner announced it.
+    EncryptedToId(InfoHash),
 }
 
 enum GetMsg {
@@ -518,6 +520,18 @@ impl Node {
             .await
     }
 
+    /// A put encrypted to the key whose short id is `to`, looked up in the DHT (the owner's node
+    /// announces it once connected). If none is found, the outcome reports no node reached.
+    pub async fn put_encrypted_to_id(
+        &self,
+        key: InfoHash,
+        to: InfoHash,
+        value: Value,
+    ) -> Result<Stored, Error> {
+        self.put_as(key, value, PutOptions::default(), PutMode::EncryptedToId(to))
+            .await
+    }
+
     /// A put with options.
     pub async fn put_with(&self, key: InfoHash, value: Value, opts: PutOptions) -> Result<Stored, Error> {
         self.put_as(key, value, opts, PutMode::Plain).await
@@ -860,6 +874,7 @@ impl Core {
                 PutMode::Plain => self.node.put(now, key, value, opts),
                 PutMode::Signed => self.node.put_signed(now, key, value, opts),
                 PutMode::EncryptedTo(to) => self.node.put_encrypted(now, key, &to, value, opts),
+                PutMode::EncryptedToId(to) => self.node.put_encrypted_to_id(now, key, to, value, opts),
             } {
                 Ok(h) => {
                     self.puts.insert(h.op, tx);

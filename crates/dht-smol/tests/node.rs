@@ -366,3 +366,40 @@ fn signed_and_encrypted_puts_through_the_async_api() {
         }
     });
 }
+
+#[test]
+fn encrypting_to_an_id_finds_the_announced_key() {
+    use dht_proto::crypto::Identity;
+    smol::block_on(async {
+        let with_id = |seed: u8| {
+            let mut c = Config::loopback();
+            c.node.identity = Some(Identity::from_seed(&[seed; 32]));
+            c
+        };
+        let alice = Node::start(with_id(1)).await.unwrap();
+        let bob = Node::start(with_id(2)).await.unwrap();
+        bob.bootstrap_addr(alice.local_addrs()[0]).unwrap();
+        bob.wait_connected(WAIT).await.unwrap();
+        alice.wait_connected(WAIT).await.unwrap();
+        let bob_id = Identity::from_seed(&[2; 32]).public().id();
+        let key = InfoHash::get("to bob by id");
+        // Bob announces his key once connected: retry until the lookup finds it.
+        let end = std::time::Instant::now() + WAIT;
+        loop {
+            let stored = bounded(
+                "put",
+                alice.put_encrypted_to_id(key, bob_id, Value::new(0, b"hey".to_vec())),
+            )
+            .await
+            .unwrap();
+            if stored.outcome.total_acked() >= 1 {
+                break;
+            }
+            assert!(std::time::Instant::now() < end, "bob's key never found");
+            smol::Timer::after(Duration::from_millis(50)).await;
+        }
+        assert_eq!(bounded("get", bob.get_all(key)).await.unwrap()[0].data, b"hey");
+        alice.shutdown().await;
+        bob.shutdown().await;
+    });
+}

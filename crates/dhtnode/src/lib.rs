@@ -23,7 +23,7 @@
 //! | `pp <key> <text>` | put a permanent value (kept alive until cancelled) |
 //! | `cpp <key> <value id>` | cancel a put |
 //! | `s <key> <text>` | put a value signed with the node's identity |
-//! | `e <key> <public key> <text>` | put a value encrypted to a public key (64 hex digits, as `ll` prints it) |
+//! | `e <key> <to> <text>` | put a value encrypted to a public key (64 hex digits) or to the key with a short id (40 hex digits, looked up), as `ll` prints them |
 //!
 //! A key is 40 hex digits or any other text, which is hashed (SHA-1) to a key.
 //!
@@ -400,7 +400,7 @@ Commands:
   pp <key> <text>       permanent put
   cpp <key> <vid>       cancel a put (value id in hex)
   s <key> <text>        signed put (with this node's identity)
-  e <key> <pk> <text>   put encrypted to a public key (hex, as ll prints it)
+  e <key> <to> <text>   put encrypted to a public key (64 hex) or a key id (40 hex)
 A key is 40 hex digits, or any text (hashed to a key).";
 
 /// Where command output goes; shared with the callbacks of listens.
@@ -608,17 +608,19 @@ impl Console {
                 self.put(&key, data, PutOptions::default(), PutMode::Signed, " (signed)");
             }
             Cmd::EncryptedPut { key, to, data } => {
-                let to = match parse_public_key(&to) {
-                    Ok(k) => k,
-                    Err(e) => return self.error(e),
+                // 40 hex digits: a short id, looked up; 64: the public key itself.
+                let mode = if to.len() == 40 {
+                    match InfoHash::from_hex(&to) {
+                        Ok(id) => PutMode::EncryptedToId(id),
+                        Err(e) => return self.error(format!("recipient id: {e}")),
+                    }
+                } else {
+                    match parse_public_key(&to) {
+                        Ok(k) => PutMode::EncryptedTo(k),
+                        Err(e) => return self.error(e),
+                    }
                 };
-                self.put(
-                    &key,
-                    data,
-                    PutOptions::default(),
-                    PutMode::EncryptedTo(to),
-                    " (encrypted)",
-                );
+                self.put(&key, data, PutOptions::default(), mode, " (encrypted)");
             }
             Cmd::CancelPut { key, vid } => {
                 let k = InfoHash::from_hex_or_hash(&key);

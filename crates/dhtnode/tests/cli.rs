@@ -69,6 +69,27 @@ fn two_nodes_exchange_a_value_and_a_listen_hears_a_put() {
     b.say("g secret");
     let got = b.expect("get done");
     assert!(got.iter().any(|l| l.contains("\"for b only\"")), "{got:?}");
+    // By id: the key `b` announced is looked up.
+    b.say("ll");
+    let info = b.expect("public key");
+    let b_id = info
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .nth(4)
+        .unwrap()
+        .trim_end_matches(')')
+        .to_string();
+    assert_eq!(b_id.len(), 40, "{info:?}");
+    a.say(&format!("e secret2 {b_id} found your key"));
+    let put = a.expect("put ");
+    assert!(
+        put.last().unwrap().contains("(encrypted)") && !put.last().unwrap().contains("stored on 0 nodes"),
+        "{put:?}"
+    );
+    b.say("g secret2");
+    let got = b.expect("get done");
+    assert!(got.iter().any(|l| l.contains("\"found your key\"")), "{got:?}");
     // `a` cannot read what it sealed to `b`: it gets nothing.
     a.say("g secret");
     let got = a.expect("get done");
