@@ -523,6 +523,39 @@ fn signed_and_encrypted_values_hold_against_a_malicious_node() {
     let got = get_values(&net, bob, op);
     assert!(got.iter().any(|v| v.data == b"v2" && v.seq == 1), "{got:?}");
 
+    // Mallory replays Alice's older value (seq 0, genuinely signed): storers keep seq 1.
+    let current = net.nodes[holders[0]]
+        .local_values(&key)
+        .into_iter()
+        .next()
+        .unwrap();
+    assert_eq!(current.seq, 1, "the storers hold v2 now");
+    let mut old = Value::new(42, b"v1".to_vec());
+    old.seq = 0;
+    crypto::sign_value(&mut old, ids[alice].as_ref().unwrap());
+    let replay = net.with(mallory, |n, now| {
+        n.put(now, key, old, PutOptions::default()).unwrap()
+    });
+    assert!(net.run_until(Duration::from_secs(10), |net| {
+        put_done(net, mallory, replay.op).is_some()
+    }));
+    let op = net.with(bob, |n, now| n.get(now, key, Query::default()).unwrap());
+    assert!(net.run_until(Duration::from_secs(10), |net| get_done(net, bob, op).is_some()));
+    for v in get_values(&net, bob, op) {
+        // Only Mallory's own node can still serve the stale copy; a reader keeps the highest seq.
+        if crypto::verify_value(&v).unwrap() == alice_key && v.seq == 1 {
+            assert_eq!(v.data, b"v2");
+        }
+    }
+    for &i in &holders {
+        if i != mallory {
+            assert!(
+                net.nodes[i].local_values(&key).iter().all(|v| v.seq == 1),
+                "storer {i}"
+            );
+        }
+    }
+
     // Alice encrypts to Bob: Bob reads it; Carol (another identity) is given nothing; a node
     // without identity sees only the ciphertext.
     let secret = InfoHash::get("for bob");
@@ -554,6 +587,22 @@ fn signed_and_encrypted_values_hold_against_a_malicious_node() {
     let opaque = read(&mut net, 12);
     assert_eq!(opaque.len(), 1);
     assert!(opaque[0].is_encrypted() && opaque[0].data.is_empty());
+    // Mallory flips a byte of the ciphertext and puts it under a new id: Bob never sees it.
+    let mut tampered = opaque[0].clone();
+    tampered.id = 8;
+    let last = tampered.cypher.len() - 1;
+    tampered.cypher[last] ^= 1;
+    let t = net.with(mallory, |n, now| {
+        n.put(now, secret, tampered, PutOptions::default()).unwrap()
+    });
+    assert!(net.run_until(Duration::from_secs(10), |net| {
+        put_done(net, mallory, t.op).is_some()
+    }));
+    let unreadable_before = net.nodes[bob].stats().unreadable;
+    let for_bob = read(&mut net, bob);
+    assert_eq!(for_bob.len(), 1, "{for_bob:?}");
+    assert_eq!(for_bob[0].data, b"psst");
+    assert!(net.nodes[bob].stats().unreadable > unreadable_before);
 
     // By id alone: Carol encrypts to Bob's short id; his announced key is looked up and checked.
     let loc = dht_proto::public_key_location(&bob_key.id());
