@@ -800,6 +800,30 @@ impl Handle {
         self.put_as(key, value, opts, PutMode::Plain, on_done)
     }
 
+    /// A put signed with the node's identity (`Config::identity`); see [`Handle::put_as`].
+    pub fn put_signed(
+        &self,
+        key: InfoHash,
+        value: Value,
+        opts: PutOptions,
+        on_done: impl FnOnce(Result<PutOutcome, RunError>) + Send + 'static,
+    ) -> Result<u64, RunError> {
+        self.put_as(key, value, opts, PutMode::Signed, on_done)
+    }
+
+    /// A put encrypted to `to` (and signed inside) with the node's identity; see
+    /// [`Handle::put_as`] for encrypting to a key id instead.
+    pub fn put_encrypted(
+        &self,
+        key: InfoHash,
+        to: dht_proto::crypto::PublicKey,
+        value: Value,
+        opts: PutOptions,
+        on_done: impl FnOnce(Result<PutOutcome, RunError>) + Send + 'static,
+    ) -> Result<u64, RunError> {
+        self.put_as(key, value, opts, PutMode::EncryptedTo(to), on_done)
+    }
+
     /// A put signed, or encrypted, with the node's identity ([`PutMode`]). Without an identity
     /// `on_done` gets `CommandError::NoIdentity`.
     pub fn put_as(

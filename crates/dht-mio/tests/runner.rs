@@ -388,6 +388,37 @@ fn signed_and_encrypted_puts_through_the_runner() {
         .unwrap();
     assert_eq!(bob.get_blocking(secret, WAIT).unwrap()[0].data, b"e");
     assert!(plain.get_blocking(secret, WAIT).unwrap()[0].is_encrypted());
+    // The callback forms.
+    let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
+    alice
+        .put_signed(
+            InfoHash::get("cb signed"),
+            Value::new(0, b"1".to_vec()),
+            PutOptions::default(),
+            move |r| {
+                let _ = tx.send(r.map(|o| o.total_acked()));
+            },
+        )
+        .unwrap();
+    alice
+        .put_encrypted(
+            InfoHash::get("cb encrypted"),
+            bob_pk,
+            Value::new(0, b"2".to_vec()),
+            PutOptions::default(),
+            move |r| {
+                let _ = tx2.send(r.map(|o| o.total_acked()));
+            },
+        )
+        .unwrap();
+    for _ in 0..2 {
+        assert!(rx.recv_timeout(WAIT).unwrap().unwrap() >= 1);
+    }
+    assert_eq!(
+        bob.get_blocking(InfoHash::get("cb encrypted"), WAIT).unwrap()[0].data,
+        b"2"
+    );
     assert!(matches!(
         plain.put_as_blocking(key, Value::new(0, vec![1]), PutMode::Signed, WAIT),
         Err(RunError::Command(dht_proto::CommandError::NoIdentity))
