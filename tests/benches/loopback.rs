@@ -99,6 +99,39 @@ fn pct(xs: &[f64], p: usize) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// What every configuration measures, turned into the printed figures.
+struct Measured {
+    put_t: Vec<f64>,
+    get_t: Vec<f64>,
+    first_t: Vec<f64>,
+    missing: u32,
+    listen_t: Vec<f64>,
+    big_t: Vec<f64>,
+    n_pairs: u64,
+    elapsed: Duration,
+    cpu: f64,
+    per_node: f64,
+    heap_per_node: f64,
+}
+
+impl Measured {
+    fn into_figures(self, m: &mut BTreeMap<&'static str, f64>) {
+        m.insert("put_p50", pct(&self.put_t, 50));
+        m.insert("put_p99", pct(&self.put_t, 99));
+        m.insert("get_p50", pct(&self.get_t, 50));
+        m.insert("get_p99", pct(&self.get_t, 99));
+        m.insert("first_p50", pct(&self.first_t, 50));
+        m.insert("missing", f64::from(self.missing));
+        m.insert("listen_p50", pct(&self.listen_t, 50));
+        m.insert("big_get_p50", pct(&self.big_t, 50));
+        m.insert("big_get_p99", pct(&self.big_t, 99));
+        m.insert("pairs_per_s", self.n_pairs as f64 / self.elapsed.as_secs_f64());
+        m.insert("cpu_ms_per_pair", self.cpu / (self.n_pairs.max(1) as f64) * 1e3);
+        m.insert("rss_kib_per_node", self.per_node);
+        m.insert("heap_kib_per_node", self.heap_per_node);
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -336,19 +369,20 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
         (sent_after - sent_before) as f64 / n_pairs.max(1) as f64,
     );
     m.insert("rate_limited", limited as f64);
-    m.insert("put_p50", pct(&put_t, 50));
-    m.insert("put_p99", pct(&put_t, 99));
-    m.insert("get_p50", pct(&get_t, 50));
-    m.insert("get_p99", pct(&get_t, 99));
-    m.insert("first_p50", pct(&first_t, 50));
-    m.insert("missing", f64::from(missing));
-    m.insert("listen_p50", pct(&listen_t, 50));
-    m.insert("big_get_p50", pct(&big_t, 50));
-    m.insert("big_get_p99", pct(&big_t, 99));
-    m.insert("pairs_per_s", n_pairs as f64 / elapsed.as_secs_f64());
-    m.insert("cpu_ms_per_pair", (cpu1 - cpu0) / (n_pairs.max(1) as f64) * 1e3);
-    m.insert("rss_kib_per_node", per_node);
-    m.insert("heap_kib_per_node", heap_per_node);
+    Measured {
+        put_t,
+        get_t,
+        first_t,
+        missing,
+        listen_t,
+        big_t,
+        n_pairs,
+        elapsed,
+        cpu: cpu1 - cpu0,
+        per_node,
+        heap_per_node,
+    }
+    .into_figures(&mut m);
     // Break the chains' self-references so the handles drop.
     drop(starts);
     drop(rs);
@@ -490,19 +524,20 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
             t.await;
         }
         let mut m = BTreeMap::new();
-        m.insert("put_p50", pct(&put_t, 50));
-        m.insert("put_p99", pct(&put_t, 99));
-        m.insert("get_p50", pct(&get_t, 50));
-        m.insert("get_p99", pct(&get_t, 99));
-        m.insert("first_p50", pct(&first_t, 50));
-        m.insert("missing", f64::from(missing));
-        m.insert("listen_p50", pct(&listen_t, 50));
-        m.insert("big_get_p50", pct(&big_t, 50));
-        m.insert("big_get_p99", pct(&big_t, 99));
-        m.insert("pairs_per_s", n_pairs as f64 / elapsed.as_secs_f64());
-        m.insert("cpu_ms_per_pair", (cpu1 - cpu0) / (n_pairs.max(1) as f64) * 1e3);
-        m.insert("rss_kib_per_node", per_node);
-        m.insert("heap_kib_per_node", heap_per_node);
+        Measured {
+            put_t,
+            get_t,
+            first_t,
+            missing,
+            listen_t,
+            big_t,
+            n_pairs,
+            elapsed,
+            cpu: cpu1 - cpu0,
+            per_node,
+            heap_per_node,
+        }
+        .into_figures(&mut m);
         for node in &nodes {
             node.shutdown_within(Duration::from_secs(1)).await;
         }

@@ -1415,6 +1415,13 @@ pub struct PutHandle {
 }
 
 impl Node {
+    /// Replaces a value id of 0 by a random one.
+    fn fill_id(&mut self, value: &mut Value) {
+        while value.id == 0 {
+            value.id = self.rng.next_u64();
+        }
+    }
+
     fn new_op(&mut self) -> u64 {
         let id = self.next_op;
         self.next_op += 1;
@@ -1572,9 +1579,7 @@ impl Node {
         opts: PutOptions,
     ) -> Result<PutHandle, CommandError> {
         let me = self.config.identity.clone().ok_or(CommandError::NoIdentity)?;
-        while value.id == 0 {
-            value.id = self.rng.next_u64();
-        }
+        self.fill_id(&mut value);
         let owner = me.public().to_spki_der();
         if let Some(old) = self.storage.get_value(&key, value.id)
             && old.value.owner.as_ref() == Some(&owner)
@@ -1596,9 +1601,7 @@ impl Node {
         opts: PutOptions,
     ) -> Result<PutHandle, CommandError> {
         let me = self.config.identity.clone().ok_or(CommandError::NoIdentity)?;
-        while value.id == 0 {
-            value.id = self.rng.next_u64();
-        }
+        self.fill_id(&mut value);
         let sealed = crate::crypto::encrypt_value(&value, &me, to, &mut self.secret_rng);
         self.put(now, key, sealed, opts)
     }
@@ -1621,9 +1624,7 @@ impl Node {
             return self.put_encrypted(now, key, &pk, value, opts);
         }
         self.accept_command(now, &key)?;
-        while value.id == 0 {
-            value.id = self.rng.next_u64();
-        }
+        self.fill_id(&mut value);
         let vid = value.id;
         let op = OpId(self.new_op());
         // One lookup per id, however many puts wait for it.
@@ -1765,9 +1766,7 @@ impl Node {
                 max: crate::value::MAX_VALUE_SIZE,
             });
         }
-        while value.id == 0 {
-            value.id = self.rng.next_u64();
-        }
+        self.fill_id(&mut value);
         let op = OpId(self.new_op());
         self.put_with_op(now, key, value, opts, op)
     }

@@ -22,6 +22,13 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     .await
 }
 
+/// A loopback config whose node has the identity of `seed`.
+fn with_identity(seed: u8) -> Config {
+    let mut c = Config::loopback();
+    c.node.identity = Some(dht_proto::crypto::Identity::from_seed(&[seed; 32]));
+    c
+}
+
 async fn network(n: usize) -> Vec<Node> {
     let mut nodes = Vec::new();
     for _ in 0..n {
@@ -325,13 +332,8 @@ fn the_handle_is_clone_send_sync_and_dropping_everything_ends_the_driver() {
 fn signed_and_encrypted_puts_through_the_async_api() {
     use dht_proto::crypto::{self, Identity};
     smol::block_on(async {
-        let with_id = |seed: u8| {
-            let mut c = Config::loopback();
-            c.node.identity = Some(Identity::from_seed(&[seed; 32]));
-            c
-        };
-        let alice = Node::start(with_id(1)).await.unwrap();
-        let bob = Node::start(with_id(2)).await.unwrap();
+        let alice = Node::start(with_identity(1)).await.unwrap();
+        let bob = Node::start(with_identity(2)).await.unwrap();
         let plain = Node::start(Config::loopback()).await.unwrap();
         bob.bootstrap_addr(alice.local_addrs()[0]).unwrap();
         plain.bootstrap_addr(alice.local_addrs()[0]).unwrap();
@@ -371,13 +373,8 @@ fn signed_and_encrypted_puts_through_the_async_api() {
 fn encrypting_to_an_id_finds_the_announced_key() {
     use dht_proto::crypto::Identity;
     smol::block_on(async {
-        let with_id = |seed: u8| {
-            let mut c = Config::loopback();
-            c.node.identity = Some(Identity::from_seed(&[seed; 32]));
-            c
-        };
-        let alice = Node::start(with_id(1)).await.unwrap();
-        let bob = Node::start(with_id(2)).await.unwrap();
+        let alice = Node::start(with_identity(1)).await.unwrap();
+        let bob = Node::start(with_identity(2)).await.unwrap();
         bob.bootstrap_addr(alice.local_addrs()[0]).unwrap();
         bob.wait_connected(WAIT).await.unwrap();
         alice.wait_connected(WAIT).await.unwrap();
