@@ -25,23 +25,32 @@ use dht_mio::{Change, Handle, Pool, Runner, RunnerConfig};
 use dht_proto::value::{Query, Value};
 use dht_proto::{InfoHash, PutOptions};
 
-/// Counts live heap bytes, to tell the heap a node holds from what the allocator keeps around.
+/// Counts live heap bytes while the nodes start, to tell the heap a node holds from what the
+/// allocator keeps around. It stops counting before the timed phases: a shared counter bumped
+/// on every allocation from two threads would cost ours a few per cent that a user never pays.
 struct Counting;
 
 static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(true);
 
 // SAFETY: forwards to the system allocator; only counts sizes.
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        }
         unsafe { std::alloc::System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        }
         unsafe { std::alloc::System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        }
         unsafe { std::alloc::System.realloc(p, l, new) }
     }
 }
@@ -56,16 +65,23 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn rss_kib() -> f64 {
+/// A field of /proc/self/status, in KiB.
+fn status_kib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0.0)
+}
+
+/// Resident memory and its anonymous part (heap and stacks: what the nodes hold; the rest is
+/// pages of code and libraries, faulted in once whatever the number of nodes), in KiB.
+fn rss_kib() -> (f64, f64) {
+    (status_kib("VmRSS"), status_kib("RssAnon"))
 }
 
 /// User + system CPU of this process, in seconds (Linux: /proc/self/stat, 100 ticks a second).
@@ -99,6 +115,14 @@ fn pct(xs: &[f64], p: usize) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Nodes started before the baseline of the memory figures, on a network of their own, and
+/// kept to the end. They put and get once, so the code's pages and the threads' and
+/// allocator's first memory are counted in the baseline, not against the N measured nodes:
+/// those costs come once per process whatever N is. The OpenDHT script does the same.
+const WARM_UP: usize = 4;
+/// The warm-up nodes' network id.
+const WARM_UP_NETWORK: u32 = 0x5741_524d;
+
 /// What every configuration measures, turned into the printed figures.
 struct Measured {
     put_t: Vec<f64>,
@@ -110,7 +134,7 @@ struct Measured {
     n_pairs: u64,
     elapsed: Duration,
     cpu: f64,
-    per_node: f64,
+    per_node: (f64, f64),
     heap_per_node: f64,
 }
 
@@ -127,7 +151,8 @@ impl Measured {
         m.insert("big_get_p99", pct(&self.big_t, 99));
         m.insert("pairs_per_s", self.n_pairs as f64 / self.elapsed.as_secs_f64());
         m.insert("cpu_ms_per_pair", self.cpu / (self.n_pairs.max(1) as f64) * 1e3);
-        m.insert("rss_kib_per_node", self.per_node);
+        m.insert("rss_kib_per_node", self.per_node.0);
+        m.insert("anon_kib_per_node", self.per_node.1);
         m.insert("heap_kib_per_node", self.heap_per_node);
     }
 }
@@ -172,9 +197,31 @@ fn timed_get(h: &Handle, key: InfoHash) -> (Option<f64>, f64) {
 /// Our nodes: on `pools` shared threads (nodes spread round-robin), or with 0, a thread each.
 fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<&'static str, f64> {
     let mut rng = Rng(seed);
+    let pool: Vec<Pool> = (0..pools).map(|_| Pool::new().expect("pool")).collect();
+    // Warm-up: a few nodes on a network of their own put and get once, so the pages of code and
+    // the threads' first allocations are in before the baseline (see [`WARM_UP`]).
+    let warm: Vec<Runner> = (0..WARM_UP)
+        .map(|i| {
+            let mut config = RunnerConfig::loopback();
+            config.node.network = WARM_UP_NETWORK;
+            match pool.get(i % pools.max(1)) {
+                Some(p) => p.run(config),
+                None => Runner::run(config),
+            }
+            .expect("runner")
+        })
+        .collect();
+    for r in &warm[1..] {
+        r.bootstrap(warm[0].local_addrs()[0]);
+    }
+    for r in &warm {
+        assert!(r.wait_connected(Duration::from_secs(30)));
+    }
+    let wk = InfoHash::get("warm-up");
+    timed_put(&warm[1].handle(), wk, b"warm".to_vec());
+    timed_get(&warm[2].handle(), wk);
     let base = rss_kib();
     let live0 = LIVE.load(Ordering::Relaxed);
-    let pool: Vec<Pool> = (0..pools).map(|_| Pool::new().expect("pool")).collect();
     let mut rs: Vec<Runner> = Vec::new();
     for i in 0..n {
         let mut s = [3u8; 32];
@@ -200,8 +247,10 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
         assert!(r.wait_connected(Duration::from_secs(30)));
     }
     std::thread::sleep(Duration::from_secs(env("SETTLE", 5)));
-    let per_node = (rss_kib() - base) / n as f64;
+    let now = rss_kib();
+    let per_node = ((now.0 - base.0) / n as f64, (now.1 - base.1) / n as f64);
     let heap_per_node = (LIVE.load(Ordering::Relaxed) - live0) as f64 / 1024.0 / n as f64;
+    COUNTING.store(false, Ordering::Relaxed);
     let hs: Vec<Handle> = rs.iter().map(|r| r.handle()).collect();
 
     let ops = 200;
@@ -386,6 +435,7 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     // Break the chains' self-references so the handles drop.
     drop(starts);
     drop(rs);
+    drop(warm);
     drop(pool);
     m
 }
@@ -411,6 +461,24 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
     use smol::stream::StreamExt;
     smol::block_on(async move {
         let mut rng = Rng(seed);
+        let mut warm: Vec<dht_smol::Node> = Vec::new();
+        for _ in 0..WARM_UP {
+            let mut config = dht_smol::Config::loopback();
+            config.node.network = WARM_UP_NETWORK;
+            let node = dht_smol::Node::start(config).await.expect("node");
+            if let Some(first) = warm.first() {
+                node.bootstrap_addr(first.local_addrs()[0]).expect("bootstrap");
+            }
+            warm.push(node);
+        }
+        for node in &warm {
+            node.wait_connected(Duration::from_secs(30))
+                .await
+                .expect("connected");
+        }
+        let wk = InfoHash::get("warm-up");
+        let _ = warm[1].put(wk, Value::new(0, b"warm".to_vec())).await;
+        let _ = warm[2].get_all(wk).await;
         let base = rss_kib();
         let live0 = LIVE.load(Ordering::Relaxed);
         let mut nodes: Vec<dht_smol::Node> = Vec::new();
@@ -436,8 +504,10 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
                 .expect("connected");
         }
         smol::Timer::after(Duration::from_secs(env("SETTLE", 5))).await;
-        let per_node = (rss_kib() - base) / n as f64;
+        let now = rss_kib();
+        let per_node = ((now.0 - base.0) / n as f64, (now.1 - base.1) / n as f64);
         let heap_per_node = (LIVE.load(Ordering::Relaxed) - live0) as f64 / 1024.0 / n as f64;
+        COUNTING.store(false, Ordering::Relaxed);
         let ops = 200;
         let (mut put_t, mut get_t, mut first_t, mut missing) = (Vec::new(), Vec::new(), Vec::new(), 0);
         let keys: Vec<InfoHash> = (0..ops)
@@ -608,7 +678,8 @@ fn main() {
         ("put+get pairs per second", "pairs_per_s"),
         ("CPU ms per pair", "cpu_ms_per_pair"),
         ("RSS KiB per node", "rss_kib_per_node"),
-        ("  of it live heap (KiB)", "heap_kib_per_node"),
+        ("  anonymous (KiB)", "anon_kib_per_node"),
+        ("  live heap (KiB)", "heap_kib_per_node"),
         ("datagrams sent per pair", "datagrams_per_pair"),
         ("retransmissions (all)", "retransmits"),
         ("rate-limited drops (all)", "rate_limited"),

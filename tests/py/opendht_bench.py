@@ -14,12 +14,20 @@ import time
 import opendht as dht
 
 
-def rss_kib():
+WARM_UP = 4
+WARM_UP_NETWORK = 0x5741524D
+
+
+def status_kib(field):
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib():
+    return status_kib("VmRSS")
 
 
 def pct(xs, p):
@@ -32,12 +40,32 @@ def pct(xs, p):
 def main():
     n, secs, pairs, seed = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     rnd = random.Random(seed)
-    base = rss_kib()
-    rs = []
     # Rate limits off on both sides (as `dhtnode -U`): 100 nodes on 127.0.0.1 are one address to
     # each other, and a per-address limit meant for a real network would throttle the workload.
     config = dht.DhtConfig()
     config.setRateLimit(-1, -1)
+    # Warm-up, as the Rust bench: a few runners on a network of their own put and get once and
+    # are kept, so pages of code and first allocations are in the baseline of the memory figures.
+    warm_config = dht.DhtConfig()
+    warm_config.setNetwork(WARM_UP_NETWORK)
+    warm = []
+    for i in range(WARM_UP):
+        r = dht.DhtRunner()
+        r.run(port=0, ipv4="127.0.0.1", ipv6="::1", config=warm_config)
+        if i > 0:
+            r.bootstrap("127.0.0.1", str(warm[0].getBound().getPort()))
+        warm.append(r)
+    time.sleep(2)
+    wk = dht.InfoHash.get("warm-up")
+    ev = threading.Event()
+    warm[1].put(wk, dht.Value(b"warm"), lambda ok, nodes: ev.set())
+    ev.wait(10)
+    ev = threading.Event()
+    warm[2].get(wk, lambda v: True, lambda ok, nodes: ev.set())
+    ev.wait(10)
+    base = rss_kib()
+    base_anon = status_kib("RssAnon")
+    rs = []
     for i in range(n):
         r = dht.DhtRunner()
         r.run(port=0, ipv4="127.0.0.1", ipv6="::1", config=config)
@@ -46,6 +74,7 @@ def main():
         rs.append(r)
     time.sleep(float(os.environ.get("SETTLE", "5")))
     per_node = (rss_kib() - base) / n
+    anon_per_node = (status_kib("RssAnon") - base_anon) / n
 
     def timed_put(r, key, data):
         ev = threading.Event()
@@ -163,10 +192,11 @@ def main():
     print(
         "put_p50=%.3f put_p99=%.3f get_p50=%.3f get_p99=%.3f first_p50=%.3f missing=%d "
         "listen_p50=%.3f big_get_p50=%.3f big_get_p99=%.3f pairs_per_s=%.1f cpu_ms_per_pair=%.3f "
-        "rss_kib_per_node=%.1f"
+        "rss_kib_per_node=%.1f anon_kib_per_node=%.1f"
         % (
             pct(put_t, 50), pct(put_t, 99), pct(get_t, 50), pct(get_t, 99), pct(first_t, 50), missing,
             pct(listen_t, 50), pct(big_t, 50), pct(big_t, 99), rate, cpu_per_pair, per_node,
+            anon_per_node,
         ),
         flush=True,
     )

@@ -1006,6 +1006,23 @@ struct Slot {
     published: Option<dht_proto::Instant>,
 }
 
+impl Slot {
+    /// Frees what emptied callback tables hold: an emptied `BTreeMap` keeps its last leaf.
+    /// Done on timer ticks, as the node does.
+    fn compact(&mut self) {
+        fn reset<K, V>(m: &mut BTreeMap<K, V>) {
+            if m.is_empty() {
+                *m = BTreeMap::new();
+            }
+        }
+        reset(&mut self.gets);
+        reset(&mut self.get_ops);
+        reset(&mut self.puts);
+        reset(&mut self.listens);
+        reset(&mut self.listen_tokens);
+    }
+}
+
 impl Host {
     fn now(&self) -> dht_proto::Instant {
         to_proto(self.origin)
@@ -1045,6 +1062,7 @@ impl Host {
                 if let Some(slot) = self.slots.get_mut(&id) {
                     slot.deadline = None;
                     slot.node.handle_timeout(now);
+                    slot.compact();
                 }
                 self.after(id);
             }

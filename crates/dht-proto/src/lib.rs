@@ -111,6 +111,7 @@
 
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod compact;
 mod config;
 pub mod crypto;
 mod event;

@@ -2372,6 +2372,37 @@ impl Node {
             self.dirty.insert(skey);
         }
         self.after_input(now);
+        self.compact();
+    }
+
+    /// Gives back what emptied tables hold. A node's tables fill for a moment (a search, a
+    /// request in flight) and then stay empty for long; their leftover allocations would be
+    /// most of an idle node's heap. Called on timer ticks and when nothing of ours is in
+    /// flight, not after every datagram, so a busy node does not free and allocate the same
+    /// table again and again.
+    fn compact(&mut self) {
+        use crate::compact::Compact;
+        self.rpc.compact();
+        self.blacklist.compact();
+        self.limiter.compact();
+        self.reassembler.compact();
+        self.storage.compact();
+        for f in Family::ALL {
+            self.tables[f].compact();
+        }
+        self.searches.compact();
+        self.search_timers.compact();
+        self.search_wakeups.compact();
+        self.dirty.compact();
+        self.sockets.compact();
+        self.gets.compact();
+        self.puts.compact();
+        self.listens.compact();
+        self.transmits.compact();
+        self.events.compact();
+        self.internal_ops.compact();
+        self.internal_events.compact();
+        self.key_waits.compact();
     }
 
     /// Steps the searches touched by the last input, then updates statuses.
@@ -2391,6 +2422,10 @@ impl Node {
         if self.shutting_down && !self.shutdown_reported && self.puts.is_empty() {
             self.shutdown_reported = true;
             self.emit(Event::ShutdownComplete);
+        }
+        if self.searches.is_empty() && self.rpc.len() == 0 {
+            // Nothing of ours in flight: the moment the transient tables have emptied.
+            self.compact();
         }
     }
 

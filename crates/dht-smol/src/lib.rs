@@ -748,6 +748,21 @@ async fn readable(s: &Option<Async<UdpSocket>>) -> Wake {
 }
 
 impl Core {
+    /// Frees what emptied tables hold: an emptied `BTreeMap` keeps its last leaf. Done on
+    /// timer ticks, as the node does.
+    fn compact(&mut self) {
+        fn reset<K, V>(m: &mut BTreeMap<K, V>) {
+            if m.is_empty() {
+                *m = BTreeMap::new();
+            }
+        }
+        reset(&mut self.gets);
+        reset(&mut self.get_ops);
+        reset(&mut self.puts);
+        reset(&mut self.listens);
+        reset(&mut self.listen_tokens);
+    }
+
     fn now(&self) -> dht_proto::Instant {
         to_proto(self.origin)
     }
@@ -792,6 +807,7 @@ impl Core {
             let now = self.now();
             if self.node.poll_timeout().is_some_and(|t| t <= now) {
                 self.node.handle_timeout(now);
+                self.compact();
             }
             self.drain();
             if self.shutting_down && self.shutdown.is_empty() {

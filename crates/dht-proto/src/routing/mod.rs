@@ -139,6 +139,11 @@ pub(crate) struct RoutingTable {
 }
 
 impl RoutingTable {
+    /// Frees what an emptied graveyard holds (see [`crate::compact`]).
+    pub(crate) fn compact(&mut self) {
+        crate::compact::Compact::compact(&mut self.graveyard);
+    }
+
     pub(crate) fn new(family: Family, own: InfoHash, bootstrap_mode: bool) -> RoutingTable {
         RoutingTable {
             family,

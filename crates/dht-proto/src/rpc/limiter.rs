@@ -73,6 +73,11 @@ pub(crate) struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// Frees what the emptied table holds (see [`crate::compact`]).
+    pub(crate) fn compact(&mut self) {
+        crate::compact::Compact::compact(&mut self.peers);
+    }
+
     pub(crate) fn new(
         now: Instant,
         global: Option<u32>,

@@ -104,6 +104,14 @@ pub(crate) struct Rpc {
 }
 
 impl Rpc {
+    /// Frees what emptied tables hold (see [`crate::compact`]).
+    pub(crate) fn compact(&mut self) {
+        use crate::compact::Compact;
+        self.pending.compact();
+        self.timers.compact();
+        self.counters.compact();
+    }
+
     pub(crate) fn new(max_pending: usize) -> Rpc {
         Rpc {
             pending: BTreeMap::new(),
@@ -301,6 +309,13 @@ pub(crate) struct Blacklist {
 }
 
 impl Blacklist {
+    /// Frees what the emptied tables hold (see [`crate::compact`]).
+    pub(crate) fn compact(&mut self) {
+        use crate::compact::Compact;
+        self.set.compact();
+        self.order.compact();
+    }
+
     pub(crate) fn new(max: usize) -> Blacklist {
         Blacklist {
             max,

@@ -83,6 +83,14 @@ pub(crate) struct Storage {
 }
 
 impl Storage {
+    /// Frees what emptied tables hold (see [`crate::compact`]).
+    pub(crate) fn compact(&mut self) {
+        use crate::compact::Compact;
+        self.keys.compact();
+        self.expiries.compact();
+        self.per_ip.compact();
+    }
+
     pub(crate) fn new(limits: Limits) -> Storage {
         Storage {
             keys: BTreeMap::new(),

@@ -248,6 +248,15 @@ pub struct Reassembler {
     total_bytes: usize,
 }
 
+impl Reassembler {
+    /// Frees what the emptied table holds (see the node's compaction).
+    pub(crate) fn compact(&mut self) {
+        if self.sessions.is_empty() {
+            self.sessions = BTreeMap::new();
+        }
+    }
+}
+
 /// The `values` sizes a header announces, if it announces any.
 fn announced_sizes(msg: &Message) -> Option<&[u64]> {
     let values = match &msg.body {
