@@ -313,6 +313,15 @@ impl Node {
         v.into_iter().map(|(ip, _)| ip).collect()
     }
 
+    /// The first of [`Node::public_addresses`], without building the list (this runs for every
+    /// reply that reports our address).
+    fn top_public_address(&self, family: Family) -> Option<IpAddr> {
+        self.public_addrs[family]
+            .iter()
+            .min_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)))
+            .map(|e| e.0)
+    }
+
     /// The routing table of `family`, one bucket per paragraph, for display.
     pub fn routing_table_text(&self, family: Family) -> String {
         self.tables[family].describe(self.last_input)
@@ -757,14 +766,14 @@ impl Node {
 
     fn tally_public_address(&mut self, ip: IpAddr) {
         let fam = Family::of_ip(&ip);
-        let before = self.public_addresses(fam).first().copied();
+        let before = self.top_public_address(fam);
         let list = &mut self.public_addrs[fam];
         if let Some(e) = list.iter_mut().find(|e| e.0 == ip) {
             e.1 = e.1.saturating_add(1);
         } else if list.len() < MAX_PUBLIC_ADDRS {
             list.push((ip, 1));
         }
-        let after = self.public_addresses(fam).first().copied();
+        let after = self.top_public_address(fam);
         if after != before
             && let Some(addr) = after
         {

@@ -285,26 +285,23 @@ impl RoutingTable {
 
     /// Up to `count` nodes closest to `target`, closest first: good ones only, or every
     /// non-expired one.
-    pub(crate) fn closest(
-        &self,
+    pub(crate) fn closest<'a>(
+        &'a self,
         now: Instant,
         target: &InfoHash,
         count: usize,
         good_only: bool,
     ) -> Vec<NodeInfo> {
-        // Distances as two integers compare far faster than 20-byte arrays.
-        let key = |id: &InfoHash| {
-            let d = id.distance(target).0;
-            let (hi, lo) = d.split_at(16);
-            let hi = u128::from_be_bytes(hi.try_into().unwrap_or([0; 16]));
-            let lo = u32::from_be_bytes(lo.try_into().unwrap_or([0; 4]));
-            (hi, lo)
-        };
-        let mut out: Vec<((u128, u32), NodeInfo)> = Vec::with_capacity(2 * count + 8);
-        let take = |b: &Bucket, out: &mut Vec<((u128, u32), NodeInfo)>| {
+        // Distances as three words compare far faster than 20-byte arrays, and candidates are
+        // gathered by reference: only the `count` chosen become `NodeInfo`s.
+        type Candidate<'a> = ((u64, u64, u32), &'a NodeEntry);
+        let t = target.words();
+        let mut out: Vec<Candidate<'_>> = Vec::with_capacity(2 * count + 8);
+        let take = |b: &'a Bucket, out: &mut Vec<Candidate<'a>>| {
             for n in &b.nodes {
                 if if good_only { n.is_good(now) } else { !n.expired } {
-                    out.push((key(&n.id), n.info()));
+                    let w = n.id.words();
+                    out.push(((w.0 ^ t.0, w.1 ^ t.1, w.2 ^ t.2), n));
                 }
             }
         };
@@ -343,7 +340,7 @@ impl RoutingTable {
             out.truncate(count);
         }
         out.sort_unstable_by_key(|e| e.0);
-        out.into_iter().map(|(_, n)| n).collect()
+        out.into_iter().map(|(_, n)| n.info()).collect()
     }
 
     /// Removes expired nodes; their buckets' candidates are returned to be pinged. The removed

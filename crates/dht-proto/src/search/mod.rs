@@ -367,8 +367,8 @@ impl Search {
     fn trim(&mut self, changes: &mut Vec<ListenChange>) {
         let mut good = 0;
         let mut bad = 0;
-        let mut keep = Vec::with_capacity(self.nodes.len());
-        for n in self.nodes.drain(..) {
+        // In place, in order: nothing moves unless a node goes.
+        self.nodes.retain_mut(|n| {
             let ok = if n.is_bad() {
                 bad += 1;
                 good < SEARCH_NODES && bad <= MAX_BAD_NODES
@@ -376,13 +376,11 @@ impl Search {
                 good += 1;
                 good <= SEARCH_NODES
             };
-            if ok {
-                keep.push(n);
-            } else if let Some(l) = n.listen {
+            if !ok && let Some(l) = n.listen.take() {
                 changes.extend(l.cache.into_keys().map(ListenChange::Removed));
             }
-        }
-        self.nodes = keep;
+            ok
+        });
     }
 
     fn node_mut(&mut self, id: &InfoHash) -> Option<&mut SearchNode> {
@@ -619,13 +617,23 @@ impl Search {
     }
 
     pub(crate) fn is_synced(&self, now: Instant) -> bool {
-        let first: Vec<&SearchNode> = self.non_bad().take(TARGET_NODES).collect();
-        !first.is_empty() && first.iter().all(|n| n.is_synced(now))
+        self.first_all(|n| n.is_synced(now))
     }
 
     fn is_announced(&self, vid: ValueId, now: Instant) -> bool {
-        let first: Vec<&SearchNode> = self.non_bad().take(TARGET_NODES).collect();
-        !first.is_empty() && first.iter().all(|n| n.acked(vid, now))
+        self.first_all(|n| n.acked(vid, now))
+    }
+
+    /// Whether there is a non-bad node and the first [`TARGET_NODES`] of them all pass `f`.
+    fn first_all(&self, f: impl Fn(&SearchNode) -> bool) -> bool {
+        let mut any = false;
+        for n in self.non_bad().take(TARGET_NODES) {
+            if !f(n) {
+                return false;
+            }
+            any = true;
+        }
+        any
     }
 
     fn get_done(&self, g: &GetOp) -> bool {
@@ -764,6 +772,9 @@ impl Search {
     }
 
     fn send_announces(&mut self, now: Instant, reach: usize, out: &mut Vec<Action>) {
+        if self.announces.is_empty() {
+            return;
+        }
         let vids: Vec<(ValueId, bool)> = self.announces.iter().map(|a| (a.value.id, a.permanent)).collect();
         for (i, to, token) in self.reachable(now, reach) {
             let Some(n) = self.nodes.get_mut(i) else { continue };

@@ -304,7 +304,8 @@ impl Message {
 
     /// Encodes into a new vector.
     pub fn encode_to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128);
+        // Room for a reply with 8 nodes of each family, so most messages never reallocate.
+        let mut out = Vec::with_capacity(1024);
         encode(self, &mut out);
         out
     }
