@@ -393,6 +393,12 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     let (mut retrans, mut limited) = (0u64, 0u64);
     let sent_after: u64 = hs.iter().map(|h| h.stats().sent.iter().sum::<u64>()).sum();
     if std::env::var_os("BENCH_KINDS").is_some() {
+        let nodes = |f: usize| hs.iter().map(|h| h.stats().nodes[f]).sum::<usize>() as f64 / hs.len() as f64;
+        eprintln!(
+            "routing table size, average: IPv4 {:.1}, IPv6 {:.1}",
+            nodes(0),
+            nodes(1)
+        );
         let names = [
             "ping", "find", "get", "put", "listen", "refresh", "update", "reply", "error", "data",
         ];

@@ -751,50 +751,47 @@ impl Search {
 
     /// Among the first `reach` non-bad nodes, the synced ones holding a token: where announces
     /// and listens may go.
-    fn reachable(&self, now: Instant, reach: usize) -> Vec<(usize, NodeInfo, Token)> {
+    ///
+    /// As a set of indices into `nodes` (a bit each: the list holds at most 14 + 25), so that a
+    /// step, which runs on every reply, allocates nothing until it has something to send.
+    fn reachable(&self, now: Instant, reach: usize) -> u64 {
         self.nodes
             .iter()
             .enumerate()
+            .take(64)
             .filter(|(_, n)| !n.is_bad())
             .take(reach)
-            .filter(|(_, n)| n.is_synced(now))
-            .filter_map(|(i, n)| {
-                Some((
-                    i,
-                    NodeInfo {
-                        id: n.id,
-                        addr: n.addr,
-                    },
-                    n.token.clone()?,
-                ))
-            })
-            .collect()
+            .filter(|(_, n)| n.is_synced(now) && n.token.is_some())
+            .fold(0, |set, (i, _)| set | 1 << i)
     }
 
     fn send_announces(&mut self, now: Instant, reach: usize, out: &mut Vec<Action>) {
         if self.announces.is_empty() {
             return;
         }
-        let vids: Vec<(ValueId, bool)> = self.announces.iter().map(|a| (a.value.id, a.permanent)).collect();
-        for (i, to, token) in self.reachable(now, reach) {
-            let Some(n) = self.nodes.get_mut(i) else { continue };
-            for &(vid, permanent) in &vids {
-                let a = n.ack(vid);
-                if a.pending.is_some() || a.until.is_some_and(|u| now + REANNOUNCE_MARGIN < u) {
+        let set = self.reachable(now, reach);
+        for (i, n) in self.nodes.iter().enumerate().take(64) {
+            if set & 1 << i == 0 {
+                continue;
+            }
+            let Some(token) = &n.token else { continue };
+            let to = NodeInfo {
+                id: n.id,
+                addr: n.addr,
+            };
+            for a in &self.announces {
+                let (vid, permanent) = (a.value.id, a.permanent);
+                let ack = n.acks.iter().find(|k| k.vid == vid);
+                if ack.is_some_and(|a| {
+                    a.pending.is_some() || a.until.is_some_and(|u| now + REANNOUNCE_MARGIN < u)
+                }) {
                     continue;
                 }
-                if permanent && a.stored {
-                    out.push(Action::Refresh {
-                        to,
-                        token: token.clone(),
-                        vid,
-                    });
+                let token = token.clone();
+                if permanent && ack.is_some_and(|a| a.stored) {
+                    out.push(Action::Refresh { to, token, vid });
                 } else {
-                    out.push(Action::Put {
-                        to,
-                        token: token.clone(),
-                        vid,
-                    });
+                    out.push(Action::Put { to, token, vid });
                 }
             }
         }
@@ -808,16 +805,23 @@ impl Search {
             Some((_, q)) if self.listens.iter().all(|(_, o)| o == q) => q.clone(),
             _ => Query::default(),
         };
-        for (i, to, token) in self.reachable(now, reach) {
-            let Some(n) = self.nodes.get(i) else { continue };
+        let set = self.reachable(now, reach);
+        for (i, n) in self.nodes.iter().enumerate().take(64) {
+            if set & 1 << i == 0 {
+                continue;
+            }
+            let Some(token) = &n.token else { continue };
             let due = match &n.listen {
                 None => true,
                 Some(l) => l.pending.is_none() && l.refresh_at.is_none_or(|t| t <= now),
             };
             if due {
                 out.push(Action::Listen {
-                    to,
-                    token,
+                    to: NodeInfo {
+                        id: n.id,
+                        addr: n.addr,
+                    },
+                    token: token.clone(),
                     sid: n.listen.as_ref().map(|l| l.sid),
                     query: query.clone(),
                 });
