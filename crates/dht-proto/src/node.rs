@@ -484,8 +484,32 @@ impl Node {
         msg
     }
 
+    /// Encodes `msg` (stamped) into an exact-size buffer, through a scratch buffer of the
+    /// thread's that keeps its capacity: a message costs one allocation, and a request kept for
+    /// retransmission holds no spare capacity. (A buffer per thread, not per node: a thread
+    /// may carry thousands of nodes.)
+    fn encode(&self, msg: Message) -> Vec<u8> {
+        thread_local! {
+            static SCRATCH: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
+        }
+        let msg = self.stamp(msg);
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                crate::wire::encode(&msg, &mut buf);
+                let out = buf.to_vec();
+                if buf.capacity() > 4096 {
+                    // A big message passed: do not keep its buffer.
+                    *buf = Vec::new();
+                }
+                out
+            }
+            Err(_) => msg.encode_to_vec(),
+        })
+    }
+
     fn send_message(&mut self, to: SocketAddr, msg: Message, kind: MessageKind) {
-        let data = self.stamp(msg).encode_to_vec();
+        let data = self.encode(msg);
         self.stats.count_out(kind);
         self.queue(to, data);
     }
@@ -521,7 +545,7 @@ impl Node {
         }
         let tid = self.rpc.next_tid(to, &mut self.rng);
         let mk = request_kind(&kind);
-        let packet = self.stamp(Message::request(tid, self.id, kind)).encode_to_vec();
+        let packet = self.encode(Message::request(tid, self.id, kind));
         let parts = self.value_parts(tid, data);
         self.stats.count_out(mk);
         self.queue(to, packet.clone());

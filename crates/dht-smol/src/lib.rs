@@ -204,7 +204,9 @@ enum Command {
 }
 
 struct Inner {
-    tx: Sender<Command>,
+    /// Boxed: the channel allocates its slots 31 at a time, and a `Command` carrying a value is
+    /// a few hundred bytes.
+    tx: Sender<Box<Command>>,
     addrs: Vec<SocketAddr>,
     id: InfoHash,
     next: AtomicU64,
@@ -353,7 +355,7 @@ impl Node {
             listen_tokens: BTreeMap::new(),
             shutdown: Vec::new(),
             shutting_down: false,
-            out: Vec::with_capacity(2048),
+            out: Vec::new(),
         };
         Ok((Node { inner }, Driver(Box::pin(core.run()))))
     }
@@ -366,7 +368,7 @@ impl Node {
     }
 
     fn send(&self, c: Command) -> Result<(), Error> {
-        self.inner.tx.try_send(c).map_err(|_| Error::Closed)
+        self.inner.tx.try_send(Box::new(c)).map_err(|_| Error::Closed)
     }
 
     fn next(&self) -> u64 {
@@ -719,7 +721,7 @@ struct Core {
     origin: StdInstant,
     sock4: Option<Async<UdpSocket>>,
     sock6: Option<Async<UdpSocket>>,
-    rx: Receiver<Command>,
+    rx: Receiver<Box<Command>>,
     inner: std::sync::Weak<Inner>,
     gets: BTreeMap<OpId, (u64, Sender<GetMsg>)>,
     get_ops: BTreeMap<u64, OpId>,
@@ -776,7 +778,7 @@ impl Core {
             });
             let wake = {
                 let rx = &self.rx;
-                let cmd = async { Wake::Command(rx.recv().await.ok().map(Box::new)) };
+                let cmd = async { Wake::Command(rx.recv().await.ok()) };
                 let timer = async {
                     match deadline {
                         Some(t) => {
@@ -821,7 +823,7 @@ impl Core {
     fn commands(&mut self) -> bool {
         loop {
             match self.rx.try_recv() {
-                Ok(c) => self.command(c),
+                Ok(c) => self.command(*c),
                 Err(smol::channel::TryRecvError::Empty) => return true,
                 Err(smol::channel::TryRecvError::Closed) => return false,
             }

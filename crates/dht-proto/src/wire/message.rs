@@ -304,8 +304,7 @@ impl Message {
 
     /// Encodes into a new vector.
     pub fn encode_to_vec(&self) -> Vec<u8> {
-        // Room for a reply with 8 nodes of each family, so most messages never reallocate.
-        let mut out = Vec::with_capacity(1024);
+        let mut out = Vec::with_capacity(256);
         encode(self, &mut out);
         out
     }
