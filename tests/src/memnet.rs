@@ -112,6 +112,8 @@ impl MemNet {
     pub fn add(&mut self, config: Config) -> usize {
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
+        let mut config = config;
+        config.dual_stack = self.stack == Stack::Dual;
         let mut node = Node::new(config, seed, self.now);
         node.set_unix_time(
             self.now,

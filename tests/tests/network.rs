@@ -653,3 +653,28 @@ fn signed_and_encrypted_values_hold_against_a_malicious_node() {
     let outcome = put_done(&net, carol, put.op).unwrap();
     assert_eq!((outcome.total_acked(), outcome.targeted), (0, [0, 0]));
 }
+
+/// Dual-stack nodes that joined over IPv4 only learn their peers' IPv6 addresses: maintenance
+/// asks for both families' nodes because the node has both sockets (OpenDHT's `want`), not
+/// because both routing tables already have a node (which, for a node that joined over IPv4,
+/// never happens).
+#[test]
+fn nodes_joined_over_ipv4_learn_ipv6_peers() {
+    let mut net = MemNet::new(21, Stack::Dual, Duration::from_millis(10));
+    for _ in 0..30 {
+        net.add(dht_proto::Config::default());
+    }
+    for i in 1..30 {
+        let now = net.now;
+        net.nodes[i].bootstrap(now, MemNet::addr4(0));
+        // A few join over both families, so some routing tables have IPv6 nodes to give.
+        if i < 6 {
+            net.nodes[i].bootstrap(now, MemNet::addr6(0));
+        }
+        net.flush(i);
+    }
+    net.run_for(Duration::from_secs(10 * 60));
+    let v4_only_joiners_with_v6 = (6..30).filter(|&i| net.nodes[i].stats().nodes[1] > 0).count();
+    assert_eq!(v4_only_joiners_with_v6, 24, "every IPv4 joiner learns IPv6 peers");
+    assert!(connected(&net, Family::V6));
+}

@@ -527,7 +527,9 @@ impl Runner {
             s
         });
         let now = to_proto(host.origin);
-        let mut node = Node::new(config.node, seed, now);
+        let mut node_config = config.node;
+        node_config.dual_stack = sock4.is_some() && sock6.is_some();
+        let mut node = Node::new(node_config, seed, now);
         node.set_unix_time(now, unix_now());
         for addr in bootstrap {
             node.bootstrap(now, addr);

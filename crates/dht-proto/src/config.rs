@@ -21,6 +21,11 @@ pub struct Config {
     pub is_client: bool,
     /// Bootstrap mode: split buckets far from our id down to depth 6, as OpenDHT's bootstrap nodes do.
     pub bootstrap_mode: bool,
+    /// The driver has a socket of each family. Maintenance then asks peers for nodes of both
+    /// families (OpenDHT's `want` when it has both sockets), so a node reached over one family
+    /// learns its peers' addresses in the other. Drivers set it from the sockets they bound;
+    /// default: true.
+    pub dual_stack: bool,
     /// Listens are re-sent every 4 min 50 s instead of every 20 s (OpenDHT's `public_stable`), and an
     /// expired search does not reset the family's connectivity.
     pub public_stable: bool,
@@ -91,6 +96,7 @@ impl Default for Config {
             network: 0,
             is_client: false,
             bootstrap_mode: false,
+            dual_stack: true,
             public_stable: false,
             types: ValueType::defaults().to_vec(),
             max_req_per_sec: Some(8192),

@@ -2532,7 +2532,7 @@ impl Node {
     /// `confirmNodes`: bucket maintenance, else neighbourhood maintenance (§4.3).
     fn maintenance(&mut self, now: Instant) {
         let mut sent = false;
-        let dual = self.tables.iter().all(|t| t.len() > 0);
+        let dual = self.config.dual_stack;
         for fam in Family::ALL {
             if self.status[fam] == Status::Connected {
                 self.start_join(now, fam);

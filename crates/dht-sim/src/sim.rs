@@ -174,7 +174,9 @@ impl Sim {
     fn new_node(&mut self) -> Node {
         let mut seed = [0u8; 32];
         self.node_seeds.fill_bytes(&mut seed);
-        let mut node = Node::new(self.config.node.clone(), seed, self.now);
+        let mut config = self.config.node.clone();
+        config.dual_stack = self.config.stack == Stack::Dual;
+        let mut node = Node::new(config, seed, self.now);
         node.set_unix_time(self.now, Sim::unix_at(self.now));
         node
     }

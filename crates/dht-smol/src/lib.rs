@@ -328,7 +328,9 @@ impl Node {
         });
         let origin = StdInstant::now();
         let now = to_proto(origin);
-        let mut node = dht_proto::Node::new(config.node, seed, now);
+        let mut node_config = config.node;
+        node_config.dual_stack = sock4.is_some() && sock6.is_some();
+        let mut node = dht_proto::Node::new(node_config, seed, now);
         node.set_unix_time(now, unix_now());
         let (tx, rx) = smol::channel::unbounded();
         let mut vid_seed = [0u8; 8];
