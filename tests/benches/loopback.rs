@@ -26,37 +26,9 @@ use dht_proto::value::{Query, Value};
 use dht_proto::{InfoHash, PutOptions};
 
 /// Counts live heap bytes while the nodes start, to tell the heap a node holds from what the
-/// allocator keeps around. It stops counting before the timed phases: a shared counter bumped
-/// on every allocation from two threads would cost ours a few per cent that a user never pays.
-struct Counting;
-
-static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
-static COUNTING: AtomicBool = AtomicBool::new(true);
-
-// SAFETY: forwards to the system allocator; only counts sizes.
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        }
-        unsafe { std::alloc::System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        }
-        unsafe { std::alloc::System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        }
-        unsafe { std::alloc::System.realloc(p, l, new) }
-    }
-}
-
+/// allocator keeps around; stopped before the timed phases.
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: dht_tests::counting::Counting = dht_tests::counting::Counting;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -221,7 +193,7 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     timed_put(&warm[1].handle(), wk, b"warm".to_vec());
     timed_get(&warm[2].handle(), wk);
     let base = rss_kib();
-    let live0 = LIVE.load(Ordering::Relaxed);
+    let live0 = dht_tests::counting::live();
     let mut rs: Vec<Runner> = Vec::new();
     for i in 0..n {
         let mut s = [3u8; 32];
@@ -249,8 +221,8 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     std::thread::sleep(Duration::from_secs(env("SETTLE", 5)));
     let now = rss_kib();
     let per_node = ((now.0 - base.0) / n as f64, (now.1 - base.1) / n as f64);
-    let heap_per_node = (LIVE.load(Ordering::Relaxed) - live0) as f64 / 1024.0 / n as f64;
-    COUNTING.store(false, Ordering::Relaxed);
+    let heap_per_node = (dht_tests::counting::live() - live0) as f64 / 1024.0 / n as f64;
+    dht_tests::counting::stop();
     let hs: Vec<Handle> = rs.iter().map(|r| r.handle()).collect();
 
     let ops = 200;
@@ -486,7 +458,7 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
         let _ = warm[1].put(wk, Value::new(0, b"warm".to_vec())).await;
         let _ = warm[2].get_all(wk).await;
         let base = rss_kib();
-        let live0 = LIVE.load(Ordering::Relaxed);
+        let live0 = dht_tests::counting::live();
         let mut nodes: Vec<dht_smol::Node> = Vec::new();
         for i in 0..n {
             let mut s = [3u8; 32];
@@ -512,8 +484,8 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
         smol::Timer::after(Duration::from_secs(env("SETTLE", 5))).await;
         let now = rss_kib();
         let per_node = ((now.0 - base.0) / n as f64, (now.1 - base.1) / n as f64);
-        let heap_per_node = (LIVE.load(Ordering::Relaxed) - live0) as f64 / 1024.0 / n as f64;
-        COUNTING.store(false, Ordering::Relaxed);
+        let heap_per_node = (dht_tests::counting::live() - live0) as f64 / 1024.0 / n as f64;
+        dht_tests::counting::stop();
         let ops = 200;
         let (mut put_t, mut get_t, mut first_t, mut missing) = (Vec::new(), Vec::new(), Vec::new(), 0);
         let keys: Vec<InfoHash> = (0..ops)

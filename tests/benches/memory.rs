@@ -8,43 +8,19 @@
 //! Run: `cargo bench -p dht-tests --bench memory`. Prints figures; exits non-zero if the first
 //! target is missed.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use dht_proto::value::Value;
 use dht_proto::wire::{self, Body, Message, Reply, RequestKind, Values};
 use dht_proto::{Config, InfoHash, Instant, Node};
+use dht_tests::counting::{Counting, live};
 use dht_tests::memnet::{MemNet, Stack};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
 #[global_allocator]
 static A: Counting = Counting;
-
-fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
-}
 
 /// Bytes freed by dropping `x`.
 fn footprint<T>(x: T) -> isize {

@@ -1,6 +1,7 @@
 //! Helpers shared by the cross-crate tests: loading golden vectors and running a real OpenDHT
 //! `dhtnode` on loopback.
 
+pub mod counting;
 pub mod memnet;
 pub mod opendht;
 pub mod udp_node;

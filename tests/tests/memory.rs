@@ -3,31 +3,10 @@
 //! `cargo bench -p dht-tests --bench memory` and `--bench loopback`; this test keeps them from
 //! sliding back.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
+use dht_tests::counting::{Counting, live};
 use dht_tests::memnet::{MemNet, Stack};
-
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
 
 #[global_allocator]
 static A: Counting = Counting;
@@ -37,9 +16,9 @@ fn idle_heap_per_node(stack: Stack, secs: u64) -> f64 {
     let mut net = MemNet::build(11, stack, 100);
     net.run_for(Duration::from_secs(secs));
     let nodes = std::mem::take(&mut net.nodes);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live();
     drop(nodes);
-    (before - LIVE.load(Ordering::Relaxed)) as f64 / 100.0
+    (before - live()) as f64 / 100.0
 }
 
 /// A dual-stack node in a 100-node network holds its two routing tables (about 30 nodes
