@@ -1666,3 +1666,110 @@ fn forged_values_in_get_replies_and_listen_updates_are_never_delivered() {
     assert_eq!(added, vec![good]);
     assert_eq!(n.stats().bad_signatures, before + 1);
 }
+
+/// Twelve peers at XOR distance 1 to 12 from `key`: peer `i` is the `i`-th closest.
+fn ranked_peers(key: InfoHash) -> Vec<(InfoHash, SocketAddr)> {
+    (1..=12u8)
+        .map(|i| {
+            let mut id = key;
+            id.0[19] ^= i;
+            (id, SocketAddr::from(([10, 0, 1, i], 5000 + u16::from(i))))
+        })
+        .collect()
+}
+
+/// Drives a put over `peers`, answering every request except those to `silent`, until the put
+/// is done; returns the 1-based rank of every peer that was sent a find, in order.
+fn put_asking(peers: &[(InfoHash, SocketAddr)], silent: Option<usize>) -> (Vec<usize>, PutOutcome) {
+    let mut n = node();
+    for p in peers {
+        n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
+    }
+    let _ = drain(&mut n);
+    let key = InfoHash::get("k");
+    let h = n
+        .put(t(1), key, Value::new(1, b"x".to_vec()), PutOptions::default())
+        .unwrap();
+    let mut asked = Vec::new();
+    let mut now = 2;
+    for _ in 0..200 {
+        let out = drain(&mut n);
+        for (to, m) in out {
+            let rank = peers.iter().position(|p| p.1 == to).expect("a known peer") + 1;
+            let Body::Request(req) = &m.body else { continue };
+            match &req.kind {
+                RequestKind::Find { target, .. } if *target == key => asked.push(rank),
+                RequestKind::Ping | RequestKind::Find { .. } => {}
+                RequestKind::Put { .. } => {}
+                k => panic!("unexpected request {k:?}"),
+            }
+            if silent == Some(rank) {
+                continue;
+            }
+            // As a real node would: the 8 closest it knows, itself left out.
+            let closest = peers
+                .iter()
+                .filter(|p| p.1 != to)
+                .take(8)
+                .map(|p| NodeInfo { id: p.0, addr: p.1 })
+                .collect();
+            let mut r = Reply {
+                id: peers[rank - 1].0,
+                token: Some(vec![1; 20]),
+                nodes4: closest,
+                ..Reply::default()
+            };
+            if let RequestKind::Put {
+                values: Values::Inline(v),
+                ..
+            } = &req.kind
+            {
+                r.vid = Some(v[0].id);
+            }
+            send(&mut n, t(now), to, &Message::reply(m.tid, r));
+            now += 1;
+        }
+        if let Some(done) = events(&mut n).iter().find_map(|e| match e {
+            Event::PutDone { op, outcome, .. } if *op == h.op => Some(*outcome),
+            _ => None,
+        }) {
+            return (asked, done);
+        }
+        // Nothing left to answer: let time run to the node's next deadline.
+        if let Some(next) = n.poll_timeout() {
+            now = now.max(next.as_micros().div_ceil(1000));
+            n.handle_timeout(t(now));
+        }
+    }
+    panic!("the put never finished; finds sent to {asked:?}");
+}
+
+#[test]
+fn a_search_asks_only_the_closest_eight_nodes() {
+    let peers = ranked_peers(InfoHash::get("k"));
+    let (mut asked, outcome) = put_asking(&peers, None);
+    asked.sort_unstable();
+    assert_eq!(
+        asked,
+        (1..=8).collect::<Vec<_>>(),
+        "each of the closest 8 once, no other"
+    );
+    assert_eq!(outcome.acked, [8, 0]);
+    assert!(outcome.ok());
+}
+
+#[test]
+fn a_silent_node_among_the_closest_eight_brings_in_the_ninth() {
+    let peers = ranked_peers(InfoHash::get("k"));
+    let (asked, outcome) = put_asking(&peers, Some(3));
+    assert!(
+        asked.contains(&9),
+        "the 9th closest takes the silent 3rd's place: {asked:?} {outcome:?}"
+    );
+    assert!(
+        asked.iter().all(|&r| r <= 9),
+        "nobody past the 9th is asked: {asked:?}"
+    );
+    assert_eq!(outcome.acked, [8, 0]);
+    assert!(outcome.ok());
+}
