@@ -701,15 +701,11 @@ impl Search {
             self.send_listens(now, reach.min(LISTEN_NODES), public_stable, &mut out);
             self.send_announces(now, reach, &mut out);
         }
-        // Keep up to α gets or finds in flight, to the first `TARGET_NODES` non-bad nodes only:
-        // they are the ones whose replies sync the search. A node further down is asked once
-        // one of them turns bad (a request to it went unanswered twice) or a reply shows it is
-        // not among the closest, so a lost datagram still does not stall the search; OpenDHT
-        // asks nodes down to the 14th, which costs about a quarter more datagrams per search.
+        // Keep up to α gets or finds in flight.
         let query = self.get_query();
         let mut in_flight = self.non_bad().filter(|n| n.get_pending.is_some()).count();
         let wanted = !self.is_idle();
-        for n in self.non_bad().take(TARGET_NODES) {
+        for n in &self.nodes {
             if in_flight >= ALPHA || !wanted {
                 break;
             }
