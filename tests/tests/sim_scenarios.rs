@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use dht_proto::value::Value;
-use dht_proto::{InfoHash, PutOptions};
-use dht_sim::net::{Loss, NetConfig};
+use dht_proto::{Family, InfoHash, PutOptions, Status};
+use dht_sim::net::{LinkLatency, Loss, NetConfig};
 use dht_sim::{Op, Sim, SimConfig, run_seeds};
 
 fn build(seed: u64, nodes: usize, net: NetConfig) -> Sim {
@@ -347,5 +347,60 @@ fn crashed_nodes_fall_silent_and_restart_with_or_without_their_state() {
             sim.run_until(Duration::from_secs(30), |s| s.status(h, dht_proto::Family::V4)
                 == Some(dht_proto::Status::Connected))
         );
+    });
+}
+
+#[test]
+fn a_young_network_finds_every_value() {
+    // All 100 nodes bootstrap at once, each from one node that started before it, and the puts
+    // begin half a second after the last one connected: routing tables are still thin, and a
+    // search's closest 8 are not always the true ones. Every value must still be found.
+    run_seeds("a_young_network_finds_every_value", &[1, 2, 3], |seed| {
+        let mut sim = Sim::new(SimConfig {
+            seed,
+            nodes: 100,
+            net: NetConfig {
+                latency: LinkLatency::Uniform(Duration::from_micros(50), Duration::from_millis(2)),
+                ..NetConfig::default()
+            },
+            ..SimConfig::default()
+        });
+        for i in 1..100 {
+            sim.bootstrap(i, 1);
+        }
+        let mut waited = Duration::ZERO;
+        while !(0..100).all(|i| sim.status(i, Family::V4) == Some(Status::Connected)) {
+            assert!(
+                waited < Duration::from_secs(60),
+                "bootstrap did not connect every node"
+            );
+            sim.run_for(Duration::from_millis(10));
+            waited += Duration::from_millis(10);
+        }
+        sim.run_for(Duration::from_millis(500));
+        let mut missing = Vec::new();
+        for i in 0..100 {
+            let k = InfoHash::get(format!("young {seed} {i}"));
+            let from = sim.random_up();
+            let p = sim.put(from, k, Value::new(0, b"v".to_vec()), PutOptions::default());
+            assert!(
+                sim.run_until_done(&[p], Duration::from_secs(60)),
+                "put did not finish"
+            );
+            let vid = sim.op(p).and_then(|r| r.vid).expect("put has a vid");
+            let mut at = sim.random_up();
+            while at == from {
+                at = sim.random_up();
+            }
+            let g = sim.get(at, k);
+            assert!(
+                sim.run_until_done(&[g], Duration::from_secs(60)),
+                "get did not finish"
+            );
+            if !sim.found(g, vid) {
+                missing.push(i);
+            }
+        }
+        assert!(missing.is_empty(), "values not found: {missing:?}");
     });
 }

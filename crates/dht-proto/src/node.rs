@@ -1311,8 +1311,9 @@ impl Node {
                     values.extend(rows.rows.iter().map(value_of_row));
                 }
                 if !values.is_empty()
-                    && let Some(s) = self.searches.get(&skey)
+                    && let Some(s) = self.searches.get_mut(&skey)
                 {
+                    s.on_values(&values);
                     let ops: Vec<OpId> = s.gets.iter().map(|g| g.op).collect();
                     for op in ops {
                         self.deliver(op, &values);

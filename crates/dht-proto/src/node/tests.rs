@@ -1694,6 +1694,7 @@ fn put_asking(peers: &[(InfoHash, SocketAddr)], silent: Option<usize>) -> (Vec<u
     let mut now = 2;
     for _ in 0..200 {
         let out = drain(&mut n);
+        let idle = out.is_empty();
         for (to, m) in out {
             let rank = peers.iter().position(|p| p.1 == to).expect("a known peer") + 1;
             let Body::Request(req) = &m.body else { continue };
@@ -1736,7 +1737,7 @@ fn put_asking(peers: &[(InfoHash, SocketAddr)], silent: Option<usize>) -> (Vec<u
             return (asked, done);
         }
         // Nothing left to answer: let time run to the node's next deadline.
-        if let Some(next) = n.poll_timeout() {
+        if idle && let Some(next) = n.poll_timeout() {
             now = now.max(next.as_micros().div_ceil(1000));
             n.handle_timeout(t(now));
         }
@@ -1751,4 +1752,86 @@ fn a_silent_node_among_the_closest_eight_does_not_stall_a_put() {
     assert!(asked.contains(&9), "the 9th closest is asked: {asked:?}");
     assert_eq!(outcome.acked, [8, 0], "8 others hold the value: {asked:?}");
     assert!(outcome.ok());
+}
+
+/// Drives a get over `peers` until it is done, every peer answering, one reply at a time (as
+/// replies arrive from a real network); the peers ranked in `holders` (1-based) reply with a
+/// value. Returns the rank of every peer asked, in order, and whether the value came.
+fn get_asking(peers: &[(InfoHash, SocketAddr)], holders: &[usize]) -> (Vec<usize>, bool) {
+    let mut n = node();
+    for p in peers {
+        n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
+    }
+    let _ = drain(&mut n);
+    let key = InfoHash::get("k");
+    let op = n.get(t(1), key, Query::default()).unwrap();
+    let (mut asked, mut found) = (Vec::new(), false);
+    let mut queue = std::collections::VecDeque::new();
+    let mut now = 2;
+    for _ in 0..400 {
+        for (to, m) in drain(&mut n) {
+            let rank = peers.iter().position(|p| p.1 == to).expect("a known peer") + 1;
+            if let Body::Request(Request {
+                kind: RequestKind::Get { key: k, .. },
+                ..
+            }) = &m.body
+                && *k == key
+            {
+                asked.push(rank);
+            }
+            queue.push_back((rank, to, m));
+        }
+        if let Some((rank, to, m)) = queue.pop_front() {
+            let Body::Request(req) = &m.body else { continue };
+            let closest = peers
+                .iter()
+                .filter(|p| p.1 != to)
+                .take(8)
+                .map(|p| NodeInfo { id: p.0, addr: p.1 })
+                .collect();
+            let mut r = Reply {
+                id: peers[rank - 1].0,
+                token: Some(vec![1; 20]),
+                nodes4: closest,
+                ..Reply::default()
+            };
+            if matches!(req.kind, RequestKind::Get { .. }) && holders.contains(&rank) {
+                r.values = Some(Values::Inline(vec![Value::new(7, b"x".to_vec())]));
+            }
+            send(&mut n, t(now), to, &Message::reply(m.tid, r));
+            now += 1;
+        } else if let Some(next) = n.poll_timeout() {
+            now = now.max(next.as_micros().div_ceil(1000));
+            n.handle_timeout(t(now));
+        }
+        for e in events(&mut n) {
+            match e {
+                Event::Values { op: o, .. } if o == op => found = true,
+                Event::GetDone { op: o, .. } if o == op => return (asked, found),
+                _ => {}
+            }
+        }
+    }
+    panic!("the get never finished; gets sent to {asked:?}");
+}
+
+#[test]
+fn a_get_that_has_found_a_value_asks_only_the_closest_eight() {
+    let peers = ranked_peers(InfoHash::get("k"));
+    let (mut asked, found) = get_asking(&peers, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    assert!(found);
+    asked.sort_unstable();
+    assert_eq!(
+        asked,
+        (1..=8).collect::<Vec<_>>(),
+        "each of the closest 8 once, no other"
+    );
+}
+
+#[test]
+fn a_get_that_has_found_nothing_looks_past_the_closest_eight() {
+    let peers = ranked_peers(InfoHash::get("k"));
+    let (asked, found) = get_asking(&peers, &[]);
+    assert!(!found);
+    assert!(asked.contains(&9), "the 9th closest is asked too: {asked:?}");
 }

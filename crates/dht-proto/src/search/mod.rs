@@ -133,6 +133,8 @@ pub(crate) struct GetOp {
     pub op: OpId,
     pub query: Query,
     started: Instant,
+    /// A reply has brought a value this get matches.
+    found: bool,
 }
 
 /// A value this search announces.
@@ -246,6 +248,7 @@ impl Search {
             op,
             query,
             started: now,
+            found: false,
         });
         self.revive(now);
     }
@@ -301,6 +304,13 @@ impl Search {
             }
         }
         out
+    }
+
+    /// A get reply brought `values`: the gets that match one of them have found something.
+    pub(crate) fn on_values(&mut self, values: &[Value]) {
+        for g in &mut self.gets {
+            g.found |= values.iter().any(|v| g.query.where_.matches(v));
+        }
     }
 
     pub(crate) fn remove_get(&mut self, op: OpId) {
@@ -701,11 +711,21 @@ impl Search {
             self.send_listens(now, reach.min(LISTEN_NODES), public_stable, &mut out);
             self.send_announces(now, reach, &mut out);
         }
-        // Keep up to α gets or finds in flight.
+        // Keep up to α gets or finds in flight. Like OpenDHT, ask down to the 14th node while
+        // that may help: a put's or a listen's placement, or a get that has found nothing yet
+        // (in a young network the closest 8 a search converges on are not always the true
+        // ones, and the extra replies are what finds the holders). Once every get of a plain
+        // get search has found a value, only the first 8 non-bad nodes, whose replies complete
+        // it, are asked: about 4 requests and replies fewer per get.
         let query = self.get_query();
         let mut in_flight = self.non_bad().filter(|n| n.get_pending.is_some()).count();
         let wanted = !self.is_idle();
-        for n in &self.nodes {
+        let narrow = self.announces.is_empty()
+            && self.listens.is_empty()
+            && !self.gets.is_empty()
+            && self.gets.iter().all(|g| g.found);
+        let window = if narrow { TARGET_NODES } else { usize::MAX };
+        for n in self.non_bad().take(window) {
             if in_flight >= ALPHA || !wanted {
                 break;
             }
