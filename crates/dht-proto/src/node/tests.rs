@@ -1679,8 +1679,14 @@ fn ranked_peers(key: InfoHash) -> Vec<(InfoHash, SocketAddr)> {
 }
 
 /// Drives a put over `peers`, answering every request except those to `silent`, until the put
-/// is done; returns the 1-based rank of every peer that was sent a find, in order.
-fn put_asking(peers: &[(InfoHash, SocketAddr)], silent: Option<usize>) -> (Vec<usize>, PutOutcome) {
+/// is done; returns the 1-based rank of every peer that was sent a find, in order. Replies
+/// list the 8 closest peers but the replier; with `ninth_from`, they list only the closest 8,
+/// and that peer's reply the 9th as well.
+fn put_asking(
+    peers: &[(InfoHash, SocketAddr)],
+    silent: Option<usize>,
+    ninth_from: Option<usize>,
+) -> (Vec<usize>, PutOutcome) {
     let mut n = node();
     for p in peers {
         n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
@@ -1710,9 +1716,12 @@ fn put_asking(peers: &[(InfoHash, SocketAddr)], silent: Option<usize>) -> (Vec<u
             // As a real node would: the 8 closest it knows, itself left out.
             let closest = peers
                 .iter()
-                .filter(|p| p.1 != to)
+                .enumerate()
+                .filter(|&(i, p)| {
+                    p.1 != to && ninth_from.is_none_or(|from| i < 8 || (i == 8 && from == rank))
+                })
                 .take(8)
-                .map(|p| NodeInfo { id: p.0, addr: p.1 })
+                .map(|(_, p)| NodeInfo { id: p.0, addr: p.1 })
                 .collect();
             let mut r = Reply {
                 id: peers[rank - 1].0,
@@ -1746,9 +1755,23 @@ fn put_asking(peers: &[(InfoHash, SocketAddr)], silent: Option<usize>) -> (Vec<u
 }
 
 #[test]
+fn a_synced_put_asks_no_further_than_the_closest_eight() {
+    let peers = ranked_peers(InfoHash::get("k"));
+    // The 9th is learned from the reply that syncs the search, the last of the closest 8.
+    let (mut asked, outcome) = put_asking(&peers, None, Some(8));
+    asked.sort_unstable();
+    assert_eq!(
+        asked,
+        (1..=8).collect::<Vec<_>>(),
+        "each of the closest 8 once, no other"
+    );
+    assert_eq!(outcome.acked, [8, 0]);
+}
+
+#[test]
 fn a_silent_node_among_the_closest_eight_does_not_stall_a_put() {
     let peers = ranked_peers(InfoHash::get("k"));
-    let (asked, outcome) = put_asking(&peers, Some(3));
+    let (asked, outcome) = put_asking(&peers, Some(3), None);
     assert!(asked.contains(&9), "the 9th closest is asked: {asked:?}");
     assert_eq!(outcome.acked, [8, 0], "8 others hold the value: {asked:?}");
     assert!(outcome.ok());
