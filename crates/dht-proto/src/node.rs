@@ -408,24 +408,29 @@ impl Node {
     /// When [`Node::handle_timeout`] must next be called; `None`: only on new input.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = [
-            self.rpc.next_deadline(),
-            self.reassembler.next_deadline(),
-            self.storage.next_expiry(),
-            Some(self.tokens.next_rotation()),
-            self.bootstrap_at,
-            Some(self.confirm_at),
-            Some(self.expire_at),
-            self.config.replicate.then_some(self.replicate_at),
-            self.search_timers.first().map(|t| t.0),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        if !self.dirty.is_empty() {
-            next = Some(next.map_or(self.last_input, |n| n.min(self.last_input)));
+        // Called after every input: folded by hand, not through an array of options (which the
+        // compiler copies before it iterates).
+        fn earliest(a: Instant, b: Option<Instant>) -> Instant {
+            match b {
+                Some(b) if b < a => b,
+                _ => a,
+            }
         }
-        next
+        let mut t = self
+            .tokens
+            .next_rotation()
+            .min(self.confirm_at)
+            .min(self.expire_at);
+        t = earliest(t, self.rpc.next_deadline());
+        t = earliest(t, self.reassembler.next_deadline());
+        t = earliest(t, self.storage.next_expiry());
+        t = earliest(t, self.bootstrap_at);
+        t = earliest(t, self.config.replicate.then_some(self.replicate_at));
+        t = earliest(t, self.search_timers.first().map(|t| t.0));
+        if !self.dirty.is_empty() {
+            t = t.min(self.last_input);
+        }
+        Some(t)
     }
 
     fn emit(&mut self, mut e: Event) {
