@@ -773,53 +773,8 @@ fn a_401_on_put_clears_the_token_and_gets_again() {
 
 #[test]
 fn put_done_reports_how_many_acknowledged() {
-    let mut n = node();
     let peers: Vec<_> = (1..=3).map(peer).collect();
-    for p in &peers {
-        n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
-    }
-    let _ = drain(&mut n);
-    let key = InfoHash::get("k");
-    let h = n
-        .put(t(1), key, Value::new(1, b"x".to_vec()), PutOptions::default())
-        .unwrap();
-    let mut now = 2;
-    // Answer everything each peer is asked, until the put is done.
-    for _ in 0..6 {
-        for (to, m) in drain(&mut n) {
-            let p = peers.iter().find(|p| p.1 == to).unwrap();
-            let mut r = Reply {
-                id: p.0,
-                addr: Some(to.ip()),
-                token: Some(vec![1; 20]),
-                ..Reply::default()
-            };
-            if let Body::Request(Request {
-                kind:
-                    RequestKind::Put {
-                        values: Values::Inline(v),
-                        ..
-                    },
-                ..
-            }) = &m.body
-            {
-                r.vid = Some(v[0].id);
-            }
-            send(&mut n, t(now), to, &Message::reply(m.tid, r));
-            now += 1;
-        }
-    }
-    let ev = events(&mut n);
-    let outcome = ev
-        .iter()
-        .find_map(|e| match e {
-            Event::PutDone { op, outcome, vid, .. } if *op == h.op => {
-                assert_eq!(*vid, 1);
-                Some(*outcome)
-            }
-            _ => None,
-        })
-        .expect("put done");
+    let (_, outcome) = put_asking(&peers, None, None);
     assert_eq!(outcome.acked, [3, 0]);
     assert_eq!(outcome.targeted, [3, 0]);
     assert!(outcome.ok());
@@ -1740,7 +1695,10 @@ fn put_asking(
             now += 1;
         }
         if let Some(done) = events(&mut n).iter().find_map(|e| match e {
-            Event::PutDone { op, outcome, .. } if *op == h.op => Some(*outcome),
+            Event::PutDone { op, outcome, vid, .. } if *op == h.op => {
+                assert_eq!(*vid, 1, "the put value's id");
+                Some(*outcome)
+            }
             _ => None,
         }) {
             return (asked, done);
