@@ -25,6 +25,16 @@ fn node() -> Node {
     node_with(Config::default())
 }
 
+/// A node that knows `peers` (in its routing table) and has sent nothing yet.
+fn node_knowing(peers: &[(InfoHash, SocketAddr)]) -> Node {
+    let mut n = node();
+    for p in peers {
+        n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
+    }
+    let _ = drain(&mut n);
+    n
+}
+
 fn peer(i: u8) -> (InfoHash, SocketAddr) {
     (
         InfoHash([i; 20]),
@@ -680,10 +690,8 @@ fn bootstrap_reply_connects_and_reports_status_and_public_address() {
 
 #[test]
 fn a_search_reply_without_a_token_blacklists_the_replier() {
-    let mut n = node();
     let p = peer(1);
-    n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
-    let _ = drain(&mut n);
+    let mut n = node_knowing(&[p]);
     let op = n.get(t(1), InfoHash::get("k"), Query::default()).unwrap();
     let out = drain(&mut n);
     let (_, get) = out
@@ -716,10 +724,8 @@ fn a_search_reply_without_a_token_blacklists_the_replier() {
 
 #[test]
 fn a_401_on_put_clears_the_token_and_gets_again() {
-    let mut n = node();
     let p = peer(1);
-    n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
-    let _ = drain(&mut n);
+    let mut n = node_knowing(&[p]);
     let key = InfoHash::get("k");
     n.put(t(1), key, Value::new(1, b"x".to_vec()), PutOptions::default())
         .unwrap();
@@ -1361,10 +1367,8 @@ fn connectivity_change_makes_nodes_dubious_and_restarts_bootstrap() {
 
 #[test]
 fn shutdown_waits_for_puts_in_progress() {
-    let mut n = node();
     let p = peer(1);
-    n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
-    let _ = drain(&mut n);
+    let mut n = node_knowing(&[p]);
     let key = InfoHash::get("last words");
     let h = n
         .put(t(1), key, Value::new(1, b"bye".to_vec()), PutOptions::default())
@@ -1560,10 +1564,8 @@ fn forged_values_in_get_replies_and_listen_updates_are_never_delivered() {
     let mut bad = signed(&alice, 2, 1, b"good too");
     bad.data = b"tampered".to_vec();
 
-    let mut n = node();
     let p = peer(1);
-    n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
-    let _ = drain(&mut n);
+    let mut n = node_knowing(&[p]);
     let key = InfoHash::get("replied");
     let op = n.get(t(1), key, Query::default()).unwrap();
     for (to, m) in drain(&mut n) {
@@ -1633,20 +1635,35 @@ fn ranked_peers(key: InfoHash) -> Vec<(InfoHash, SocketAddr)> {
         .collect()
 }
 
+/// The reply of the peer ranked `rank` (1-based) among `peers`: a token, and as a real node
+/// would, the 8 closest peers but itself. With `ninth_from`, the list holds only the closest 8,
+/// and that peer's the 9th as well.
+fn ranked_reply(peers: &[(InfoHash, SocketAddr)], rank: usize, ninth_from: Option<usize>) -> Reply {
+    let closest = peers
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i + 1 != rank)
+        .filter(|&(i, _)| ninth_from.is_none_or(|from| i < 8 || (i == 8 && from == rank)))
+        .take(8)
+        .map(|(_, p)| NodeInfo { id: p.0, addr: p.1 })
+        .collect();
+    Reply {
+        id: peers[rank - 1].0,
+        token: Some(vec![1; 20]),
+        nodes4: closest,
+        ..Reply::default()
+    }
+}
+
 /// Drives a put over `peers`, answering every request except those to `silent`, until the put
-/// is done; returns the 1-based rank of every peer that was sent a find, in order. Replies
-/// list the 8 closest peers but the replier; with `ninth_from`, they list only the closest 8,
-/// and that peer's reply the 9th as well.
+/// is done; returns the 1-based rank of every peer that was sent a find, in order. Replies as
+/// [`ranked_reply`].
 fn put_asking(
     peers: &[(InfoHash, SocketAddr)],
     silent: Option<usize>,
     ninth_from: Option<usize>,
 ) -> (Vec<usize>, PutOutcome) {
-    let mut n = node();
-    for p in peers {
-        n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
-    }
-    let _ = drain(&mut n);
+    let mut n = node_knowing(peers);
     let key = InfoHash::get("k");
     let h = n
         .put(t(1), key, Value::new(1, b"x".to_vec()), PutOptions::default())
@@ -1668,22 +1685,7 @@ fn put_asking(
             if silent == Some(rank) {
                 continue;
             }
-            // As a real node would: the 8 closest it knows, itself left out.
-            let closest = peers
-                .iter()
-                .enumerate()
-                .filter(|&(i, p)| {
-                    p.1 != to && ninth_from.is_none_or(|from| i < 8 || (i == 8 && from == rank))
-                })
-                .take(8)
-                .map(|(_, p)| NodeInfo { id: p.0, addr: p.1 })
-                .collect();
-            let mut r = Reply {
-                id: peers[rank - 1].0,
-                token: Some(vec![1; 20]),
-                nodes4: closest,
-                ..Reply::default()
-            };
+            let mut r = ranked_reply(peers, rank, ninth_from);
             if let RequestKind::Put {
                 values: Values::Inline(v),
                 ..
@@ -1739,11 +1741,7 @@ fn a_silent_node_among_the_closest_eight_does_not_stall_a_put() {
 /// replies arrive from a real network); the peers ranked in `holders` (1-based) reply with a
 /// value. Returns the rank of every peer asked, in order, and whether the value came.
 fn get_asking(peers: &[(InfoHash, SocketAddr)], holders: &[usize]) -> (Vec<usize>, bool) {
-    let mut n = node();
-    for p in peers {
-        n.insert_node(t(0), NodeInfo { id: p.0, addr: p.1 });
-    }
-    let _ = drain(&mut n);
+    let mut n = node_knowing(peers);
     let key = InfoHash::get("k");
     let op = n.get(t(1), key, Query::default()).unwrap();
     let (mut asked, mut found) = (Vec::new(), false);
@@ -1764,18 +1762,7 @@ fn get_asking(peers: &[(InfoHash, SocketAddr)], holders: &[usize]) -> (Vec<usize
         }
         if let Some((rank, to, m)) = queue.pop_front() {
             let Body::Request(req) = &m.body else { continue };
-            let closest = peers
-                .iter()
-                .filter(|p| p.1 != to)
-                .take(8)
-                .map(|p| NodeInfo { id: p.0, addr: p.1 })
-                .collect();
-            let mut r = Reply {
-                id: peers[rank - 1].0,
-                token: Some(vec![1; 20]),
-                nodes4: closest,
-                ..Reply::default()
-            };
+            let mut r = ranked_reply(peers, rank, None);
             if matches!(req.kind, RequestKind::Get { .. }) && holders.contains(&rank) {
                 r.values = Some(Values::Inline(vec![Value::new(7, b"x".to_vec())]));
             }
