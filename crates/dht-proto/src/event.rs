@@ -328,6 +328,10 @@ pub struct Stats {
     pub operations: usize,
     /// Re-replication announces started.
     pub replications: u64,
+    /// Searches that synced after asking past their closest 8 nodes (speculatively).
+    pub speculative_searches: u64,
+    /// Of those, the ones where that found one of the closest 8 (see `docs/architecture.md`).
+    pub speculation_paid: u64,
 }
 
 impl Stats {

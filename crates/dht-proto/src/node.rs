@@ -32,7 +32,9 @@ use crate::event::{
 };
 use crate::routing::{Confirm, MAX_AUTH_ERRORS, RoutingTable};
 use crate::rpc::{self, Blacklist, Pending, Purpose, RateLimiter, Rpc, Timeout, Tokens};
-use crate::search::{Action, Announce, ListenChange, REANNOUNCE_MARGIN, Search, Sent, TARGET_NODES};
+use crate::search::{
+    Action, Announce, ListenChange, REANNOUNCE_MARGIN, Search, Sent, Speculation, TARGET_NODES,
+};
 use crate::storage::{self, Evicted, RemoteListener, Storage, StoreOutcome};
 use crate::value::{FieldRow, FieldValue, Query, Value, ValueId};
 use crate::wire::fragment::{self, Progress, Reassembler};
@@ -184,6 +186,8 @@ pub struct Node {
     /// Our public key has been announced.
     key_announced: bool,
     last_input: Instant,
+    /// Whether put searches should ask past the closest 8 before they sync.
+    speculation: Speculation,
 }
 
 #[cfg(test)]
@@ -257,6 +261,7 @@ impl Node {
             known_keys: BTreeMap::new(),
             key_announced: false,
             last_input: now,
+            speculation: Speculation::new(),
             rng,
             secret_rng,
             id,
@@ -773,7 +778,7 @@ impl Node {
             .range_mut((fam, InfoHash::ZERO)..=(fam, InfoHash([0xff; 20])))
         {
             let mut changes = Vec::new();
-            if s.insert_node(now, info, &mut changes) {
+            if s.insert_node(now, info, false, &mut changes) {
                 self.dirty.insert(*k);
             }
             if !changes.is_empty() {
@@ -1302,8 +1307,9 @@ impl Node {
                 let learned = self.learn(now, from, &nodes);
                 let mut changes = Vec::new();
                 if let Some(s) = self.searches.get_mut(&skey) {
+                    let wide = s.asked_wide(&reply.id);
                     for n in learned {
-                        s.insert_node(now, n, &mut changes);
+                        s.insert_node(now, n, wide, &mut changes);
                     }
                 }
                 self.apply_listen_changes(key, changes);
@@ -1841,6 +1847,7 @@ impl Node {
         } else {
             None
         };
+        let wide = self.speculation.next_put();
         for fam in Family::ALL {
             let announce = Announce {
                 value: value.clone(),
@@ -1851,6 +1858,7 @@ impl Node {
             };
             match self.ensure_search(now, fam, key) {
                 Some(s) => {
+                    s.wide = wide;
                     let replaced = s.add_announce(now, announce);
                     for old in replaced {
                         self.family_put_done(old, fam, 0, 0);
@@ -2108,6 +2116,11 @@ impl Node {
         }
         let actions = s.step(now, connecting, public_stable);
         changes.extend(s.expire_listen_caches(now));
+        if let Some(paid) = s.verdict.take() {
+            self.speculation.record(paid);
+            self.stats.speculative_searches += 1;
+            self.stats.speculation_paid += u64::from(paid);
+        }
         self.apply_listen_changes(key, changes);
         self.run_actions(now, skey, actions);
         // Reschedule, or drop a search with nothing left to do.

@@ -1664,15 +1664,41 @@ fn put_asking(
     ninth_from: Option<usize>,
 ) -> (Vec<usize>, PutOutcome) {
     let mut n = node_knowing(peers);
+    let mut now = 1;
+    put_on(&mut n, peers, &mut now, 1, silent, &|rank| {
+        ranked_reply(peers, rank, ninth_from)
+    })
+}
+
+/// A put of value `vid` under key "k" on `n`, from `*now` (in ms, advanced), answering every
+/// request but those to `silent`: a find or get by peer `rank` (1-based) with `reply(rank)`.
+/// Once the put is done, answers what is still in flight until the node sends nothing more.
+/// Returns the rank of every peer sent a find, in order, and the put's outcome.
+fn put_on(
+    n: &mut Node,
+    peers: &[(InfoHash, SocketAddr)],
+    now: &mut u64,
+    vid: u64,
+    silent: Option<usize>,
+    reply: &dyn Fn(usize) -> Reply,
+) -> (Vec<usize>, PutOutcome) {
     let key = InfoHash::get("k");
     let h = n
-        .put(t(1), key, Value::new(1, b"x".to_vec()), PutOptions::default())
+        .put(
+            t(*now),
+            key,
+            Value::new(vid, b"x".to_vec()),
+            PutOptions::default(),
+        )
         .unwrap();
-    let mut asked = Vec::new();
-    let mut now = 2;
+    let (mut asked, mut outcome) = (Vec::new(), None);
+    *now += 1;
     for _ in 0..200 {
-        let out = drain(&mut n);
+        let out = drain(n);
         let idle = out.is_empty();
+        if idle && let Some(done) = outcome {
+            return (asked, done);
+        }
         for (to, m) in out {
             let rank = peers.iter().position(|p| p.1 == to).expect("a known peer") + 1;
             let Body::Request(req) = &m.body else { continue };
@@ -1685,7 +1711,7 @@ fn put_asking(
             if silent == Some(rank) {
                 continue;
             }
-            let mut r = ranked_reply(peers, rank, ninth_from);
+            let mut r = reply(rank);
             if let RequestKind::Put {
                 values: Values::Inline(v),
                 ..
@@ -1693,25 +1719,84 @@ fn put_asking(
             {
                 r.vid = Some(v[0].id);
             }
-            send(&mut n, t(now), to, &Message::reply(m.tid, r));
-            now += 1;
+            send(n, t(*now), to, &Message::reply(m.tid, r));
+            *now += 1;
         }
-        if let Some(done) = events(&mut n).iter().find_map(|e| match e {
-            Event::PutDone { op, outcome, vid, .. } if *op == h.op => {
-                assert_eq!(*vid, 1, "the put value's id");
-                Some(*outcome)
+        for e in events(n) {
+            if let Event::PutDone {
+                op,
+                outcome: o,
+                vid: v,
+                ..
+            } = e
+                && op == h.op
+            {
+                assert_eq!(v, vid, "the put value's id");
+                outcome = Some(o);
             }
-            _ => None,
-        }) {
-            return (asked, done);
         }
         // Nothing left to answer: let time run to the node's next deadline.
         if idle && let Some(next) = n.poll_timeout() {
-            now = now.max(next.as_micros().div_ceil(1000));
-            n.handle_timeout(t(now));
+            *now = (*now).max(next.as_micros().div_ceil(1000));
+            n.handle_timeout(t(*now));
         }
     }
     panic!("the put never finished; finds sent to {asked:?}");
+}
+
+#[test]
+fn puts_stop_asking_past_the_closest_eight_once_that_finds_nothing() {
+    // Every peer names the true closest 8: the finds past the 8th (OpenDHT's speculation)
+    // never find a node the others did not name.
+    let peers = ranked_peers(InfoHash::get("k"));
+    let mut n = node_knowing(&peers);
+    let mut now = 1;
+    let mut wide = Vec::new();
+    for vid in 1..=48 {
+        let (asked, outcome) = put_on(&mut n, &peers, &mut now, vid, None, &|rank| {
+            ranked_reply(&peers, rank, None)
+        });
+        assert_eq!(outcome.acked, [8, 0], "put {vid}: asked {asked:?}");
+        wide.push(asked.iter().any(|&r| r > 8));
+    }
+    assert!(wide[0], "a new node asks past the closest 8");
+    // Once the average says it does not pay, only 1 put in 8 still does (to keep measuring).
+    let late: Vec<usize> = (32..48).filter(|&i| wide[i]).collect();
+    assert_eq!(late.len(), 2, "speculating puts among the last 16: {late:?}");
+    let stats = n.stats();
+    assert!(stats.speculative_searches >= 26, "{stats:?}");
+    assert_eq!(stats.speculation_paid, 0);
+}
+
+#[test]
+fn speculation_that_finds_one_of_the_closest_eight_is_counted_as_paid() {
+    // The closest peer is unknown to the node and to the next 8, which name the 10th
+    // instead; only the 10th, asked speculatively, names it.
+    let peers = ranked_peers(InfoHash::get("k"));
+    let mut n = node_knowing(&peers[1..9]);
+    let mut now = 1;
+    let reply = |rank: usize| {
+        let mut r = ranked_reply(&peers, rank, None);
+        if rank <= 9 {
+            r.nodes4 = (2..=10)
+                .filter(|&i| i != rank)
+                .take(8)
+                .map(|i| NodeInfo {
+                    id: peers[i - 1].0,
+                    addr: peers[i - 1].1,
+                })
+                .collect();
+        }
+        r
+    };
+    let (asked, outcome) = put_on(&mut n, &peers, &mut now, 1, None, &reply);
+    assert!(
+        asked.contains(&1),
+        "the closest peer is found and asked: {asked:?}"
+    );
+    assert!(outcome.ok() && outcome.acked[0] >= 8, "{outcome:?}");
+    let stats = n.stats();
+    assert_eq!((stats.speculative_searches, stats.speculation_paid), (1, 1));
 }
 
 #[test]

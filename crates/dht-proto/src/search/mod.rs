@@ -39,6 +39,55 @@ const RETRY_EXPIRED: Duration = Duration::from_secs(60);
 /// Longest accepted token (§2.9).
 const MAX_TOKEN_LEN: usize = 64;
 
+/// What a node has learned of its searches' speculative requests (those past the closest 8,
+/// which OpenDHT always makes while a search is not yet synced): whether a put's search should
+/// keep making them.
+///
+/// In a young network the closest 8 a search converges on are often not the true closest,
+/// and replies to speculative requests are what finds the others. Once routing tables have
+/// settled they find nothing new, and each costs a request and a reply. So every search that
+/// syncs after speculating reports whether it paid, and a put's search speculates while the
+/// recent average says it does (one in [`Speculation::PROBE_EVERY`] still does, to keep
+/// measuring). Gets that have found nothing and listens always speculate.
+#[derive(Clone, Debug)]
+pub(crate) struct Speculation {
+    /// Average of recent verdicts (1 = paid), in 1/[`Speculation::ONE`]: a moving average
+    /// over about 8 searches.
+    score: u32,
+    /// Put searches started.
+    puts: u32,
+}
+
+impl Speculation {
+    const ONE: u32 = 1024;
+    /// Keep speculating while more than about 1 in 32 speculating searches found a node.
+    const THRESHOLD: u32 = Speculation::ONE / 32;
+    /// One put search in this many speculates whatever the average says.
+    pub(crate) const PROBE_EVERY: u32 = 8;
+
+    /// A node starts out speculating: it knows nothing of the network yet.
+    pub(crate) fn new() -> Speculation {
+        Speculation {
+            score: Speculation::ONE,
+            puts: 0,
+        }
+    }
+
+    /// Whether the put search starting now may speculate.
+    pub(crate) fn next_put(&mut self) -> bool {
+        self.puts = self.puts.wrapping_add(1);
+        self.score > Speculation::THRESHOLD || self.puts.is_multiple_of(Speculation::PROBE_EVERY)
+    }
+
+    /// A search that speculated has synced: `paid` when that found one of its closest 8.
+    pub(crate) fn record(&mut self, paid: bool) {
+        self.score -= self.score / 8;
+        if paid {
+            self.score += Speculation::ONE / 8;
+        }
+    }
+}
+
 /// Per-node state of one announced value.
 #[derive(Clone, Debug)]
 struct Ack {
@@ -74,6 +123,12 @@ pub(crate) struct SearchNode {
     last_expired: Option<Instant>,
     acks: Vec<Ack>,
     listen: Option<NodeListen>,
+    /// The last get or find to this node went past the first 8 non-bad nodes: a speculative
+    /// request, made in case the closest 8 are not yet the true ones.
+    asked_wide: bool,
+    /// Only replies owed to speculation have named this node (since the last verdict): replies
+    /// to speculative requests, or from nodes themselves known only through them.
+    wide_only: bool,
 }
 
 impl SearchNode {
@@ -90,6 +145,8 @@ impl SearchNode {
             last_expired: None,
             acks: Vec::new(),
             listen: None,
+            asked_wide: false,
+            wide_only: false,
         }
     }
 
@@ -215,6 +272,15 @@ pub(crate) struct Search {
     refilled: Option<Instant>,
     expired_at: Option<Instant>,
     pub last_activity: Instant,
+    /// Whether a put not yet synced may ask past the closest 8 (see [`Search::step`]); the
+    /// node decides, from what such requests have recently been worth.
+    pub wide: bool,
+    /// A speculative request went out since the last verdict.
+    wide_sent: bool,
+    /// Set when the search is synced and the speculative requests it made are answered (or
+    /// gave up): whether one of them found a node now among the closest 8 that no other reply
+    /// named. The node takes it.
+    pub verdict: Option<bool>,
 }
 
 impl Search {
@@ -231,6 +297,9 @@ impl Search {
             refilled: None,
             expired_at: None,
             last_activity: now,
+            wide: true,
+            wide_sent: false,
+            verdict: None,
         }
     }
 
@@ -339,22 +408,25 @@ impl Search {
         self.refilled = Some(now);
         let mut changes = Vec::new();
         for n in nodes {
-            self.insert_node(now, *n, &mut changes);
+            self.insert_node(now, *n, false, &mut changes);
         }
         changes
     }
 
-    /// Offers a node (§5.2). Returns true when it joined the list.
+    /// Offers a node (§5.2); `wide` when a reply to a speculative request named it. Returns
+    /// true when it joined the list.
     pub(crate) fn insert_node(
         &mut self,
         now: Instant,
         info: NodeInfo,
+        wide: bool,
         changes: &mut Vec<ListenChange>,
     ) -> bool {
         if Family::of(&info.addr) != self.family || info.id.is_zero() {
             return false;
         }
         if let Some(n) = self.nodes.iter_mut().find(|n| n.id == info.id) {
+            n.wide_only &= wide;
             if n.expired && n.last_expired.is_some_and(|t| now - t >= SYNC_TIME) {
                 n.addr = info.addr;
             }
@@ -368,7 +440,9 @@ impl Search {
         if self.nodes.iter().take(pos).filter(|n| !n.is_bad()).count() >= SEARCH_NODES {
             return false;
         }
-        self.nodes.insert(pos, SearchNode::new(info));
+        let mut n = SearchNode::new(info);
+        n.wide_only = wide;
+        self.nodes.insert(pos, n);
         self.trim(changes);
         true
     }
@@ -399,9 +473,18 @@ impl Search {
 
     /// Records the tid of a request the node sent for an [`Action`].
     pub(crate) fn sent(&mut self, to: &InfoHash, what: Sent, tid: Tid, query: Option<Query>) {
+        let wide = what == Sent::Get
+            && self
+                .non_bad()
+                .position(|n| n.id == *to)
+                .is_some_and(|rank| rank >= TARGET_NODES);
+        self.wide_sent |= wide;
         let Some(n) = self.node_mut(to) else { return };
         match what {
-            Sent::Get => n.get_pending = Some((tid, query)),
+            Sent::Get => {
+                n.get_pending = Some((tid, query));
+                n.asked_wide = wide;
+            }
             Sent::Put(vid) => n.ack(vid).pending = Some(tid),
             Sent::Listen(sid) => {
                 let l = n.listen.get_or_insert_with(|| NodeListen {
@@ -414,6 +497,15 @@ impl Search {
                 l.pending = Some(tid);
             }
         }
+    }
+
+    /// Whether what a reply from `id` names is owed to speculation: the last get or find to
+    /// `id` was a speculative one (past the closest 8), or `id` itself is known only through
+    /// speculation.
+    pub(crate) fn asked_wide(&self, id: &InfoHash) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.id == *id && (n.asked_wide || n.wide_only))
     }
 
     /// A get or find reply from `id`. A reply without a usable token is reported back as
@@ -701,6 +793,16 @@ impl Search {
             self.join = false;
             out.extend(done.into_iter().map(|g| Action::GetDone { op: g.op, ok: true }));
             self.check_announces(now, &mut out);
+            if self.wide_sent && !self.nodes.iter().any(|n| n.asked_wide && n.get_pending.is_some()) {
+                // Did speculation pay? Only if it found one of the closest 8 (replies to it
+                // that come after the search synced count too: they can still add a node).
+                let paid = self.non_bad().take(TARGET_NODES).any(|n| n.wide_only);
+                self.verdict = Some(paid);
+                self.wide_sent = false;
+                for n in &mut self.nodes {
+                    n.wide_only = false;
+                }
+            }
         }
         let reach = if synced {
             TARGET_NODES
@@ -712,12 +814,13 @@ impl Search {
             self.send_announces(now, reach, &mut out);
         }
         // Keep up to α gets or finds in flight. Like OpenDHT, ask down to the 14th node while
-        // that may help: a listen, a put not yet synced, or a get that has found nothing yet
-        // (in a young network the closest 8 a search converges on are not always the true
-        // ones, and the extra replies are what finds the holders). Once every get has found a
-        // value and a put's search is synced, only the first 8 non-bad nodes, whose replies
-        // complete it, are asked: on the loopback bench, about 4 requests and replies fewer
-        // per get and 2 per put.
+        // that may help: a listen, a get that has found nothing yet, or a put not yet synced
+        // while the node finds such speculative requests worth it (`wide`): in a young network
+        // the closest 8 a search converges on are not always the true ones, and the extra
+        // replies are what finds the holders. Once every get has found a value and a put's
+        // search is synced, or the node's recent searches show speculation finds nothing, only
+        // the first 8 non-bad nodes, whose replies complete the search, are asked: on the
+        // loopback bench, about 4 requests and replies fewer per get and 6 per put.
         let query = self.get_query();
         let mut in_flight = self.non_bad().filter(|n| n.get_pending.is_some()).count();
         let wanted = !self.is_idle();
@@ -726,7 +829,7 @@ impl Search {
             && if self.announces.is_empty() {
                 !self.gets.is_empty()
             } else {
-                synced
+                synced || !self.wide
             };
         let window = if narrow { TARGET_NODES } else { usize::MAX };
         for n in self.non_bad().take(window) {
@@ -972,5 +1075,29 @@ impl Search {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Speculation;
+
+    #[test]
+    fn speculation_stops_when_it_finds_nothing_and_comes_back_when_it_pays() {
+        let mut s = Speculation::new();
+        assert!(s.next_put(), "a new node speculates");
+        // 27 searches in a row where it found nothing bring the average under 1 in 32.
+        for _ in 0..27 {
+            s.record(false);
+        }
+        let allowed: Vec<bool> = (0..16).map(|_| s.next_put()).collect();
+        assert_eq!(
+            allowed.iter().filter(|a| **a).count(),
+            16 / Speculation::PROBE_EVERY as usize,
+            "only the probes: {allowed:?}"
+        );
+        // A probe pays: the network is changing again.
+        s.record(true);
+        assert!((0..Speculation::PROBE_EVERY).all(|_| s.next_put()));
     }
 }
