@@ -186,7 +186,7 @@ pub struct Node {
     /// Our public key has been announced.
     key_announced: bool,
     last_input: Instant,
-    /// Whether put searches should ask past the closest 8 before they sync.
+    /// Whether searches should explore as OpenDHT's do, or frugally (see [`Speculation`]).
     speculation: Speculation,
 }
 
@@ -1590,9 +1590,13 @@ impl Node {
         );
         let local: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
         self.deliver(op, &local);
+        let wide = self.speculation.next_search();
         for fam in Family::ALL {
             match self.ensure_search(now, fam, key) {
-                Some(s) => s.add_get(now, op, query.clone()),
+                Some(s) => {
+                    s.wide = wide;
+                    s.add_get(now, op, query.clone());
+                }
                 None => self.family_get_done(op, fam, false),
             }
         }
@@ -1847,7 +1851,7 @@ impl Node {
         } else {
             None
         };
-        let wide = self.speculation.next_put();
+        let wide = self.speculation.next_search();
         for fam in Family::ALL {
             let announce = Announce {
                 value: value.clone(),

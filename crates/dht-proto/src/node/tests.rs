@@ -1769,6 +1769,30 @@ fn puts_stop_asking_past_the_closest_eight_once_that_finds_nothing() {
 }
 
 #[test]
+fn a_frugal_search_waits_for_its_first_reply_with_two_requests_out() {
+    let peers = ranked_peers(InfoHash::get("k"));
+    let first_requests = |n: &mut Node| {
+        let op = n.get(t(100_000), InfoHash::get("k"), Query::default()).unwrap();
+        let out = drain(n);
+        n.cancel_get(t(100_000), op).unwrap();
+        out.iter()
+            .filter(|(_, m)| matches!(&m.body, Body::Request(r) if matches!(r.kind, RequestKind::Get { .. })))
+            .count()
+    };
+    // A new node explores as OpenDHT does: 4 at once.
+    assert_eq!(first_requests(&mut node_knowing(&peers)), 4);
+    // Once 30 puts have shown that asking past the closest 8 finds nothing, 2.
+    let mut n = node_knowing(&peers);
+    let mut now = 1;
+    for vid in 1..=30 {
+        put_on(&mut n, &peers, &mut now, vid, None, &|rank| {
+            ranked_reply(&peers, rank, None)
+        });
+    }
+    assert_eq!(first_requests(&mut n), 2);
+}
+
+#[test]
 fn speculation_that_finds_one_of_the_closest_eight_is_counted_as_paid() {
     // The closest peer is unknown to the node and to the next 8, which name the 10th
     // instead; only the 10th, asked speculatively, names it.

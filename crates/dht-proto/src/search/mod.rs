@@ -21,6 +21,8 @@ pub(crate) const SEARCH_NODES: usize = 14;
 pub(crate) const TARGET_NODES: usize = 8;
 /// Non-bad nodes with a get or find in flight at once (`MAX_REQUESTED_SEARCH_NODES`).
 const ALPHA: usize = 4;
+/// Requests in flight of a frugal search until its first reply.
+const FRUGAL_START: usize = 2;
 /// Nodes a listen goes to (`LISTEN_NODES`).
 const LISTEN_NODES: usize = 4;
 /// Expired nodes at the head of the list that expire the search (`SEARCH_MAX_BAD_NODES`).
@@ -40,22 +42,27 @@ const RETRY_EXPIRED: Duration = Duration::from_secs(60);
 const MAX_TOKEN_LEN: usize = 64;
 
 /// What a node has learned of its searches' speculative requests (those past the closest 8,
-/// which OpenDHT always makes while a search is not yet synced): whether a put's search should
-/// keep making them.
+/// which OpenDHT always makes while a search is not yet synced): whether its searches should
+/// explore as OpenDHT's do, or frugally.
 ///
 /// In a young network the closest 8 a search converges on are often not the true closest,
 /// and replies to speculative requests are what finds the others. Once routing tables have
 /// settled they find nothing new, and each costs a request and a reply. So every search that
-/// syncs after speculating reports whether it paid, and a put's search speculates while the
-/// recent average says it does (one in [`Speculation::PROBE_EVERY`] still does, to keep
-/// measuring). Gets that have found nothing and listens always speculate.
+/// syncs after speculating reports whether it paid, and searches explore while the recent
+/// average says it does (one in [`Speculation::PROBE_EVERY`] still does, to keep measuring).
+///
+/// A frugal search (`Search::wide` false) differs in two ways: until its first reply it has 2
+/// requests in flight, not 4 (the first reply, from a node near the key, names nodes nearer
+/// still, which the other two first requests would rarely have been); and a put's search asks
+/// only the closest 8 before it syncs. Gets that have found nothing and listens still ask
+/// past the closest 8.
 #[derive(Clone, Debug)]
 pub(crate) struct Speculation {
     /// Average of recent verdicts (1 = paid), in 1/[`Speculation::ONE`]: a moving average
     /// over about 8 searches.
     score: u32,
-    /// Put searches started.
-    puts: u32,
+    /// Searches started.
+    searches: u32,
 }
 
 impl Speculation {
@@ -69,14 +76,14 @@ impl Speculation {
     pub(crate) fn new() -> Speculation {
         Speculation {
             score: Speculation::ONE,
-            puts: 0,
+            searches: 0,
         }
     }
 
-    /// Whether the put search starting now may speculate.
-    pub(crate) fn next_put(&mut self) -> bool {
-        self.puts = self.puts.wrapping_add(1);
-        self.score > Speculation::THRESHOLD || self.puts.is_multiple_of(Speculation::PROBE_EVERY)
+    /// Whether the get or put starting now explores as OpenDHT does (see above).
+    pub(crate) fn next_search(&mut self) -> bool {
+        self.searches = self.searches.wrapping_add(1);
+        self.score > Speculation::THRESHOLD || self.searches.is_multiple_of(Speculation::PROBE_EVERY)
     }
 
     /// A search that speculated has synced: `paid` when that found one of its closest 8.
@@ -272,8 +279,8 @@ pub(crate) struct Search {
     refilled: Option<Instant>,
     expired_at: Option<Instant>,
     pub last_activity: Instant,
-    /// Whether a put not yet synced may ask past the closest 8 (see [`Search::step`]); the
-    /// node decides, from what such requests have recently been worth.
+    /// Whether this search explores as OpenDHT's do, or frugally (see [`Speculation`]); the
+    /// node decides, from what speculative requests have recently been worth.
     pub wide: bool,
     /// A speculative request went out since the last verdict.
     wide_sent: bool,
@@ -832,8 +839,15 @@ impl Search {
                 synced || !self.wide
             };
         let window = if narrow { TARGET_NODES } else { usize::MAX };
+        // A frugal search waits for its first reply with only 2 requests out (see
+        // [`Speculation`]).
+        let alpha = if self.wide || self.nodes.iter().any(|n| n.last_reply.is_some()) {
+            ALPHA
+        } else {
+            FRUGAL_START
+        };
         for n in self.non_bad().take(window) {
-            if in_flight >= ALPHA || !wanted {
+            if in_flight >= alpha || !wanted {
                 break;
             }
             if self.can_get(n, now) {
@@ -1085,12 +1099,12 @@ mod tests {
     #[test]
     fn speculation_stops_when_it_finds_nothing_and_comes_back_when_it_pays() {
         let mut s = Speculation::new();
-        assert!(s.next_put(), "a new node speculates");
+        assert!(s.next_search(), "a new node speculates");
         // 27 searches in a row where it found nothing bring the average under 1 in 32.
         for _ in 0..27 {
             s.record(false);
         }
-        let allowed: Vec<bool> = (0..16).map(|_| s.next_put()).collect();
+        let allowed: Vec<bool> = (0..16).map(|_| s.next_search()).collect();
         assert_eq!(
             allowed.iter().filter(|a| **a).count(),
             16 / Speculation::PROBE_EVERY as usize,
@@ -1098,6 +1112,6 @@ mod tests {
         );
         // A probe pays: the network is changing again.
         s.record(true);
-        assert!((0..Speculation::PROBE_EVERY).all(|_| s.next_put()));
+        assert!((0..Speculation::PROBE_EVERY).all(|_| s.next_search()));
     }
 }
