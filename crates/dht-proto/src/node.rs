@@ -1280,7 +1280,7 @@ impl Node {
 // Replies, errors and timeouts of our requests (§2.4, §2.7)
 
 impl Node {
-    fn on_reply(&mut self, now: Instant, from: SocketAddr, tid: Tid, p: Pending, reply: Reply) {
+    fn on_reply(&mut self, now: Instant, from: SocketAddr, tid: Tid, p: Pending, mut reply: Reply) {
         match p.purpose {
             Purpose::Ping | Purpose::Bootstrap | Purpose::Update => {}
             Purpose::Maintenance => {
@@ -1302,8 +1302,8 @@ impl Node {
                     self.blacklist.insert(from);
                     self.tables[family].mark_expired(&reply.id);
                 }
-                let mut nodes = reply.nodes4.clone();
-                nodes.extend(reply.nodes6.iter().copied());
+                let mut nodes = core::mem::take(&mut reply.nodes4);
+                nodes.append(&mut reply.nodes6);
                 let learned = self.learn(now, from, &nodes);
                 let mut changes = Vec::new();
                 if let Some(s) = self.searches.get_mut(&skey) {
