@@ -217,6 +217,17 @@ impl RoutingTable {
         }
         loop {
             let i = self.bucket_of(&id);
+            let Some(b) = self.buckets.get_mut(i) else {
+                return false;
+            };
+            if confirm == Confirm::Replied {
+                b.time = Some(now);
+            }
+            // Most nodes a reply names are known already: settle those before anything else.
+            if let Some(n) = b.nodes.iter_mut().find(|n| n.id == id) {
+                n.touch(now, addr, confirm);
+                return false;
+            }
             let splittable = {
                 let contains_own = self.bucket_of(&self.own) == i;
                 contains_own || (self.bootstrap_mode && self.depth(i) < 6)
@@ -226,13 +237,6 @@ impl RoutingTable {
             let Some(b) = self.buckets.get_mut(i) else {
                 return false;
             };
-            if confirm == Confirm::Replied {
-                b.time = Some(now);
-            }
-            if let Some(n) = b.nodes.iter_mut().find(|n| n.id == id) {
-                n.touch(now, addr, confirm);
-                return false;
-            }
             let mut entry = NodeEntry::new(id, addr);
             entry.touch(now, addr, confirm);
             if confirm == Confirm::Learned {
