@@ -7,7 +7,9 @@
 //! a put of a fresh key from a random node, then a get of it from another. Prints, per network,
 //! how many puts reached all 8 of the true closest nodes (by XOR over every live node's id), the
 //! average of those 8 that hold the value, the gets that found nothing, and the datagrams per
-//! pair. `cargo bench -p dht-tests --bench placement` (env: `PUTS`, `SEEDS`, default 3).
+//! pair. `cargo bench -p dht-tests --bench placement` (env: `PUTS`, `SEEDS`, default 3;
+//! `DETAILS=1` also prints, per network, how many searches' speculative requests paid (see
+//! `search::Speculation`), and each get that found nothing).
 
 use std::time::Duration;
 
@@ -89,9 +91,14 @@ fn measure(seed: u64, young: bool, puts: usize) -> (usize, usize, usize, u64) {
             sim.run_until_done(&[g], Duration::from_secs(60)),
             "get did not finish"
         );
-        missed += usize::from(!sim.found(g, vid));
+        if !sim.found(g, vid) {
+            missed += 1;
+            if std::env::var_os("DETAILS").is_some() {
+                eprintln!("seed {seed} young {young}: pair {p} missed; {holders} of the 8 closest hold it");
+            }
+        }
     }
-    if std::env::var_os("SPECULATION").is_some() {
+    if std::env::var_os("DETAILS").is_some() {
         let (mut checked, mut paid) = (0, 0);
         for i in 0..N {
             if let Some(s) = sim.with(i, |n, _| n.stats()) {
