@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use dht_proto::value::Value;
-use dht_proto::{Family, InfoHash, PutOptions, Status};
+use dht_proto::{InfoHash, PutOptions};
 use dht_sim::net::{LinkLatency, NetConfig};
 use dht_sim::{Sim, SimConfig};
 
@@ -31,15 +31,10 @@ fn network(seed: u64, young: bool) -> Sim {
         ..SimConfig::default()
     });
     if young {
-        for i in 1..N {
-            sim.bootstrap(i, 1);
-        }
-        let mut waited = Duration::ZERO;
-        while !(0..N).all(|i| sim.status(i, Family::V4) == Some(Status::Connected)) {
-            assert!(waited < Duration::from_secs(60), "bootstrap did not connect");
-            sim.run_for(Duration::from_millis(10));
-            waited += Duration::from_millis(10);
-        }
+        assert!(
+            sim.bootstrap_at_once(Duration::from_secs(60)),
+            "bootstrap did not connect"
+        );
         sim.run_for(Duration::from_millis(500));
     } else {
         assert!(
@@ -82,10 +77,7 @@ fn measure(seed: u64, young: bool, puts: usize) -> (usize, usize, usize, u64) {
             .count();
         held += holders;
         all8 += usize::from(holders == 8);
-        let mut at = sim.random_up();
-        while at == from {
-            at = sim.random_up();
-        }
+        let at = sim.random_up_except(from);
         let g = sim.get(at, key);
         assert!(
             sim.run_until_done(&[g], Duration::from_secs(60)),

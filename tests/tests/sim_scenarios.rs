@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use dht_proto::value::Value;
-use dht_proto::{Family, InfoHash, PutOptions, Status};
+use dht_proto::{InfoHash, PutOptions};
 use dht_sim::net::{LinkLatency, Loss, NetConfig};
 use dht_sim::{Op, Sim, SimConfig, run_seeds};
 
@@ -58,10 +58,7 @@ fn get_all(sim: &mut Sim, puts: &[(InfoHash, Op)]) -> usize {
         .iter()
         .map(|(k, p)| {
             let vid = sim.op(*p).and_then(|r| r.vid).expect("put has a vid");
-            let mut at = sim.random_up();
-            while at == p.0 {
-                at = sim.random_up();
-            }
+            let at = sim.random_up_except(p.0);
             (sim.get(at, *k), vid)
         })
         .collect();
@@ -365,18 +362,10 @@ fn a_young_network_finds_every_value() {
             },
             ..SimConfig::default()
         });
-        for i in 1..100 {
-            sim.bootstrap(i, 1);
-        }
-        let mut waited = Duration::ZERO;
-        while !(0..100).all(|i| sim.status(i, Family::V4) == Some(Status::Connected)) {
-            assert!(
-                waited < Duration::from_secs(60),
-                "bootstrap did not connect every node"
-            );
-            sim.run_for(Duration::from_millis(10));
-            waited += Duration::from_millis(10);
-        }
+        assert!(
+            sim.bootstrap_at_once(Duration::from_secs(60)),
+            "bootstrap did not connect every node"
+        );
         sim.run_for(Duration::from_millis(500));
         let mut missing = Vec::new();
         for i in 0..100 {
@@ -388,10 +377,7 @@ fn a_young_network_finds_every_value() {
                 "put did not finish"
             );
             let vid = sim.op(p).and_then(|r| r.vid).expect("put has a vid");
-            let mut at = sim.random_up();
-            while at == from {
-                at = sim.random_up();
-            }
+            let at = sim.random_up_except(from);
             let g = sim.get(at, k);
             assert!(
                 sim.run_until_done(&[g], Duration::from_secs(60)),

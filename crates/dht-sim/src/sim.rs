@@ -486,6 +486,27 @@ impl Sim {
         }
     }
 
+    /// Bootstraps every host at the same moment, each from one random host before it (a young
+    /// network: routing tables are thin when the first operations start), and runs in 10 ms
+    /// steps until all are connected (or `d` passes). Returns whether all connected.
+    pub fn bootstrap_at_once(&mut self, d: Duration) -> bool {
+        let n = self.hosts.len();
+        for i in 1..n {
+            self.bootstrap(i, 1);
+        }
+        let fam = self.main_family();
+        let until = self.now + d;
+        loop {
+            if (0..n).all(|i| !self.is_up(i) || self.status(i, fam) == Some(Status::Connected)) {
+                return true;
+            }
+            if self.now >= until {
+                return false;
+            }
+            self.run_for(Duration::from_millis(10).min(until - self.now));
+        }
+    }
+
     /// Bootstraps every host from random others, a few at a time, and runs until all are
     /// connected (or `d` passes). Returns whether all connected.
     pub fn bootstrap_all(&mut self, d: Duration) -> bool {
@@ -532,6 +553,17 @@ impl Sim {
     /// Live hosts.
     pub fn up_hosts(&self) -> Vec<usize> {
         (0..self.hosts.len()).filter(|i| self.is_up(*i)).collect()
+    }
+
+    /// A random live host other than `i` (`i` itself only if it is the only one up).
+    pub fn random_up_except(&mut self, i: usize) -> usize {
+        for _ in 0..1024 {
+            let j = self.random_up();
+            if j != i {
+                return j;
+            }
+        }
+        i
     }
 
     /// A random live host.

@@ -69,7 +69,7 @@ impl Speculation {
     const ONE: u32 = 1024;
     /// Keep speculating while more than about 1 in 32 speculating searches found a node.
     const THRESHOLD: u32 = Speculation::ONE / 32;
-    /// One put search in this many speculates whatever the average says.
+    /// One search in this many explores whatever the average says.
     pub(crate) const PROBE_EVERY: u32 = 8;
 
     /// A node starts out speculating: it knows nothing of the network yet.
