@@ -49,7 +49,10 @@ const MAX_TOKEN_LEN: usize = 64;
 /// and replies to speculative requests are what finds the others. Once routing tables have
 /// settled they find nothing new, and each costs a request and a reply. So every search that
 /// syncs after speculating reports whether it paid, and searches explore while the recent
-/// average says it does (one in [`Speculation::PROBE_EVERY`] still does, to keep measuring).
+/// average says it does. Past that, probes keep measuring: one search in
+/// [`Speculation::PROBE_EVERY`] explores whatever the average says, and each probe that finds
+/// nothing doubles that interval, up to [`Speculation::PROBE_EVERY_MAX`]; a probe that pays
+/// brings it back to [`Speculation::PROBE_EVERY`].
 ///
 /// A frugal search (`Search::wide` false) differs in two ways: until its first reply it has 2
 /// requests in flight, not 4 (the first reply, from a node near the key, names nodes nearer
@@ -61,29 +64,38 @@ pub(crate) struct Speculation {
     /// Average of recent verdicts (1 = paid), in 1/[`Speculation::ONE`]: a moving average
     /// over about 8 searches.
     score: u32,
-    /// Searches started.
-    searches: u32,
+    /// Searches left before the next probe.
+    until_probe: u32,
+    /// Searches from one probe to the next.
+    probe_every: u32,
 }
 
 impl Speculation {
     const ONE: u32 = 1024;
     /// Keep speculating while more than about 1 in 32 speculating searches found a node.
     const THRESHOLD: u32 = Speculation::ONE / 32;
-    /// One search in this many explores whatever the average says.
+    /// Probes start at one search in this many...
     pub(crate) const PROBE_EVERY: u32 = 8;
+    /// ...and, while they find nothing, thin out to one in this many.
+    pub(crate) const PROBE_EVERY_MAX: u32 = 64;
 
     /// A node starts out speculating: it knows nothing of the network yet.
     pub(crate) fn new() -> Speculation {
         Speculation {
             score: Speculation::ONE,
-            searches: 0,
+            until_probe: Speculation::PROBE_EVERY,
+            probe_every: Speculation::PROBE_EVERY,
         }
     }
 
     /// Whether the get or put starting now explores as OpenDHT does (see above).
     pub(crate) fn next_search(&mut self) -> bool {
-        self.searches = self.searches.wrapping_add(1);
-        self.score > Speculation::THRESHOLD || self.searches.is_multiple_of(Speculation::PROBE_EVERY)
+        self.until_probe = self.until_probe.saturating_sub(1);
+        let probe = self.until_probe == 0;
+        if probe {
+            self.until_probe = self.probe_every;
+        }
+        self.score > Speculation::THRESHOLD || probe
     }
 
     /// A search that speculated has synced: `paid` when that found one of its closest 8.
@@ -91,6 +103,11 @@ impl Speculation {
         self.score -= self.score / 8;
         if paid {
             self.score += Speculation::ONE / 8;
+            self.probe_every = Speculation::PROBE_EVERY;
+            self.until_probe = self.until_probe.min(Speculation::PROBE_EVERY);
+        } else if self.score <= Speculation::THRESHOLD {
+            // A probe (or the last of the speculating searches) found nothing.
+            self.probe_every = (self.probe_every * 2).min(Speculation::PROBE_EVERY_MAX);
         }
     }
 }
@@ -1104,14 +1121,33 @@ mod tests {
         for _ in 0..27 {
             s.record(false);
         }
-        let allowed: Vec<bool> = (0..16).map(|_| s.next_search()).collect();
-        assert_eq!(
-            allowed.iter().filter(|a| **a).count(),
-            16 / Speculation::PROBE_EVERY as usize,
-            "only the probes: {allowed:?}"
-        );
-        // A probe pays: the network is changing again.
+        // Probes that find nothing thin out: 1 in 8, then 16, 32, 64, and no rarer.
+        let gaps = probe_gaps(&mut s, 1000);
+        assert_eq!(gaps[..6], [7, 16, 32, 64, 64, 64], "{gaps:?}");
+        assert!(gaps.iter().all(|&g| g <= Speculation::PROBE_EVERY_MAX), "{gaps:?}");
+        // A probe pays: the network is changing again, and the next searches all explore.
         s.record(true);
         assert!((0..Speculation::PROBE_EVERY).all(|_| s.next_search()));
+        // Once the average falls again, probes come back within 8 searches and thin out anew.
+        let gaps = probe_gaps(&mut s, 1000);
+        let at = gaps.iter().position(|&g| g > 1).unwrap_or(gaps.len());
+        assert!(gaps.get(at).is_some_and(|&g| g <= Speculation::PROBE_EVERY), "{gaps:?}");
+        assert_eq!(gaps.get(at + 1..at + 4), Some(&[16, 32, 64][..]), "{gaps:?}");
+    }
+
+    /// Runs `n` searches where speculation never pays; the number of searches from each
+    /// speculating one to the next.
+    fn probe_gaps(s: &mut Speculation, n: usize) -> Vec<u32> {
+        let mut gaps = Vec::new();
+        let mut since = 0;
+        for _ in 0..n {
+            since += 1;
+            if s.next_search() {
+                gaps.push(since);
+                since = 0;
+                s.record(false);
+            }
+        }
+        gaps
     }
 }
