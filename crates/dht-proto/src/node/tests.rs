@@ -1752,7 +1752,7 @@ fn puts_stop_asking_past_the_closest_eight_once_that_finds_nothing() {
     let mut n = node_knowing(&peers);
     let mut now = 1;
     let mut wide = Vec::new();
-    for vid in 1..=48 {
+    for vid in 1..=160 {
         let (asked, outcome) = put_on(&mut n, &peers, &mut now, vid, None, &|rank| {
             ranked_reply(&peers, rank, None)
         });
@@ -1760,28 +1760,29 @@ fn puts_stop_asking_past_the_closest_eight_once_that_finds_nothing() {
         wide.push(asked.iter().any(|&r| r > 8));
     }
     assert!(wide[0], "a new node asks past the closest 8");
-    // Once the average says it does not pay, only 1 put in 8 still does (to keep measuring).
-    let late: Vec<usize> = (32..48).filter(|&i| wide[i]).collect();
-    assert_eq!(late.len(), 2, "speculating puts among the last 16: {late:?}");
+    // Once the average says it does not pay, only probes still do, ever fewer (1 put in 8,
+    // then 16, 32, and 64) while they find nothing.
+    let probes: Vec<usize> = (1..wide.len()).filter(|&i| wide[i] && !wide[i - 1]).collect();
+    let gaps: Vec<usize> = probes.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, [16, 32, 64], "speculating puts at {probes:?}");
     let stats = n.stats();
     assert!(stats.speculative_searches >= 26, "{stats:?}");
     assert_eq!(stats.speculation_paid, 0);
 }
 
 #[test]
-fn a_frugal_search_waits_for_its_first_reply_with_two_requests_out() {
+fn a_frugal_search_starts_with_one_request_and_hedges_with_a_second() {
     let peers = ranked_peers(InfoHash::get("k"));
-    let first_requests = |n: &mut Node| {
-        let op = n.get(t(100_000), InfoHash::get("k"), Query::default()).unwrap();
-        let out = drain(n);
-        n.cancel_get(t(100_000), op).unwrap();
+    let gets = |out: &[(SocketAddr, Message)]| {
         out.iter()
             .filter(|(_, m)| matches!(&m.body, Body::Request(r) if matches!(r.kind, RequestKind::Get { .. })))
             .count()
     };
     // A new node explores as OpenDHT does: 4 at once.
-    assert_eq!(first_requests(&mut node_knowing(&peers)), 4);
-    // Once 30 puts have shown that asking past the closest 8 finds nothing, 2.
+    let mut new = node_knowing(&peers);
+    new.get(t(100_000), InfoHash::get("k"), Query::default()).unwrap();
+    assert_eq!(gets(&drain(&mut new)), 4);
+    // Once 30 puts have shown that asking past the closest 8 finds nothing, 1.
     let mut n = node_knowing(&peers);
     let mut now = 1;
     for vid in 1..=30 {
@@ -1789,7 +1790,21 @@ fn a_frugal_search_waits_for_its_first_reply_with_two_requests_out() {
             ranked_reply(&peers, rank, None)
         });
     }
-    assert_eq!(first_requests(&mut n), 2);
+    let start = now + 1000;
+    n.get(t(start), InfoHash::get("k"), Query::default()).unwrap();
+    assert_eq!(gets(&drain(&mut n)), 1);
+    // If that one goes unanswered for 100 ms, a second goes out; no more until a reply.
+    let wake = n.poll_timeout().expect("a deadline").as_micros() / 1000;
+    assert!(
+        wake <= start + 100,
+        "the node wakes for the hedge: {wake} from {start}"
+    );
+    n.handle_timeout(t(start + 99));
+    assert_eq!(gets(&drain(&mut n)), 0, "not before 100 ms");
+    n.handle_timeout(t(start + 100));
+    assert_eq!(gets(&drain(&mut n)), 1, "the hedge");
+    n.handle_timeout(t(start + 300));
+    assert_eq!(gets(&drain(&mut n)), 0, "two in flight are enough");
 }
 
 #[test]

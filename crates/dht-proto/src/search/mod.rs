@@ -21,8 +21,11 @@ pub(crate) const SEARCH_NODES: usize = 14;
 pub(crate) const TARGET_NODES: usize = 8;
 /// Non-bad nodes with a get or find in flight at once (`MAX_REQUESTED_SEARCH_NODES`).
 const ALPHA: usize = 4;
-/// Requests in flight of a frugal search until its first reply.
-const FRUGAL_START: usize = 2;
+/// Requests in flight of a frugal search until its first reply...
+const FRUGAL_START: usize = 1;
+/// ...and after it has waited this long for that reply with no answer: a hedge against a lost
+/// request or a dead node, which would otherwise hold the search for a retransmission.
+const HEDGE: Duration = Duration::from_millis(100);
 /// Nodes a listen goes to (`LISTEN_NODES`).
 const LISTEN_NODES: usize = 4;
 /// Expired nodes at the head of the list that expire the search (`SEARCH_MAX_BAD_NODES`).
@@ -294,6 +297,8 @@ pub(crate) struct Search {
     pub join: bool,
     created: Instant,
     refilled: Option<Instant>,
+    /// When the search sent its first get or find (see [`HEDGE`]).
+    first_request: Option<Instant>,
     expired_at: Option<Instant>,
     pub last_activity: Instant,
     /// Whether this search explores as OpenDHT's do, or frugally (see [`Speculation`]); the
@@ -319,6 +324,7 @@ impl Search {
             join: false,
             created: now,
             refilled: None,
+            first_request: None,
             expired_at: None,
             last_activity: now,
             wide: true,
@@ -856,10 +862,12 @@ impl Search {
                 synced || !self.wide
             };
         let window = if narrow { TARGET_NODES } else { usize::MAX };
-        // A frugal search waits for its first reply with only 2 requests out (see
-        // [`Speculation`]).
+        // A frugal search waits for its first reply with only 1 request out, 2 once that has
+        // taken [`HEDGE`] (see [`Speculation`]).
         let alpha = if self.wide || self.nodes.iter().any(|n| n.last_reply.is_some()) {
             ALPHA
+        } else if self.first_request.is_some_and(|t| now >= t + HEDGE) {
+            FRUGAL_START + 1
         } else {
             FRUGAL_START
         };
@@ -877,6 +885,9 @@ impl Search {
                 });
                 in_flight += 1;
             }
+        }
+        if !out.is_empty() && out.iter().any(|a| matches!(a, Action::Get { .. })) {
+            self.first_request.get_or_insert(now);
         }
         self.check_expiry(now, connecting, &mut out);
         out
@@ -1062,6 +1073,12 @@ impl Search {
         if let Some(t) = self.refilled {
             consider(t + SYNC_TIME);
         }
+        if let Some(t) = self.first_request
+            && !self.wide
+            && !self.nodes.iter().any(|n| n.last_reply.is_some())
+        {
+            consider(t + HEDGE);
+        }
         if self.nodes.is_empty() {
             consider(self.created + CONNECT_GRACE);
         }
@@ -1124,14 +1141,20 @@ mod tests {
         // Probes that find nothing thin out: 1 in 8, then 16, 32, 64, and no rarer.
         let gaps = probe_gaps(&mut s, 1000);
         assert_eq!(gaps[..6], [7, 16, 32, 64, 64, 64], "{gaps:?}");
-        assert!(gaps.iter().all(|&g| g <= Speculation::PROBE_EVERY_MAX), "{gaps:?}");
+        assert!(
+            gaps.iter().all(|&g| g <= Speculation::PROBE_EVERY_MAX),
+            "{gaps:?}"
+        );
         // A probe pays: the network is changing again, and the next searches all explore.
         s.record(true);
         assert!((0..Speculation::PROBE_EVERY).all(|_| s.next_search()));
         // Once the average falls again, probes come back within 8 searches and thin out anew.
         let gaps = probe_gaps(&mut s, 1000);
         let at = gaps.iter().position(|&g| g > 1).unwrap_or(gaps.len());
-        assert!(gaps.get(at).is_some_and(|&g| g <= Speculation::PROBE_EVERY), "{gaps:?}");
+        assert!(
+            gaps.get(at).is_some_and(|&g| g <= Speculation::PROBE_EVERY),
+            "{gaps:?}"
+        );
         assert_eq!(gaps.get(at + 1..at + 4), Some(&[16, 32, 64][..]), "{gaps:?}");
     }
 
