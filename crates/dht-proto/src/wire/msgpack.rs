@@ -352,9 +352,12 @@ pub(crate) struct Seen(u64);
 impl Seen {
     /// Passes `key` through unless it is a repeat of one of `known` (at most 64), in which case
     /// the caller's fallback arm skips its value.
+    #[inline]
     pub(crate) fn first<'a>(&mut self, key: Option<&'a [u8]>, known: &[&[u8]]) -> Option<&'a [u8]> {
         let k = key?;
-        match known.iter().position(|x| *x == k) {
+        // Keys are a few bytes: compared in place, not through a call to `memcmp` each.
+        let same = |x: &[u8]| x.len() == k.len() && x.iter().zip(k).all(|(a, b)| a == b);
+        match known.iter().position(|x| same(x)) {
             Some(i) if i < 64 => {
                 let bit = 1u64 << i;
                 if self.0 & bit != 0 {
