@@ -1066,7 +1066,7 @@ impl Host {
                     slot.node.handle_timeout(now);
                     slot.compact();
                 }
-                self.after(id);
+                self.after(id, now);
             }
         }
     }
@@ -1076,14 +1076,14 @@ impl Host {
             match m {
                 HostMsg::Add(id, slot) => {
                     self.slots.insert(id, *slot);
-                    self.after(id);
+                    self.after(id, self.now());
                 }
                 HostMsg::Cmd(id, c) => {
                     let now = self.now();
                     if let Some(slot) = self.slots.get_mut(&id) {
                         slot.command(now, *c);
                     }
-                    self.after(id);
+                    self.after(id, now);
                 }
                 HostMsg::Remove(id) => self.remove(id),
                 HostMsg::Close => {
@@ -1135,7 +1135,7 @@ impl Host {
                     if let (Some(slot), Some(data)) = (self.slots.get_mut(&id), self.buf.get(..len)) {
                         slot.node.handle_datagram(now, from, data);
                     }
-                    self.after(id);
+                    self.after(id, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1145,10 +1145,9 @@ impl Host {
         }
     }
 
-    /// After a node's turn: send, dispatch events, publish its view, rearm its timer; remove it
-    /// once it has stopped.
-    fn after(&mut self, id: u64) {
-        let now = self.now();
+    /// After a node's turn at `now`: send, dispatch events, publish its view, rearm its timer;
+    /// remove it once it has stopped.
+    fn after(&mut self, id: u64, now: dht_proto::Instant) {
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };

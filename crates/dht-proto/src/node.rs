@@ -1011,10 +1011,15 @@ impl Node {
         };
         let expiration = Some(created + ty.expiration);
         let fresh = self.storage.get_value(&key, v.id).is_none();
+        // Most stored values have no one listening: no copies made for them.
+        let vid = v.id;
+        let heard =
+            !self.storage.listeners_of(&key).is_empty() || self.listens.values().any(|l| l.key == key);
+        let copy = heard.then(|| v.clone());
         let mut evicted = Vec::new();
         let outcome = self
             .storage
-            .store(now, key, v.clone(), created, expiration, source, &mut evicted);
+            .store(now, key, v, created, expiration, source, &mut evicted);
         self.on_evicted(now, evicted);
         match outcome {
             StoreOutcome::Stored => {
@@ -1024,18 +1029,20 @@ impl Node {
                     let fp = self.closest_fingerprint(now, &key);
                     self.storage.set_replicated(&key, fp);
                 }
-                self.notify_listeners(now, key, Notice::Values(vec![v.clone()]));
-                self.apply_listen_changes(
-                    key,
-                    vec![ListenChange::Added {
-                        value: v,
-                        first: fresh,
-                    }],
-                );
+                if let Some(v) = copy {
+                    self.notify_listeners(now, key, Notice::Values(vec![v.clone()]));
+                    self.apply_listen_changes(
+                        key,
+                        vec![ListenChange::Added {
+                            value: v,
+                            first: fresh,
+                        }],
+                    );
+                }
                 true
             }
             StoreOutcome::Refreshed => {
-                self.notify_listeners(now, key, Notice::Refreshed(vec![v.id]));
+                self.notify_listeners(now, key, Notice::Refreshed(vec![vid]));
                 true
             }
             StoreOutcome::Refused => {
