@@ -349,6 +349,17 @@ struct HostCtl {
     origin: std::time::Instant,
     next_slot: AtomicU64,
     thread_id: ThreadId,
+    /// This host's number in [`ON_HOST`].
+    serial: u64,
+}
+
+/// Numbers hosts: 0 is none.
+static HOST_SERIALS: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The host whose thread this is (0 elsewhere): a command it sends itself, from a callback,
+    /// needs no wake-up, as its loop reads the command queue before it next waits.
+    static ON_HOST: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 enum HostMsg {
@@ -397,6 +408,7 @@ fn start_host(exclusive: bool) -> Result<(Arc<HostCtl>, JoinHandle<()>), RunErro
     let waker = Arc::new(Waker::new(poll.registry(), WAKE).map_err(RunError::Poll)?);
     let (tx, rx) = mpsc::channel();
     let origin = std::time::Instant::now();
+    let serial = HOST_SERIALS.fetch_add(1, Ordering::Relaxed);
     let mut host = Host {
         poll,
         rx,
@@ -410,7 +422,10 @@ fn start_host(exclusive: bool) -> Result<(Arc<HostCtl>, JoinHandle<()>), RunErro
     };
     let thread = std::thread::Builder::new()
         .name("dht-mio".into())
-        .spawn(move || host.run())
+        .spawn(move || {
+            ON_HOST.set(serial);
+            host.run()
+        })
         .map_err(RunError::Poll)?;
     let ctl = Arc::new(HostCtl {
         registry,
@@ -419,6 +434,7 @@ fn start_host(exclusive: bool) -> Result<(Arc<HostCtl>, JoinHandle<()>), RunErro
         origin,
         next_slot: AtomicU64::new(0),
         thread_id: thread.thread().id(),
+        serial,
     });
     Ok((ctl, thread))
 }
@@ -644,6 +660,9 @@ impl Handle {
             .tx
             .send(HostMsg::Cmd(self.slot, Box::new(c)))
             .map_err(|_| RunError::Stopped)?;
+        if ON_HOST.get() == self.host.serial {
+            return Ok(());
+        }
         self.host.waker.wake().map_err(|_| RunError::Stopped)
     }
 
@@ -1033,6 +1052,8 @@ impl Host {
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
         loop {
+            // Commands this thread's own callbacks sent (without a wake-up) go before it waits.
+            self.messages();
             if self.closed && self.slots.is_empty() {
                 return;
             }
@@ -1151,7 +1172,7 @@ impl Host {
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };
-        slot.drain(now, &mut self.out);
+        let stopped = slot.drain(now, &mut self.out);
         let next = slot.node.poll_timeout();
         if slot.deadline != next {
             if let Some(t) = slot.deadline {
@@ -1162,7 +1183,6 @@ impl Host {
             }
             slot.deadline = next;
         }
-        let stopped = slot.shared.lock().map(|s| s.stopped).unwrap_or(true);
         if stopped {
             self.remove(id);
         }
@@ -1238,7 +1258,9 @@ impl Slot {
         }
     }
 
-    fn drain(&mut self, now: dht_proto::Instant, out: &mut Vec<u8>) {
+    /// Sends what the node has queued, dispatches its events and publishes its view; whether
+    /// the node has stopped (read under the same lock).
+    fn drain(&mut self, now: dht_proto::Instant, out: &mut Vec<u8>) -> bool {
         while let Some(t) = self.node.poll_transmit(now, out) {
             let sock = if t.destination.is_ipv4() {
                 self.sock4.as_ref()
@@ -1259,16 +1281,18 @@ impl Slot {
             || self
                 .published
                 .is_none_or(|t| now.as_micros().saturating_sub(t.as_micros()) >= 20_000);
-        if let Ok(mut s) = self.shared.lock() {
-            if publish {
-                s.stats = self.node.stats();
-                self.published = Some(now);
-            }
-            s.status = [
-                Some(self.node.status(Family::V4)),
-                Some(self.node.status(Family::V6)),
-            ];
+        let Ok(mut s) = self.shared.lock() else {
+            return true;
+        };
+        if publish {
+            s.stats = self.node.stats();
+            self.published = Some(now);
         }
+        s.status = [
+            Some(self.node.status(Family::V4)),
+            Some(self.node.status(Family::V6)),
+        ];
+        s.stopped
     }
 
     fn dispatch(&mut self, e: Event) {

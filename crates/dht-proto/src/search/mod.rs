@@ -57,10 +57,10 @@ const MAX_TOKEN_LEN: usize = 64;
 /// nothing doubles that interval, up to [`Speculation::PROBE_EVERY_MAX`]; a probe that pays
 /// brings it back to [`Speculation::PROBE_EVERY`].
 ///
-/// A frugal search (`Search::wide` false) differs in two ways: until its first reply it has 2
-/// requests in flight, not 4 (the first reply, from a node near the key, names nodes nearer
-/// still, which the other two first requests would rarely have been); and a put's search asks
-/// only the closest 8 before it syncs. Gets that have found nothing and listens still ask
+/// A frugal search (`Search::wide` false) differs in two ways: until its first reply it has 1
+/// request in flight, not 4, and 2 once that one has gone [`HEDGE`] unanswered (the first
+/// reply, from a node near the key, names nodes nearer still, which the other first requests
+/// would rarely have been); and a put's search asks only the closest 8 before it syncs. Gets that have found nothing and listens still ask
 /// past the closest 8.
 #[derive(Clone, Debug)]
 pub(crate) struct Speculation {
