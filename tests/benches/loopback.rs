@@ -5,7 +5,9 @@
 //!
 //! `cargo bench -p dht-tests --bench loopback` (env: `BENCH_N`, `BENCH_SECS` for the throughput
 //! phase, default 20, `BENCH_PAIRS`, default 16, `BENCH_POOLS`: our nodes on that many shared
-//! threads, default 2, next to a thread per node; `BENCH_ONLY=ours|opendht`). Figures:
+//! threads, default 2, next to a thread per node; `BENCH_ONLY=ours|opendht`; `BENCH_ROUNDS`,
+//! default 3: how many times dht-mio on pools and OpenDHT are measured, in turns, each figure
+//! of those two columns being the median of its rounds). Figures:
 //! put done and get done p50/p99, get's first value p50, listen notification p50, get done of
 //! 60 KiB values, pairs (put, then get of that key elsewhere) per second with 16 chains running
 //! at once and the process CPU per pair, and the resident memory each node adds.
@@ -603,6 +605,21 @@ fn child(mode: &str) -> Option<BTreeMap<String, f64>> {
     parse_figures(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// Each figure's median over the rounds (the upper middle one of an even count).
+fn median_figures(rounds: &[BTreeMap<String, f64>]) -> Option<BTreeMap<String, f64>> {
+    let first = rounds.first()?;
+    Some(
+        first
+            .keys()
+            .map(|k| {
+                let mut v: Vec<f64> = rounds.iter().filter_map(|m| m.get(k).copied()).collect();
+                v.sort_by(f64::total_cmp);
+                (k.clone(), v.get(v.len() / 2).copied().unwrap_or(f64::NAN))
+            })
+            .collect(),
+    )
+}
+
 fn parse_figures(text: &str) -> Option<BTreeMap<String, f64>> {
     let line = text.lines().rev().find(|l| l.contains("put_p50="))?;
     Some(
@@ -635,14 +652,56 @@ fn main() {
         println!("{}", line.join(" "));
         return;
     }
-    println!("loopback benchmark: N = {n} nodes per side, {pairs} chains for {secs} s; times in ms");
-    let o = (only != "opendht").then(|| child(&pools.to_string())).flatten();
+    let rounds = env("BENCH_ROUNDS", 3).max(1) as usize;
+    println!(
+        "loopback benchmark: N = {n} nodes per side, {pairs} chains for {secs} s; times in ms; \
+         dht-mio on pools and OpenDHT in {rounds} alternating rounds (medians shown)"
+    );
+    // The machine is shared and its speed drifts: the two main columns are measured in turns
+    // (ours first in even rounds, OpenDHT first in odd ones), and each figure is the median of
+    // its rounds, so a slow minute weighs on both sides alike.
+    let mut ours_rounds = Vec::new();
+    let mut theirs_rounds = Vec::new();
+    for r in 0..rounds {
+        let mut run_ours = || {
+            if only != "opendht"
+                && let Some(m) = child(&pools.to_string())
+            {
+                ours_rounds.push(m);
+            }
+        };
+        let mut run_theirs = || {
+            if only != "ours"
+                && let Some(m) = opendht(n, secs, pairs, seed)
+            {
+                theirs_rounds.push(m);
+            }
+        };
+        if r % 2 == 0 {
+            run_ours();
+            run_theirs();
+        } else {
+            run_theirs();
+            run_ours();
+        }
+    }
+    let o = median_figures(&ours_rounds);
     let o1 = (only != "opendht" && pools > 0).then(|| child("0")).flatten();
     let o2 = (only != "opendht").then(|| child("smol")).flatten();
-    let t = (only != "ours").then(|| opendht(n, secs, pairs, seed)).flatten();
+    let t = median_figures(&theirs_rounds);
     if only != "ours" && t.is_none() {
         println!("(OpenDHT column missing: needs /usr/bin/python3 with Debian's python3-opendht)");
     }
+    let per_round = |rs: &[BTreeMap<String, f64>]| -> Vec<String> {
+        rs.iter()
+            .map(|m| format!("{:.0}", m.get("pairs_per_s").copied().unwrap_or(0.0)))
+            .collect()
+    };
+    println!(
+        "pairs per second by round: mio {pools} pools [{}], OpenDHT [{}]",
+        per_round(&ours_rounds).join(", "),
+        per_round(&theirs_rounds).join(", ")
+    );
     let rows = [
         ("put done p50", "put_p50"),
         ("put done p99", "put_p99"),
