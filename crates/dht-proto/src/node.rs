@@ -1030,14 +1030,7 @@ impl Node {
                     self.storage.set_replicated(&key, fp);
                 }
                 if let Some(v) = copy {
-                    self.notify_listeners(now, key, Notice::Values(vec![v.clone()]));
-                    self.apply_listen_changes(
-                        key,
-                        vec![ListenChange::Added {
-                            value: v,
-                            first: fresh,
-                        }],
-                    );
+                    self.tell_stored(now, key, v, fresh);
                 }
                 true
             }
@@ -1050,6 +1043,19 @@ impl Node {
                 false
             }
         }
+    }
+
+    /// A value newly stored at `key` (`fresh`: no copy of it was there before): remote
+    /// listeners and our own listens hear of it.
+    fn tell_stored(&mut self, now: Instant, key: InfoHash, v: Value, fresh: bool) {
+        self.notify_listeners(now, key, Notice::Values(vec![v.clone()]));
+        self.apply_listen_changes(
+            key,
+            vec![ListenChange::Added {
+                value: v,
+                first: fresh,
+            }],
+        );
     }
 
     fn on_evicted(&mut self, now: Instant, evicted: Evicted) {
@@ -1897,16 +1903,7 @@ impl Node {
             .store(now, key, v.clone(), created, expiration, None, &mut evicted);
         self.on_evicted(now, evicted);
         match outcome {
-            StoreOutcome::Stored => {
-                self.notify_listeners(now, key, Notice::Values(vec![v.clone()]));
-                self.apply_listen_changes(
-                    key,
-                    vec![ListenChange::Added {
-                        value: v,
-                        first: fresh,
-                    }],
-                );
-            }
+            StoreOutcome::Stored => self.tell_stored(now, key, v, fresh),
             StoreOutcome::Refreshed => self.notify_listeners(now, key, Notice::Refreshed(vec![v.id])),
             // Over the local quota: not kept here, but still announced (as OpenDHT does).
             StoreOutcome::Refused => {}
