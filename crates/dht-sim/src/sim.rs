@@ -494,17 +494,7 @@ impl Sim {
         for i in 1..n {
             self.bootstrap(i, 1);
         }
-        let fam = self.main_family();
-        let until = self.now + d;
-        loop {
-            if (0..n).all(|i| !self.is_up(i) || self.status(i, fam) == Some(Status::Connected)) {
-                return true;
-            }
-            if self.now >= until {
-                return false;
-            }
-            self.run_for(Duration::from_millis(10).min(until - self.now));
-        }
+        self.run_until_connected(d, Duration::from_millis(10))
     }
 
     /// Bootstraps every host from random others, a few at a time, and runs until all are
@@ -517,8 +507,14 @@ impl Sim {
                 self.run_for(Duration::from_millis(200));
             }
         }
-        let fam = self.main_family();
         // Checked once per virtual second: a check looks at every node.
+        self.run_until_connected(d, Duration::from_secs(1))
+    }
+
+    /// Runs in steps of `step` until every host that is up is connected (or `d` passes).
+    fn run_until_connected(&mut self, d: Duration, step: Duration) -> bool {
+        let n = self.hosts.len();
+        let fam = self.main_family();
         let until = self.now + d;
         loop {
             if (0..n).all(|i| !self.is_up(i) || self.status(i, fam) == Some(Status::Connected)) {
@@ -527,8 +523,7 @@ impl Sim {
             if self.now >= until {
                 return false;
             }
-            let step = Duration::from_secs(1).min(until - self.now);
-            self.run_for(step);
+            self.run_for(step.min(until - self.now));
         }
     }
 
