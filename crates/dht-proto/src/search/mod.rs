@@ -333,6 +333,11 @@ impl Search {
         }
     }
 
+    /// Some node has replied to this search.
+    fn answered(&self) -> bool {
+        self.nodes.iter().any(|n| n.last_reply.is_some())
+    }
+
     /// No get, announce or listen left: the search can go.
     pub(crate) fn is_idle(&self) -> bool {
         self.gets.is_empty() && self.announces.is_empty() && self.listens.is_empty() && !self.join
@@ -864,13 +869,14 @@ impl Search {
         let window = if narrow { TARGET_NODES } else { usize::MAX };
         // A frugal search waits for its first reply with only 1 request out, 2 once that has
         // taken [`HEDGE`] (see [`Speculation`]).
-        let alpha = if self.wide || self.nodes.iter().any(|n| n.last_reply.is_some()) {
+        let alpha = if self.wide || self.answered() {
             ALPHA
         } else if self.first_request.is_some_and(|t| now >= t + HEDGE) {
             FRUGAL_START + 1
         } else {
             FRUGAL_START
         };
+        let mut asked = false;
         for n in self.non_bad().take(window) {
             if in_flight >= alpha || !wanted {
                 break;
@@ -884,9 +890,10 @@ impl Search {
                     query: query.clone(),
                 });
                 in_flight += 1;
+                asked = true;
             }
         }
-        if !out.is_empty() && out.iter().any(|a| matches!(a, Action::Get { .. })) {
+        if asked {
             self.first_request.get_or_insert(now);
         }
         self.check_expiry(now, connecting, &mut out);
@@ -1075,7 +1082,7 @@ impl Search {
         }
         if let Some(t) = self.first_request
             && !self.wide
-            && !self.nodes.iter().any(|n| n.last_reply.is_some())
+            && !self.answered()
         {
             consider(t + HEDGE);
         }
