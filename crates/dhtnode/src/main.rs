@@ -11,7 +11,7 @@ use dhtnode::{CliError, Cmd, Console, Options, Out};
 
 fn main() -> ExitCode {
     let opts = Options::parse();
-    if let Err(e) = init_log(&opts) {
+    if let Err(e) = dhtnode::log::init(&opts) {
         eprintln!("dhtnode: {e}");
         return ExitCode::FAILURE;
     }
@@ -23,30 +23,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_log(opts: &Options) -> Result<(), String> {
-    let level = match opts.verbose {
-        0 => tracing::Level::INFO,
-        1 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
-    };
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
-    match &opts.logfile {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("log file {}: {e}", path.display()))?;
-            builder.with_ansi(false).with_writer(Mutex::new(file)).init();
-        }
-        None => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
-            .init(),
-    }
-    Ok(())
 }
 
 fn run(opts: Options) -> Result<(), CliError> {

@@ -1,0 +1,54 @@
+//! The command line of `dhtnode`.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+/// The options of `dhtnode`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "dhtnode",
+    version,
+    about = "Run a DHT node that speaks OpenDHT's protocol."
+)]
+pub struct Options {
+    /// UDP port for IPv4 and IPv6 (0: any free port).
+    #[arg(short = 'p', long, default_value_t = dht_proto::DEFAULT_PORT)]
+    pub port: u16,
+    /// Join the network of this node (`host`, `host:port` or `[v6]:port`); may repeat.
+    #[arg(short = 'b', long = "bootstrap", value_name = "HOST[:PORT]")]
+    pub bootstrap: Vec<String>,
+    /// Network id: nodes of other networks are ignored (0 is the public network).
+    #[arg(short = 'n', long = "network", default_value_t = 0)]
+    pub network: u32,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Write the log to this file instead of standard error.
+    #[arg(short = 'l', long = "logfile", value_name = "FILE")]
+    pub logfile: Option<PathBuf>,
+    /// Service mode: no commands; run until SIGINT or SIGTERM.
+    #[arg(short = 's', long = "service")]
+    pub service: bool,
+    /// Identity file: the node's 32-byte secret seed as hex (its id derives from it). Created,
+    /// readable by the owner only, when missing.
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Keep known nodes and stored values in this file across restarts.
+    #[arg(long = "persist", value_name = "FILE")]
+    pub persist: Option<PathBuf>,
+    /// IPv4 address to bind.
+    #[arg(long = "bind4", default_value_t = Ipv4Addr::UNSPECIFIED)]
+    pub bind4: Ipv4Addr,
+    /// IPv6 address to bind.
+    #[arg(long = "bind6", default_value_t = Ipv6Addr::UNSPECIFIED)]
+    pub bind6: Ipv6Addr,
+    /// IPv4 only.
+    #[arg(short = '4', long = "ipv4-only", conflicts_with = "ipv6_only")]
+    pub ipv4_only: bool,
+    /// IPv6 only.
+    #[arg(short = '6', long = "ipv6-only")]
+    pub ipv6_only: bool,
+    /// How long `g`, `q` and `p` wait for their end, in seconds.
+    #[arg(long = "timeout", default_value_t = 30)]
+    pub timeout: u64,
+}
