@@ -32,6 +32,18 @@ impl Console {
         }
     }
 
+    /// Parses and runs one line (a line that does not parse is an error printed); false once it
+    /// was `x`.
+    pub fn run_line(&mut self, line: &str) -> bool {
+        match Cmd::parse(line) {
+            Ok(cmd) => self.run(cmd),
+            Err(e) => {
+                say(&self.out, format!("error: {e}"));
+                true
+            }
+        }
+    }
+
     /// Runs one command; false once it was `x`.
     pub fn run(&mut self, cmd: Cmd) -> bool {
         let done = match cmd {

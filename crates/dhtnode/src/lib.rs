@@ -2,7 +2,7 @@
 //!
 //! The pieces of the `dhtnode` binary, one module each: its options ([`Options`], `options.rs`),
 //! its command language ([`Cmd`] and the table [`COMMANDS`], `cmd.rs`), the [`Console`] that runs
-//! a command (`console.rs`), what it prints (`show.rs`), the log (`log.rs`), and the identity and
+//! a command (`console.rs`), the loop that reads lines (`repl.rs`), what it prints (`show.rs`), the log (`log.rs`), and the identity and
 //! state files (`files.rs`). The binary reads commands from a terminal or, when stdin is not one,
 //! from a script.
 //!
@@ -42,10 +42,12 @@ mod console;
 mod files;
 pub mod log;
 mod options;
+mod repl;
 mod show;
 
 pub use cmd::{COMMANDS, Cmd, Command, Words, help_text};
 pub use console::{Console, parse_public_key};
 pub use files::{CliError, load_or_create_identity, load_state, save_state};
 pub use options::Options;
+pub use repl::{Input, PROMPT, PipedLines, Read, Terminal, run_lines};
 pub use show::{Out, show_value};

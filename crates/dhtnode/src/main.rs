@@ -1,13 +1,13 @@
 //! `dhtnode`: runs a node and reads commands from the terminal or a script (see the crate docs).
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
 use dht_mio::{Runner, RunnerConfig};
-use dhtnode::{CliError, Cmd, Console, Options, Out};
+use dhtnode::{CliError, Console, Options, Out, PipedLines, Terminal, run_lines};
 
 fn main() -> ExitCode {
     let opts = Options::parse();
@@ -81,35 +81,23 @@ fn run(opts: Options) -> Result<(), CliError> {
 }
 
 fn console(runner: &Runner, opts: &Options) {
+    let timeout = Duration::from_secs(opts.timeout);
+    if std::io::stdin().is_terminal() {
+        match Terminal::new() {
+            Ok((mut input, out)) => {
+                let mut console = Console::new(runner, out, timeout);
+                println!(
+                    "node {} on {:?}; h for help",
+                    runner.node_id(),
+                    runner.local_addrs()
+                );
+                return run_lines(&mut console, &mut input, &mut std::io::stderr());
+            }
+            Err(e) => tracing::warn!("no line editing: {e}"),
+        }
+    }
     let out: Out = Arc::new(Mutex::new(Box::new(std::io::stdout())));
-    let mut console = Console::new(runner, out.clone(), Duration::from_secs(opts.timeout));
-    let stdin = std::io::stdin();
-    let interactive = stdin.is_terminal();
-    if interactive {
-        println!(
-            "node {} on {:?}; h for help",
-            runner.node_id(),
-            runner.local_addrs()
-        );
-    }
-    let mut lines = stdin.lock().lines();
-    loop {
-        if interactive && let Ok(mut o) = out.lock() {
-            let _ = write!(o, "> ");
-            let _ = o.flush();
-        }
-        let Some(Ok(line)) = lines.next() else { break };
-        match Cmd::parse(&line) {
-            Ok(cmd) => {
-                if !console.run(cmd) {
-                    break;
-                }
-            }
-            Err(e) => {
-                if let Ok(mut o) = out.lock() {
-                    let _ = writeln!(o, "error: {e}");
-                }
-            }
-        }
-    }
+    let mut console = Console::new(runner, out, timeout);
+    let mut input = PipedLines::new(std::io::stdin().lock());
+    run_lines(&mut console, &mut input, &mut std::io::stderr());
 }

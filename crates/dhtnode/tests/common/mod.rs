@@ -16,7 +16,42 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct Proc {
     pub child: Child,
     pub stdin: Option<ChildStdin>,
+    /// Standard output, line by line.
     pub lines: Receiver<String>,
+    /// Standard error, line by line.
+    pub errors: Receiver<String>,
+}
+
+/// Sends each line of `from` to the receiver it returns.
+fn line_by_line(from: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(from).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}
+
+/// Lines of `lines` up to and including the first that contains `what`, waiting at most WAIT.
+pub fn expect_in(lines: &Receiver<String>, what: &str) -> Vec<String> {
+    let end = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(l) => {
+                let hit = l.contains(what);
+                seen.push(l);
+                if hit {
+                    return seen;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {what:?}; saw {seen:?}");
 }
 
 impl Proc {
@@ -29,20 +64,25 @@ impl Proc {
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = line_by_line(child.stdout.take().unwrap());
+        let errors = line_by_line(child.stderr.take().unwrap());
         let stdin = child.stdin.take();
-        Proc { child, stdin, lines }
+        Proc {
+            child,
+            stdin,
+            lines,
+            errors,
+        }
+    }
+
+    /// Writes raw bytes to standard input.
+    pub fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
     }
 
     pub fn say(&mut self, line: &str) {
@@ -53,21 +93,12 @@ impl Proc {
 
     /// Lines up to and including the first that contains `what`.
     pub fn expect(&self, what: &str) -> Vec<String> {
-        let end = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    let hit = l.contains(what);
-                    seen.push(l);
-                    if hit {
-                        return seen;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no line with {what:?}; saw {seen:?}");
+        expect_in(&self.lines, what)
+    }
+
+    /// Lines of standard error up to and including the first that contains `what`.
+    pub fn expect_error(&self, what: &str) -> Vec<String> {
+        expect_in(&self.errors, what)
     }
 
     pub fn exit(mut self) {
