@@ -26,6 +26,7 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: Options) -> Result<(), CliError> {
+    tracing::debug!(?opts, "starting");
     // The identity signs and decrypts: from the file, or fresh for this run. The node's own
     // randomness (its id, token secrets) derives from it but is not the key itself.
     let secret = match opts.identity.as_deref() {

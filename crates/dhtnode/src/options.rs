@@ -20,7 +20,8 @@ pub struct Options {
     /// Network id: nodes of other networks are ignored (0 is the public network).
     #[arg(short = 'n', long = "network", default_value_t = 0)]
     pub network: u32,
-    /// More log output (-v debug, -vv trace).
+    /// More log output (-v debug, -vv trace). Without it, commands typed at a terminal log
+    /// warnings only, and scripts and services information too.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Write the log to this file instead of standard error.

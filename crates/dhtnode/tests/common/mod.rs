@@ -102,6 +102,10 @@ impl Proc {
     }
 
     pub fn exit(mut self) {
+        self.exit_here();
+    }
+
+    fn exit_here(&mut self) {
         self.say("x");
         let end = Instant::now() + WAIT;
         while Instant::now() < end {
@@ -112,6 +116,24 @@ impl Proc {
             std::thread::park_timeout(Duration::from_millis(20));
         }
         panic!("dhtnode did not exit");
+    }
+
+    /// Exits, then returns standard error from here to its end, and standard output's rest.
+    pub fn exit_with_output(mut self) -> (Vec<String>, Vec<String>) {
+        self.exit_here();
+        let rest = |lines: &Receiver<String>| {
+            let end = Instant::now() + WAIT;
+            let mut seen = Vec::new();
+            while let Some(left) = end.checked_duration_since(Instant::now()) {
+                match lines.recv_timeout(left) {
+                    Ok(l) => seen.push(l),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return seen,
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                }
+            }
+            panic!("the output never ended; saw {seen:?}");
+        };
+        (rest(&self.errors), rest(&self.lines))
     }
 }
 
