@@ -1,6 +1,8 @@
 //! The command language: one line, one [`Cmd`]. [`COMMANDS`] is the table of commands, their
 //! names, usage and parser; the help text is made from it.
 
+use crate::options::bootstrap_spec;
+
 /// One command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -49,7 +51,7 @@ pub enum Cmd {
         /// `pp`.
         permanent: bool,
     },
-    /// `cpp key vid`.
+    /// `cpp key vid`: cancel a permanent put.
     CancelPut {
         /// The key as typed.
         key: String,
@@ -215,7 +217,7 @@ pub const COMMANDS: &[Command] = &[
     Command {
         names: &["cpp"],
         args: "<key> <vid>",
-        does: "cancel a put (value id in hex)",
+        does: "cancel a permanent put (value id in hex)",
         parse: cancel_put,
     },
     Command {
@@ -262,7 +264,9 @@ fn storage(w: Words<'_>) -> Result<Cmd, String> {
 }
 
 fn bootstrap(w: Words<'_>) -> Result<Cmd, String> {
-    Ok(Cmd::Bootstrap(w.first_or("b: missing host[:port]")?))
+    let spec = w.first_or("b: missing host[:port]")?;
+    let spec = bootstrap_spec(&spec).map_err(|e| format!("b: {e}"))?;
+    Ok(Cmd::Bootstrap(spec))
 }
 
 fn get(w: Words<'_>) -> Result<Cmd, String> {
@@ -408,6 +412,7 @@ mod tests {
             ("cl k x", "bad listen number"),
             ("cpp k zz", "bad value id"),
             ("b", "b: missing host"),
+            ("b 127.0.0.1:0", "b: 127.0.0.1:0: port 0"),
             ("frobnicate", "unknown command"),
             ("s k", "s: missing value"),
             ("e k abcd", "usage: e"),

@@ -1,7 +1,7 @@
 //! [`Console`]: runs one [`Cmd`] against a runner, one method per command, and prints what came
 //! of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use dht_mio::{Change, Handle, ListenId, PutMode, Runner};
@@ -18,6 +18,9 @@ pub struct Console {
     timeout: Duration,
     listens: BTreeMap<u64, (InfoHash, ListenId)>,
     next_listen: u64,
+    /// The permanent puts made here, by key and value id: the runner cancels a put it does not
+    /// have without a word, and `cpp` should say there is no such put.
+    permanent_puts: BTreeSet<(InfoHash, u64)>,
 }
 
 impl Console {
@@ -29,6 +32,7 @@ impl Console {
             timeout,
             listens: BTreeMap::new(),
             next_listen: 1,
+            permanent_puts: BTreeSet::new(),
         }
     }
 
@@ -219,19 +223,28 @@ impl Console {
             .handle
             .put_as(k, value, opts, mode, on_done)
             .map_err(|e| e.to_string())?;
+        if opts.permanent {
+            self.permanent_puts.insert((k, vid));
+        }
         match rx.recv_timeout(self.timeout) {
             Ok(Ok(o)) => self.print(format!(
                 "put {k} id {vid:016x}: stored on {} nodes{note}{}",
                 o.total_acked(),
                 took(started)
             )),
-            Ok(Err(e)) => self.print(format!("put failed: {e}")),
+            Ok(Err(e)) => {
+                self.permanent_puts.remove(&(k, vid));
+                self.print(format!("put failed: {e}"))
+            }
             Err(_) => self.print("put timed out"),
         }
     }
 
     fn cancel_put(&mut self, key: &str, vid: u64) -> Result<(), String> {
         let k = InfoHash::from_hex_or_hash(key);
+        if !self.permanent_puts.remove(&(k, vid)) {
+            return self.print(format!("no permanent put {vid:016x} on {k}"));
+        }
         self.handle.cancel_put(k, vid);
         self.print(format!("put {vid:016x} on {k} cancelled"))
     }

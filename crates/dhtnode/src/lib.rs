@@ -23,7 +23,7 @@
 //! | `cl <key> <listen>` | cancel a listen (its number as `l` printed it) |
 //! | `p <key> <text>` | put a value |
 //! | `pp <key> <text>` | put a permanent value (kept alive until cancelled) |
-//! | `cpp <key> <value id>` | cancel a put |
+//! | `cpp <key> <value id>` | cancel a permanent put (its id as `pp` printed it) |
 //! | `s <key> <text>` | put a value signed with the node's identity |
 //! | `e <key> <to> <text>` | put a value encrypted to a public key (64 hex digits) or to the key with a short id (40 hex digits, looked up), as `ll` prints them |
 //!
@@ -48,6 +48,6 @@ mod show;
 pub use cmd::{COMMANDS, Cmd, Command, Words, help_text};
 pub use console::{Console, parse_public_key};
 pub use files::{CliError, load_or_create_identity, load_state, save_state};
-pub use options::Options;
+pub use options::{Options, bootstrap_spec};
 pub use repl::{Input, PROMPT, PipedLines, Read, Terminal, run_lines};
 pub use show::{Out, show_value};

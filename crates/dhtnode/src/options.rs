@@ -1,6 +1,6 @@
 //! The command line of `dhtnode`.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 /// The options of `dhtnode`.
@@ -15,7 +15,7 @@ pub struct Options {
     #[arg(short = 'p', long, default_value_t = dht_proto::DEFAULT_PORT)]
     pub port: u16,
     /// Join the network of this node (`host`, `host:port` or `[v6]:port`); may repeat.
-    #[arg(short = 'b', long = "bootstrap", value_name = "HOST[:PORT]")]
+    #[arg(short = 'b', long = "bootstrap", value_name = "HOST[:PORT]", value_parser = bootstrap_spec)]
     pub bootstrap: Vec<String>,
     /// Network id: nodes of other networks are ignored (0 is the public network).
     #[arg(short = 'n', long = "network", default_value_t = 0)]
@@ -52,4 +52,50 @@ pub struct Options {
     /// How long `g`, `q` and `p` wait for their end, in seconds.
     #[arg(long = "timeout", default_value_t = 30)]
     pub timeout: u64,
+}
+
+/// A node to bootstrap from, as typed (`host`, `host:port`, `[v6]:port` or an address; no port
+/// means the default one); refused when it names port 0, where no node can be reached.
+pub fn bootstrap_spec(spec: &str) -> Result<String, String> {
+    if explicit_port(spec) == Some(0) {
+        return Err(format!(
+            "{spec}: port 0 is no node's port (a node listens on a port of its own, {} by default)",
+            dht_proto::DEFAULT_PORT
+        ));
+    }
+    Ok(spec.to_string())
+}
+
+/// The port written in `spec`, read as the runner reads it.
+fn explicit_port(spec: &str) -> Option<u16> {
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Some(addr.port());
+    }
+    if spec.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    spec.rsplit_once(':').and_then(|(_, port)| port.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_port_0_is_refused_in_every_spelling() {
+        for bad in ["127.0.0.1:0", "[::1]:0", "localhost:0", "example.net:00"] {
+            let e = bootstrap_spec(bad).err();
+            assert!(e.is_some_and(|e| e.contains("port 0")), "{bad}");
+        }
+        for good in [
+            "127.0.0.1:4222",
+            "[::1]:1",
+            "::1",
+            "::",
+            "localhost",
+            "example.net:4222",
+        ] {
+            assert_eq!(bootstrap_spec(good).as_deref(), Ok(good));
+        }
+    }
 }

@@ -61,3 +61,57 @@ fn scripts_log_information_and_v_adds_debug_never_on_stdout() {
     assert!(text.contains("node running"), "{text}");
     let _ = std::fs::remove_file(&log);
 }
+
+#[test]
+fn bootstrapping_from_port_0_is_refused_at_the_prompt_and_on_the_command_line() {
+    let mut a = node(&[]);
+    a.say("b 127.0.0.1:0");
+    let said = a.expect("error");
+    assert!(said.last().unwrap().contains("port 0"), "{said:?}");
+    a.say("b [::1]:0");
+    assert!(a.expect("error").last().unwrap().contains("port 0"));
+    a.exit();
+    let mut args = vec!["-p", "0", "-b", "127.0.0.1:0"];
+    args.extend(LOOPBACK);
+    let out = std::process::Command::new(common::OURS)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("127.0.0.1:0: port 0 is no node's port"), "{err}");
+}
+
+#[test]
+fn cancelling_a_put_that_does_not_exist_says_so() {
+    let mut a = node(&[]);
+    a.say("cpp k 1234");
+    a.expect("no permanent put 0000000000001234 on ");
+    // A plain put is not permanent: nothing to cancel.
+    a.say("p k once");
+    let vid = put_id(&a.expect("stored on"));
+    a.say(&format!("cpp k {vid}"));
+    a.expect(&format!("no permanent put {vid}"));
+    // A permanent one is cancelled once.
+    a.say("pp k always");
+    let vid = put_id(&a.expect("(permanent)"));
+    a.say(&format!("cpp k {vid}"));
+    a.expect(&format!("put {vid} on "));
+    a.say(&format!("cpp k {vid}"));
+    a.expect(&format!("no permanent put {vid}"));
+    // The key matters too.
+    a.say("pp k again");
+    let vid = put_id(&a.expect("(permanent)"));
+    a.say(&format!("cpp other {vid}"));
+    a.expect(&format!("no permanent put {vid}"));
+    a.exit();
+}
+
+/// The value id in "put KEY id VID: stored on ...".
+fn put_id(lines: &[String]) -> String {
+    let line = lines.last().unwrap();
+    let id = line.split_whitespace().nth(3).unwrap().trim_end_matches(':');
+    assert_eq!(id.len(), 16, "{line}");
+    id.to_string()
+}
