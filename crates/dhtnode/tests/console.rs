@@ -1,6 +1,6 @@
 //! The points of issue 16 about `dhtnode` as a new user meets it, each through the binary's
-//! pipes: bad input lines, logging levels, bad ports, cancelling puts that do not exist. Every
-//! wait is bounded; children are killed when dropped.
+//! pipes: bad input lines, logging levels, plain lines (no line editor) from a pipe, bad ports,
+//! cancelling puts that do not exist. Every wait is bounded; children are killed when dropped.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test fixtures
 
@@ -38,6 +38,11 @@ fn scripts_log_information_and_v_adds_debug_never_on_stdout() {
     let (errors, rest) = quiet.exit_with_output();
     assert!(errors.iter().all(|l| !l.contains("DEBUG")), "{errors:?}");
     assert!(rest.iter().all(|l| !l.contains("INFO")), "{rest:?}");
+    // Piped, commands are plain lines: no prompt, no line editor's escapes.
+    assert!(
+        rest.iter().all(|l| !l.starts_with('>') && !l.contains('\x1b')),
+        "{rest:?}"
+    );
     // -v: debug too.
     let mut verbose = node(&["-v"]);
     verbose.expect_error("DEBUG");
