@@ -192,5 +192,10 @@ fn dhtchat_carries_a_line_from_one_chatter_to_another() {
     }
     // Alice does not hear herself.
     assert!(alice.lines.recv_timeout(Duration::from_millis(300)).is_err());
+    // A line that is not UTF-8 is reported and not sent; the chat goes on.
+    alice.send(b"caf\xe9\n");
+    alice.expect_error("not UTF-8");
+    alice.say("still here");
+    bob.expect("<alice> still here");
     drop(hub);
 }

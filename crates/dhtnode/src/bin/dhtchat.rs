@@ -83,8 +83,13 @@ fn main() -> ExitCode {
     }
     println!("joined #{} as {nick} (node {})", opts.channel, runner.node_id());
     let interactive = std::io::stdin().is_terminal();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
+    for (n, line) in std::io::stdin().lock().split(b'\n').enumerate() {
+        let Ok(bytes) = line else { break };
+        // A message that is not UTF-8 is not sent, but the chat goes on (as dhtnode does).
+        let Ok(line) = String::from_utf8(bytes) else {
+            eprintln!("dhtchat: line {} is not UTF-8, not sent", n + 1);
+            continue;
+        };
         let line = line.trim();
         if line.is_empty() {
             continue;
