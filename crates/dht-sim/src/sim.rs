@@ -2,7 +2,7 @@
 //! (time, sequence), and the scenario API.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -14,7 +14,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::net::{NetConfig, Network};
-use crate::report::{OpKind, OpRecord, Report};
+use crate::op::{Op, OpKind, OpRecord, OpTable};
+use crate::report::{End, Mark, Report};
 
 /// One link of a delivery trace: the hash of the previous link, the time, the source, the
 /// destination host and the bytes. Equal traces, equal runs.
@@ -92,23 +93,6 @@ pub struct Host {
     incarnation: u32,
 }
 
-/// Where a report starts: see [`Sim::mark`].
-#[derive(Clone, Copy, Debug)]
-pub struct Mark {
-    /// Virtual time.
-    pub at: Instant,
-    /// Jobs run before.
-    pub processed: u64,
-    /// Datagrams and bytes offered before.
-    pub traffic: (u64, u64),
-    /// Wall clock (the simulator's own cost; the nodes never see it).
-    pub wall: std::time::Instant,
-}
-
-/// A handle on an operation started through the simulator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Op(pub usize, pub u64);
-
 /// The simulator.
 #[derive(Debug)]
 pub struct Sim {
@@ -125,9 +109,7 @@ pub struct Sim {
     scenario_rng: ChaCha20Rng,
     trace: InfoHash,
     processed: u64,
-    ops: BTreeMap<Op, OpRecord>,
-    by_node_op: BTreeMap<(usize, u64), Op>,
-    listens: BTreeMap<(usize, u64), Op>,
+    ops: OpTable,
 }
 
 impl Sim {
@@ -150,9 +132,7 @@ impl Sim {
             scenario_rng,
             trace: InfoHash::ZERO,
             processed: 0,
-            ops: BTreeMap::new(),
-            by_node_op: BTreeMap::new(),
-            listens: BTreeMap::new(),
+            ops: OpTable::default(),
             config,
         };
         for _ in 0..sim.config.nodes {
@@ -295,7 +275,7 @@ impl Sim {
             }
         }
         for e in events {
-            self.record(i, &e);
+            self.ops.record(i, &e, now);
             if self.config.keep_events
                 && let Some(h) = self.hosts.get_mut(i)
             {
@@ -303,56 +283,6 @@ impl Sim {
             }
         }
         self.reschedule(i);
-    }
-
-    fn record(&mut self, i: usize, e: &Event) {
-        let now = self.now;
-        let find = |m: &BTreeMap<(usize, u64), Op>, id: u64| m.get(&(i, id)).copied();
-        match e {
-            Event::Values { op, values, .. } => {
-                if let Some(o) = find(&self.by_node_op, op.0)
-                    && let Some(r) = self.ops.get_mut(&o)
-                {
-                    r.first_value.get_or_insert(now);
-                    r.found.extend(values.iter().map(|v| v.id));
-                }
-            }
-            Event::GetDone { op, ok, .. } => {
-                if let Some(o) = find(&self.by_node_op, op.0)
-                    && let Some(r) = self.ops.get_mut(&o)
-                {
-                    r.done.get_or_insert(now);
-                    r.ok = *ok;
-                }
-            }
-            Event::PutDone { op, outcome, .. } => {
-                if let Some(o) = find(&self.by_node_op, op.0)
-                    && let Some(r) = self.ops.get_mut(&o)
-                {
-                    r.done.get_or_insert(now);
-                    r.ok = outcome.ok();
-                    r.outcome = Some(*outcome);
-                }
-            }
-            Event::ListenAdded { token, values, .. } => {
-                if let Some(o) = find(&self.listens, token.0)
-                    && let Some(r) = self.ops.get_mut(&o)
-                {
-                    for v in values {
-                        r.found.insert(v.id);
-                        r.first_value.get_or_insert(now);
-                    }
-                }
-            }
-            Event::ListenExpired { token, values, .. } => {
-                if let Some(o) = find(&self.listens, token.0)
-                    && let Some(r) = self.ops.get_mut(&o)
-                {
-                    r.expired.extend(values.iter().map(|v| v.id));
-                }
-            }
-            _ => {}
-        }
     }
 
     /// Runs one job. Returns false when nothing is left before `until` (time then moves to
@@ -577,18 +507,6 @@ impl Sim {
             .unwrap_or(0)
     }
 
-    fn new_op(&mut self, kind: OpKind, node: usize, key: InfoHash, id: Option<u64>) -> Op {
-        let op = Op(node, self.ops.len() as u64);
-        self.ops.insert(op, OpRecord::new(kind, node, key, self.now));
-        if let Some(id) = id {
-            match kind {
-                OpKind::Listen => self.listens.insert((node, id), op),
-                _ => self.by_node_op.insert((node, id), op),
-            };
-        }
-        op
-    }
-
     /// Runs a command on host `i` without draining it, so the op can be registered before its
     /// first events are read.
     fn command<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> Option<R> {
@@ -602,7 +520,9 @@ impl Sim {
         let h = self
             .command(node, |n, now| n.put(now, key, value, opts).ok())
             .flatten();
-        let op = self.new_op(OpKind::Put, node, key, h.map(|h| h.op.0));
+        let op = self
+            .ops
+            .start(OpKind::Put, node, key, h.map(|h| h.op.0), self.now);
         if let (Some(h), Some(r)) = (h, self.ops.get_mut(&op)) {
             r.vid = Some(h.vid);
         }
@@ -615,7 +535,9 @@ impl Sim {
         let id = self
             .command(node, |n, now| n.get(now, key, Query::default()).ok())
             .flatten();
-        let op = self.new_op(OpKind::Get, node, key, id.map(|o: OpId| o.0));
+        let op = self
+            .ops
+            .start(OpKind::Get, node, key, id.map(|o: OpId| o.0), self.now);
         self.flush(node);
         op
     }
@@ -625,7 +547,9 @@ impl Sim {
         let id = self
             .command(node, |n, now| n.listen(now, key, Query::default()).ok())
             .flatten();
-        let op = self.new_op(OpKind::Listen, node, key, id.map(|t: ListenToken| t.0));
+        let op = self
+            .ops
+            .start(OpKind::Listen, node, key, id.map(|t: ListenToken| t.0), self.now);
         self.flush(node);
         op
     }
@@ -725,7 +649,16 @@ impl Sim {
 
     /// A report of what happened since `mark`.
     pub fn report(&self, mark: &Mark) -> Report {
-        Report::build(self, mark)
+        let end = End {
+            seed: self.config.seed,
+            nodes: self.up_hosts().len(),
+            rtt: self.config.net.mean_rtt(),
+            memory_per_node: self.memory_per_node(),
+            trace: self.trace,
+            processed: self.processed,
+            traffic: self.traffic(),
+        };
+        Report::build(end, self.ops.iter().map(|(_, r)| r), mark)
     }
 
     /// Estimated heap bytes per live node.
