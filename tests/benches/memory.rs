@@ -1,6 +1,6 @@
 //! Memory per node, measured with a counting allocator: the heap a `Node` frees when dropped.
 //!
-//! 1. An idle node in a 100-node in-memory network, after 15 virtual minutes of maintenance
+//! 1. An idle node in a 100-node simulated network (`dht-sim`), after 15 virtual minutes of maintenance
 //!    (target ≤ 26 KiB per node; OpenDHT 2.4.12 measured 79 KiB).
 //! 2. A node whose routing table is full for a 10,000-node network and that stores 100 small
 //!    values.
@@ -14,8 +14,9 @@ use std::time::Duration;
 use dht_proto::value::Value;
 use dht_proto::wire::{self, Body, Message, Reply, RequestKind, Values};
 use dht_proto::{Config, InfoHash, Instant, Node};
+use dht_sim::net::{LinkLatency, NetConfig};
+use dht_sim::{Sim, SimConfig};
 use dht_tests::counting::{Counting, live};
-use dht_tests::memnet::{MemNet, Stack};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -30,9 +31,23 @@ fn footprint<T>(x: T) -> isize {
 }
 
 fn idle_network() -> f64 {
-    let mut net = MemNet::build(11, Stack::V4, 100);
-    net.run_for(Duration::from_secs(15 * 60));
-    let nodes = std::mem::take(&mut net.nodes);
+    // 100 nodes 10 ms apart, each bootstrapping from host 0.
+    let mut sim = Sim::new(SimConfig {
+        seed: 11,
+        nodes: 100,
+        net: NetConfig {
+            latency: LinkLatency::Fixed(Duration::from_millis(10)),
+            ..NetConfig::default()
+        },
+        keep_events: false,
+        ..SimConfig::default()
+    });
+    for i in 1..100 {
+        sim.bootstrap_from(i, 0);
+    }
+    sim.run_for(Duration::from_secs(15 * 60));
+    let mut nodes: Vec<Node> = Vec::with_capacity(100);
+    nodes.extend((0..100).filter_map(|i| sim.crash(i)));
     let stats: Vec<_> = nodes.iter().map(|n| n.stats()).collect();
     let avg_table = stats.iter().map(|s| s.nodes[0]).sum::<usize>() as f64 / 100.0;
     let bytes = footprint(nodes);

@@ -2,7 +2,6 @@
 //! `dhtnode` on loopback.
 
 pub mod counting;
-pub mod memnet;
 pub mod opendht;
 pub mod udp_node;
 pub mod vectors;

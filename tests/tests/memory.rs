@@ -1,24 +1,46 @@
-//! Heap held by idle nodes, counted by a counting allocator (deterministic: the in-memory
+//! Heap held by idle nodes, counted by a counting allocator (deterministic: the simulated
 //! network runs on a virtual clock). The figures the README reports come from
 //! `cargo bench -p dht-tests --bench memory` and `--bench loopback`; this test keeps them from
 //! sliding back.
 
 use std::time::Duration;
 
+use dht_proto::Node;
+use dht_sim::net::{LinkLatency, NetConfig};
+use dht_sim::{Sim, SimConfig, Stack};
 use dht_tests::counting::{Counting, live};
-use dht_tests::memnet::{MemNet, Stack};
 
 #[global_allocator]
 static A: Counting = Counting;
 
 /// Heap each node frees when dropped, in bytes, after `secs` of virtual time.
 fn idle_heap_per_node(stack: Stack, secs: u64) -> f64 {
-    let mut net = MemNet::build(11, stack, 100);
-    net.run_for(Duration::from_secs(secs));
-    let nodes = std::mem::take(&mut net.nodes);
+    let mut sim = idle_network(stack);
+    sim.run_for(Duration::from_secs(secs));
+    let mut nodes: Vec<Node> = Vec::with_capacity(100);
+    nodes.extend((0..100).filter_map(|i| sim.crash(i)));
     let before = live();
     drop(nodes);
     (before - live()) as f64 / 100.0
+}
+
+/// 100 nodes, 10 ms apart, each bootstrapping from host 0 (in every family of `stack`).
+fn idle_network(stack: Stack) -> Sim {
+    let mut sim = Sim::new(SimConfig {
+        seed: 11,
+        nodes: 100,
+        stack,
+        net: NetConfig {
+            latency: LinkLatency::Fixed(Duration::from_millis(10)),
+            ..NetConfig::default()
+        },
+        keep_events: false,
+        ..SimConfig::default()
+    });
+    for i in 1..100 {
+        sim.bootstrap_from(i, 0);
+    }
+    sim
 }
 
 /// A dual-stack node in a 100-node network holds its two routing tables (about 30 nodes

@@ -27,11 +27,13 @@
 //! test again with it set replays exactly the failing run. See `docs/simulation.md`.
 
 pub mod net;
+mod op;
 mod report;
 mod sim;
 
-pub use report::{OpKind, OpRecord, Percentiles, Report};
-pub use sim::{Host, Mark, Op, Sim, SimConfig, Stack, trace_step};
+pub use op::{Op, OpKind, OpRecord};
+pub use report::{Mark, Percentiles, Report};
+pub use sim::{Host, Sim, SimConfig, Stack, trace_step};
 
 /// The seeds a scenario runs: `DHT_SIM_SEED` when set (to replay one run), else `fixed`.
 pub fn seeds(fixed: &[u64]) -> Vec<u64> {

@@ -1,69 +1,43 @@
 //! What a run measured: operation latencies (in virtual time and in round trips), success rates,
 //! listen delivery, traffic per operation and memory per node.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use dht_proto::value::ValueId;
-use dht_proto::{InfoHash, Instant, PutOutcome};
+use dht_proto::{InfoHash, Instant};
 
-use crate::sim::{Mark, Sim};
+use crate::op::{OpKind, OpRecord};
 
-/// Kinds of operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpKind {
-    /// A get.
-    Get,
-    /// A put.
-    Put,
-    /// A listen.
-    Listen,
+/// Where a report starts: see [`Sim::mark`](crate::Sim::mark).
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    /// Virtual time.
+    pub at: Instant,
+    /// Jobs run before.
+    pub processed: u64,
+    /// Datagrams and bytes offered before.
+    pub traffic: (u64, u64),
+    /// Wall clock (the simulator's own cost; the nodes never see it).
+    pub wall: std::time::Instant,
 }
 
-/// One operation started through the simulator.
-#[derive(Clone, Debug)]
-pub struct OpRecord {
-    /// Its kind.
-    pub kind: OpKind,
-    /// The host that started it.
-    pub node: usize,
-    /// Its key.
-    pub key: InfoHash,
-    /// When it started.
-    pub start: Instant,
-    /// When the first value arrived (gets, listens).
-    pub first_value: Option<Instant>,
-    /// When it finished (gets, puts).
-    pub done: Option<Instant>,
-    /// Its result: a get found its family's closest nodes, a put reached them.
-    pub ok: bool,
-    /// Value ids found (gets) or announced (listens).
-    pub found: BTreeSet<ValueId>,
-    /// Value ids a listen was told expired.
-    pub expired: BTreeSet<ValueId>,
-    /// A put's value id.
-    pub vid: Option<ValueId>,
-    /// A put's outcome.
-    pub outcome: Option<PutOutcome>,
-}
-
-impl OpRecord {
-    pub(crate) fn new(kind: OpKind, node: usize, key: InfoHash, start: Instant) -> OpRecord {
-        OpRecord {
-            kind,
-            node,
-            key,
-            start,
-            first_value: None,
-            done: None,
-            ok: false,
-            found: BTreeSet::new(),
-            expired: BTreeSet::new(),
-            vid: None,
-            outcome: None,
-        }
-    }
+/// The state of a run at the end of a report, as the simulator gives it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct End {
+    /// The master seed.
+    pub seed: u64,
+    /// Live nodes.
+    pub nodes: usize,
+    /// Mean round-trip time of the network model.
+    pub rtt: Duration,
+    /// Estimated heap bytes per live node.
+    pub memory_per_node: usize,
+    /// The trace hash.
+    pub trace: InfoHash,
+    /// Jobs run so far.
+    pub processed: u64,
+    /// Datagrams and bytes offered so far.
+    pub traffic: (u64, u64),
 }
 
 /// Percentiles of a set of durations.
@@ -148,21 +122,22 @@ pub struct Report {
 }
 
 impl Report {
-    pub(crate) fn build(sim: &Sim, mark: &Mark) -> Report {
+    /// The report of the operations of `ops` started after `mark`, the run being at `end`.
+    pub(crate) fn build<'a>(end: End, ops: impl Iterator<Item = &'a OpRecord>, mark: &Mark) -> Report {
         let since: Instant = mark.at;
         let wall = mark.wall.elapsed();
         let mut r = Report {
-            seed: sim.config().seed,
-            nodes: sim.up_hosts().len(),
-            rtt: sim.config().net.mean_rtt(),
-            memory_per_node: sim.memory_per_node(),
-            trace: sim.trace(),
+            seed: end.seed,
+            nodes: end.nodes,
+            rtt: end.rtt,
+            memory_per_node: end.memory_per_node,
+            trace: end.trace,
             wall,
-            events_per_sec: (sim.processed() - mark.processed) as f64 / wall.as_secs_f64().max(1e-9),
+            events_per_sec: (end.processed - mark.processed) as f64 / wall.as_secs_f64().max(1e-9),
             ..Report::default()
         };
         let (mut first, mut gdone, mut pdone) = (Vec::new(), Vec::new(), Vec::new());
-        for (_, o) in sim.ops().filter(|(_, o)| o.start >= since) {
+        for o in ops.filter(|o| o.start >= since) {
             match o.kind {
                 OpKind::Get => {
                     r.gets.0 += 1;
@@ -195,7 +170,7 @@ impl Report {
         r.get_done = Percentiles::of(gdone);
         r.put_done = Percentiles::of(pdone);
         let ops = (r.gets.0 + r.puts.0).max(1) as f64;
-        let (msgs, bytes) = sim.traffic();
+        let (msgs, bytes) = end.traffic;
         r.messages_per_op = (msgs - mark.traffic.0) as f64 / ops;
         r.bytes_per_op = (bytes - mark.traffic.1) as f64 / ops;
         r

@@ -2,7 +2,7 @@
 //! (time, sequence), and the scenario API.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -14,7 +14,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::net::{NetConfig, Network};
-use crate::report::{OpKind, OpRecord, Report};
+use crate::op::{Op, OpKind, OpRecord, OpTable};
+use crate::report::{End, Mark, Report};
 
 /// One link of a delivery trace: the hash of the previous link, the time, the source, the
 /// destination host and the bytes. Equal traces, equal runs.
@@ -88,26 +89,30 @@ pub struct Host {
     pub node: Option<Node>,
     /// Events the node reported (when `keep_events`).
     pub events: Vec<Event>,
+    /// The host's own node configuration ([`Sim::add_host_with`]); `None`: the simulation's.
+    config: Option<Box<Config>>,
     timer: Option<Instant>,
     incarnation: u32,
 }
 
-/// Where a report starts: see [`Sim::mark`].
-#[derive(Clone, Copy, Debug)]
-pub struct Mark {
-    /// Virtual time.
-    pub at: Instant,
-    /// Jobs run before.
-    pub processed: u64,
-    /// Datagrams and bytes offered before.
-    pub traffic: (u64, u64),
-    /// Wall clock (the simulator's own cost; the nodes never see it).
-    pub wall: std::time::Instant,
+/// Wall time spent inside the nodes' own calls, when asked for ([`Sim::set_node_timing`]).
+#[derive(Debug, Default)]
+struct NodeClock {
+    on: bool,
+    spent: Duration,
 }
 
-/// A handle on an operation started through the simulator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Op(pub usize, pub u64);
+impl NodeClock {
+    fn time<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        if !self.on {
+            return f();
+        }
+        let t0 = std::time::Instant::now();
+        let r = f();
+        self.spent += t0.elapsed();
+        r
+    }
+}
 
 /// The simulator.
 #[derive(Debug)]
@@ -125,9 +130,9 @@ pub struct Sim {
     scenario_rng: ChaCha20Rng,
     trace: InfoHash,
     processed: u64,
-    ops: BTreeMap<Op, OpRecord>,
-    by_node_op: BTreeMap<(usize, u64), Op>,
-    listens: BTreeMap<(usize, u64), Op>,
+    delivered: u64,
+    node_clock: NodeClock,
+    ops: OpTable,
 }
 
 impl Sim {
@@ -150,9 +155,9 @@ impl Sim {
             scenario_rng,
             trace: InfoHash::ZERO,
             processed: 0,
-            ops: BTreeMap::new(),
-            by_node_op: BTreeMap::new(),
-            listens: BTreeMap::new(),
+            delivered: 0,
+            node_clock: NodeClock::default(),
+            ops: OpTable::default(),
             config,
         };
         for _ in 0..sim.config.nodes {
@@ -171,10 +176,11 @@ impl Sim {
         &mut self.scenario_rng
     }
 
-    fn new_node(&mut self) -> Node {
+    /// A node with the next seed of the node stream and `config` (`None`: the simulation's).
+    fn new_node(&mut self, config: Option<&Config>) -> Node {
         let mut seed = [0u8; 32];
         self.node_seeds.fill_bytes(&mut seed);
-        let mut config = self.config.node.clone();
+        let mut config = config.unwrap_or(&self.config.node).clone();
         config.dual_stack = self.config.stack == Stack::Dual;
         let mut node = Node::new(config, seed, self.now);
         node.set_unix_time(self.now, Sim::unix_at(self.now));
@@ -189,10 +195,22 @@ impl Sim {
 
     /// Adds a host with a fresh node; returns its index.
     pub fn add_host(&mut self) -> usize {
-        let node = self.new_node();
+        self.push_host(None)
+    }
+
+    /// Adds a host whose node has its own configuration instead of [`SimConfig::node`] (an
+    /// identity, other limits); it keeps it when restarted with a fresh node. `dual_stack` is
+    /// set from the simulation's [`Stack`], as for every node. Returns the host's index.
+    pub fn add_host_with(&mut self, config: Config) -> usize {
+        self.push_host(Some(Box::new(config)))
+    }
+
+    fn push_host(&mut self, config: Option<Box<Config>>) -> usize {
+        let node = self.new_node(config.as_deref());
         self.hosts.push(Host {
             node: Some(node),
             events: Vec::new(),
+            config,
             timer: None,
             incarnation: 0,
         });
@@ -269,12 +287,14 @@ impl Sim {
         let mut out = Vec::new();
         let mut events = Vec::new();
         if let Some(node) = self.hosts.get_mut(i).and_then(|h| h.node.as_mut()) {
-            while let Some(t) = node.poll_transmit(now, &mut buf) {
-                out.push((t.destination, buf.get(..t.len).unwrap_or_default().to_vec()));
-            }
-            while let Some(e) = node.poll_event() {
-                events.push(e);
-            }
+            self.node_clock.time(|| {
+                while let Some(t) = node.poll_transmit(now, &mut buf) {
+                    out.push((t.destination, buf.get(..t.len).unwrap_or_default().to_vec()));
+                }
+                while let Some(e) = node.poll_event() {
+                    events.push(e);
+                }
+            });
         }
         let from4 = Sim::addr4(i);
         let from6 = Sim::addr6(i);
@@ -295,7 +315,7 @@ impl Sim {
             }
         }
         for e in events {
-            self.record(i, &e);
+            self.ops.record(i, &e, now);
             if self.config.keep_events
                 && let Some(h) = self.hosts.get_mut(i)
             {
@@ -303,56 +323,6 @@ impl Sim {
             }
         }
         self.reschedule(i);
-    }
-
-    fn record(&mut self, i: usize, e: &Event) {
-        let now = self.now;
-        let find = |m: &BTreeMap<(usize, u64), Op>, id: u64| m.get(&(i, id)).copied();
-        match e {
-            Event::Values { op, values, .. } => {
-                if let Some(o) = find(&self.by_node_op, op.0)
-                    && let Some(r) = self.ops.get_mut(&o)
-                {
-                    r.first_value.get_or_insert(now);
-                    r.found.extend(values.iter().map(|v| v.id));
-                }
-            }
-            Event::GetDone { op, ok, .. } => {
-                if let Some(o) = find(&self.by_node_op, op.0)
-                    && let Some(r) = self.ops.get_mut(&o)
-                {
-                    r.done.get_or_insert(now);
-                    r.ok = *ok;
-                }
-            }
-            Event::PutDone { op, outcome, .. } => {
-                if let Some(o) = find(&self.by_node_op, op.0)
-                    && let Some(r) = self.ops.get_mut(&o)
-                {
-                    r.done.get_or_insert(now);
-                    r.ok = outcome.ok();
-                    r.outcome = Some(*outcome);
-                }
-            }
-            Event::ListenAdded { token, values, .. } => {
-                if let Some(o) = find(&self.listens, token.0)
-                    && let Some(r) = self.ops.get_mut(&o)
-                {
-                    for v in values {
-                        r.found.insert(v.id);
-                        r.first_value.get_or_insert(now);
-                    }
-                }
-            }
-            Event::ListenExpired { token, values, .. } => {
-                if let Some(o) = find(&self.listens, token.0)
-                    && let Some(r) = self.ops.get_mut(&o)
-                {
-                    r.expired.extend(values.iter().map(|v| v.id));
-                }
-            }
-            _ => {}
-        }
     }
 
     /// Runs one job. Returns false when nothing is left before `until` (time then moves to
@@ -378,7 +348,8 @@ impl Sim {
                     return true;
                 };
                 self.trace = trace_step(&self.trace, now, &from, to, &data);
-                node.handle_datagram(now, from, &data);
+                self.delivered += 1;
+                self.node_clock.time(|| node.handle_datagram(now, from, &data));
                 self.flush(to);
             }
             Job::Timer { node: i } => {
@@ -391,7 +362,7 @@ impl Sim {
                 }
                 h.timer = None;
                 if let Some(node) = h.node.as_mut() {
-                    node.handle_timeout(now);
+                    self.node_clock.time(|| node.handle_timeout(now));
                 }
                 self.flush(i);
             }
@@ -448,11 +419,50 @@ impl Sim {
         self.trace
     }
 
+    /// Datagrams handed to a live node so far (copies included; lost, cut and those to a
+    /// crashed host not).
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// Starts (or stops) measuring the wall time spent inside the nodes' own calls: datagrams,
+    /// timers, commands run through [`Sim::with`] or the op methods, and draining transmits and
+    /// events. Off by default; the simulator's own work (queue, network model, records) is
+    /// never counted. For benchmarks of the protocol's CPU cost.
+    pub fn set_node_timing(&mut self, on: bool) {
+        self.node_clock.on = on;
+    }
+
+    /// Wall time spent inside the nodes while [`Sim::set_node_timing`] was on.
+    pub fn node_time(&self) -> Duration {
+        self.node_clock.spent
+    }
+
+    /// Host `i`'s node, if it is up (to read its state; [`Sim::with`] changes it).
+    pub fn node(&self, i: usize) -> Option<&Node> {
+        self.hosts.get(i)?.node.as_ref()
+    }
+
+    /// The nodes of the live hosts, by host index.
+    pub fn nodes(&self) -> impl Iterator<Item = (usize, &Node)> {
+        self.hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.node.as_ref().map(|n| (i, n)))
+    }
+
+    /// The events host `i`'s nodes reported so far, in order (empty unless
+    /// [`SimConfig::keep_events`]): for checks on what a command started with [`Sim::with`]
+    /// delivered.
+    pub fn events(&self, i: usize) -> &[Event] {
+        self.hosts.get(i).map_or(&[], |h| h.events.as_slice())
+    }
+
     /// Runs `f` on host `i`'s node (if up) now, then drains it.
     pub fn with<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> Option<R> {
         let now = self.now;
         let node = self.hosts.get_mut(i)?.node.as_mut()?;
-        let r = f(node, now);
+        let r = self.node_clock.time(|| f(node, now));
         self.flush(i);
         Some(r)
     }
@@ -473,17 +483,23 @@ impl Sim {
                 picks.insert(p);
             }
         }
-        let stack = self.config.stack;
         for p in picks {
-            self.with(i, |n, now| {
-                if stack != Stack::V6 {
-                    n.bootstrap(now, Sim::addr4(p));
-                }
-                if stack != Stack::V4 {
-                    n.bootstrap(now, Sim::addr6(p));
-                }
-            });
+            self.bootstrap_from(i, p);
         }
+    }
+
+    /// Host `i` bootstraps from host `j`, in each family of the simulation's [`Stack`] (IPv4
+    /// first).
+    pub fn bootstrap_from(&mut self, i: usize, j: usize) {
+        let stack = self.config.stack;
+        self.with(i, |n, now| {
+            if stack != Stack::V6 {
+                n.bootstrap(now, Sim::addr4(j));
+            }
+            if stack != Stack::V4 {
+                n.bootstrap(now, Sim::addr6(j));
+            }
+        });
     }
 
     /// Bootstraps every host at the same moment, each from one random host before it (a young
@@ -577,24 +593,12 @@ impl Sim {
             .unwrap_or(0)
     }
 
-    fn new_op(&mut self, kind: OpKind, node: usize, key: InfoHash, id: Option<u64>) -> Op {
-        let op = Op(node, self.ops.len() as u64);
-        self.ops.insert(op, OpRecord::new(kind, node, key, self.now));
-        if let Some(id) = id {
-            match kind {
-                OpKind::Listen => self.listens.insert((node, id), op),
-                _ => self.by_node_op.insert((node, id), op),
-            };
-        }
-        op
-    }
-
     /// Runs a command on host `i` without draining it, so the op can be registered before its
     /// first events are read.
     fn command<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> R) -> Option<R> {
         let now = self.now;
         let node = self.hosts.get_mut(i)?.node.as_mut()?;
-        Some(f(node, now))
+        Some(self.node_clock.time(|| f(node, now)))
     }
 
     /// A put from host `node`.
@@ -602,7 +606,9 @@ impl Sim {
         let h = self
             .command(node, |n, now| n.put(now, key, value, opts).ok())
             .flatten();
-        let op = self.new_op(OpKind::Put, node, key, h.map(|h| h.op.0));
+        let op = self
+            .ops
+            .start(OpKind::Put, node, key, h.map(|h| h.op.0), self.now);
         if let (Some(h), Some(r)) = (h, self.ops.get_mut(&op)) {
             r.vid = Some(h.vid);
         }
@@ -615,7 +621,9 @@ impl Sim {
         let id = self
             .command(node, |n, now| n.get(now, key, Query::default()).ok())
             .flatten();
-        let op = self.new_op(OpKind::Get, node, key, id.map(|o: OpId| o.0));
+        let op = self
+            .ops
+            .start(OpKind::Get, node, key, id.map(|o: OpId| o.0), self.now);
         self.flush(node);
         op
     }
@@ -625,7 +633,9 @@ impl Sim {
         let id = self
             .command(node, |n, now| n.listen(now, key, Query::default()).ok())
             .flatten();
-        let op = self.new_op(OpKind::Listen, node, key, id.map(|t: ListenToken| t.0));
+        let op = self
+            .ops
+            .start(OpKind::Listen, node, key, id.map(|t: ListenToken| t.0), self.now);
         self.flush(node);
         op
     }
@@ -656,7 +666,14 @@ impl Sim {
     pub fn restart(&mut self, i: usize, keep: Option<Node>) {
         let node = match keep {
             Some(n) => n,
-            None => self.new_node(),
+            None => {
+                let config = self.hosts.get_mut(i).and_then(|h| h.config.take());
+                let node = self.new_node(config.as_deref());
+                if let Some(h) = self.hosts.get_mut(i) {
+                    h.config = config;
+                }
+                node
+            }
         };
         if let Some(h) = self.hosts.get_mut(i) {
             h.node = Some(node);
@@ -725,7 +742,16 @@ impl Sim {
 
     /// A report of what happened since `mark`.
     pub fn report(&self, mark: &Mark) -> Report {
-        Report::build(self, mark)
+        let end = End {
+            seed: self.config.seed,
+            nodes: self.up_hosts().len(),
+            rtt: self.config.net.mean_rtt(),
+            memory_per_node: self.memory_per_node(),
+            trace: self.trace,
+            processed: self.processed,
+            traffic: self.traffic(),
+        };
+        Report::build(end, self.ops.iter().map(|(_, r)| r), mark)
     }
 
     /// Estimated heap bytes per live node.
@@ -743,5 +769,117 @@ impl Sim {
     /// Datagrams and bytes offered to the network so far.
     pub fn traffic(&self) -> (u64, u64) {
         (self.net.stats.sent, self.net.stats.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use dht_proto::value::Query;
+    use dht_proto::{Config, Event, Family, InfoHash, Status};
+
+    use super::*;
+    use crate::net::LinkLatency;
+
+    fn small(nodes: usize, latency: Duration) -> Sim {
+        Sim::new(SimConfig {
+            seed: 3,
+            nodes,
+            net: NetConfig {
+                latency: LinkLatency::Fixed(latency),
+                ..NetConfig::default()
+            },
+            ..SimConfig::default()
+        })
+    }
+
+    #[test]
+    fn a_host_with_its_own_config_keeps_it_when_restarted_fresh() {
+        let mut sim = small(2, Duration::from_millis(10));
+        let id = InfoHash::get("chosen id");
+        let mut config = Config::default();
+        config.node_id = Some(id);
+        config.max_req_per_sec = None;
+        let i = sim.add_host_with(config);
+        assert_eq!(i, 2);
+        assert_eq!(sim.node(i).map(|n| n.node_id()), Some(id));
+        assert_eq!(sim.node(i).unwrap().config().max_req_per_sec, None);
+        assert_ne!(sim.node(0).map(|n| n.node_id()), Some(id));
+        assert!(sim.crash(i).is_some());
+        assert!(sim.node(i).is_none());
+        assert_eq!(sim.nodes().map(|(j, _)| j).collect::<Vec<_>>(), [0, 1]);
+        sim.restart(i, None);
+        assert_eq!(
+            sim.node(i).map(|n| n.node_id()),
+            Some(id),
+            "the fresh node has the host's config"
+        );
+        assert_eq!(sim.node(i).unwrap().config().max_req_per_sec, None);
+    }
+
+    #[test]
+    fn on_a_zero_latency_network_operations_take_no_virtual_time() {
+        let mut sim = small(10, Duration::ZERO);
+        for i in 1..10 {
+            sim.bootstrap_from(i, 0);
+        }
+        assert!(sim.run_until(Duration::from_secs(60), |s| {
+            (0..10).all(|i| s.status(i, Family::V4) == Some(Status::Connected))
+        }));
+        let key = InfoHash::get("k");
+        let put = sim.put(
+            2,
+            key,
+            dht_proto::value::Value::new(0, b"v".to_vec()),
+            Default::default(),
+        );
+        assert!(sim.run_until_done(&[put], Duration::from_secs(10)));
+        let get = sim.get(7, key);
+        assert!(sim.run_until_done(&[get], Duration::from_secs(10)));
+        for op in [put, get] {
+            let r = sim.op(op).unwrap();
+            assert_eq!(r.done, Some(r.start), "{r:?}");
+        }
+        assert!(sim.found(get, sim.op(put).unwrap().vid.unwrap()));
+    }
+
+    #[test]
+    fn a_command_run_through_with_is_followed_by_its_events() {
+        let mut sim = small(10, Duration::from_millis(10));
+        for i in 1..10 {
+            sim.bootstrap_from(i, 0);
+        }
+        sim.run_for(Duration::from_secs(10));
+        let key = InfoHash::get("k");
+        let op = sim
+            .with(4, |n, now| n.get(now, key, Query::default()))
+            .expect("host 4 is up")
+            .expect("the get starts");
+        let done = |s: &Sim| {
+            s.events(4)
+                .iter()
+                .any(|e| matches!(e, Event::GetDone { op: o, .. } if *o == op))
+        };
+        assert!(sim.run_until(Duration::from_secs(30), done));
+        assert!(sim.events(99).is_empty());
+    }
+
+    #[test]
+    fn node_timing_counts_only_when_on_and_changes_nothing() {
+        let run = |timed: bool| {
+            let mut sim = small(20, Duration::from_millis(10));
+            sim.set_node_timing(timed);
+            assert!(sim.bootstrap_all(Duration::from_secs(60)));
+            sim.run_for(Duration::from_secs(30));
+            (sim.trace(), sim.processed(), sim.delivered(), sim.node_time())
+        };
+        let (plain, timed) = (run(false), run(true));
+        assert_eq!(plain.3, Duration::ZERO);
+        assert!(timed.3 > Duration::ZERO);
+        assert_eq!((plain.0, plain.1, plain.2), (timed.0, timed.1, timed.2));
+        assert!(
+            plain.2 > 0 && plain.2 < plain.1,
+            "deliveries are some of the jobs"
+        );
     }
 }
