@@ -6,30 +6,31 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use dht_mio::{Pool, Runner, RunnerConfig};
+use dht_mio::{Config, Pool, Runner};
 use dht_proto::InfoHash;
 use dht_proto::value::Value;
 
 const RUNNERS: usize = 2000;
 
-fn swarm(start: impl Fn(RunnerConfig) -> Runner) {
-    let config = RunnerConfig {
+fn swarm(start: impl Fn(Config) -> Runner) {
+    let config = Config {
         bind4: Some(Ipv4Addr::LOCALHOST),
         bind6: None,
-        ..RunnerConfig::loopback()
+        ..Config::loopback()
     };
     let started = Instant::now();
     let mut runners: Vec<Runner> = Vec::with_capacity(RUNNERS);
     for i in 0..RUNNERS {
         let mut seed = [7u8; 32];
         seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        let r = start(RunnerConfig {
+        let r = start(Config {
             seed: Some(seed),
             ..config.clone()
         });
         // Each joins through an earlier one (a tree, so no islands).
         if i > 0 {
-            r.bootstrap(runners[(i.wrapping_mul(2_654_435_761) >> 5) % i].local_addrs()[0]);
+            r.bootstrap_addr(runners[(i.wrapping_mul(2_654_435_761) >> 5) % i].local_addrs()[0])
+                .unwrap();
         }
         runners.push(r);
     }

@@ -6,18 +6,16 @@ use std::net::UdpSocket;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use dht_mio::{Change, RunError, Runner, RunnerConfig};
+use dht_mio::{Change, Config, Error, Runner};
 use dht_proto::value::{Query, Value};
 use dht_proto::{DropReason, InfoHash, PutOptions};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 fn network(n: usize) -> Vec<Runner> {
-    let runners: Vec<Runner> = (0..n)
-        .map(|_| Runner::run(RunnerConfig::loopback()).unwrap())
-        .collect();
+    let runners: Vec<Runner> = (0..n).map(|_| Runner::run(Config::loopback()).unwrap()).collect();
     for r in runners.iter().skip(1) {
-        r.bootstrap(runners[0].local_addrs()[0]);
+        r.bootstrap_addr(runners[0].local_addrs()[0]).unwrap();
     }
     for r in &runners {
         assert!(r.wait_connected(WAIT), "a runner did not connect");
@@ -119,22 +117,22 @@ fn a_hostile_peer_does_not_stop_the_runner_from_serving_others() {
 
 #[test]
 fn a_port_in_use_is_a_clear_error() {
-    let first = Runner::run(RunnerConfig::loopback()).unwrap();
+    let first = Runner::run(Config::loopback()).unwrap();
     let taken = first.local_addrs()[0].port();
-    let config = RunnerConfig {
+    let config = Config {
         port: taken,
-        ..RunnerConfig::loopback()
+        ..Config::loopback()
     };
     match Runner::run(config) {
-        Err(RunError::Bind { addr, .. }) => assert_eq!(addr.port(), taken),
+        Err(Error::Bind { addr, .. }) => assert_eq!(addr.port(), taken),
         other => panic!("expected a bind error, got {other:?}"),
     }
-    let none = RunnerConfig {
+    let none = Config {
         bind4: None,
         bind6: None,
-        ..RunnerConfig::loopback()
+        ..Config::loopback()
     };
-    assert!(matches!(Runner::run(none), Err(RunError::NoSocket)));
+    assert!(matches!(Runner::run(none), Err(Error::NoSocket)));
 }
 
 #[test]
@@ -196,40 +194,40 @@ fn callbacks_may_command_runners_but_waiting_calls_refuse_instead_of_deadlocking
     assert!(rx.recv_timeout(WAIT).unwrap());
     assert!(matches!(
         net[2].get_blocking(InfoHash::default(), WAIT),
-        Err(RunError::Command(_))
+        Err(Error::Command(_))
     ));
     // A handle outliving its runner fails cleanly.
     let h = net[0].handle();
     for r in net {
         r.shutdown(Duration::from_secs(5)).unwrap();
     }
-    assert!(matches!(h.get_blocking(key, WAIT), Err(RunError::Stopped)));
-    assert!(matches!(h.export_nodes(), Err(RunError::Stopped)));
+    assert!(matches!(h.get_blocking(key, WAIT), Err(Error::Closed)));
+    assert!(matches!(h.export_nodes(), Err(Error::Closed)));
 }
 
 #[test]
 fn bootstrap_by_host_name_and_a_name_that_does_not_resolve() {
-    let a = Runner::run(RunnerConfig::loopback()).unwrap();
-    let b = Runner::run(RunnerConfig::loopback()).unwrap();
+    let a = Runner::run(Config::loopback()).unwrap();
+    let b = Runner::run(Config::loopback()).unwrap();
     let port = a.local_addrs()[0].port();
     let addrs = b.bootstrap_host(&format!("localhost:{port}")).unwrap();
     assert!(!addrs.is_empty());
     assert!(b.wait_connected(WAIT));
     // `.invalid` never resolves (RFC 6761).
     match b.bootstrap_host("no-such-host.invalid:4222") {
-        Err(RunError::Resolve { host, .. }) => assert_eq!(host, "no-such-host.invalid:4222"),
+        Err(Error::Resolve { host, .. }) => assert_eq!(host, "no-such-host.invalid:4222"),
         other => panic!("expected a resolve error, got {other:?}"),
     }
     // In the config, too: the runner does not start.
-    let bad = RunnerConfig {
+    let bad = Config {
         bootstrap: vec!["no-such-host.invalid".into()],
-        ..RunnerConfig::loopback()
+        ..Config::loopback()
     };
-    assert!(matches!(Runner::run(bad), Err(RunError::Resolve { .. })));
+    assert!(matches!(Runner::run(bad), Err(Error::Resolve { .. })));
     // A bootstrap list that resolves joins at start.
-    let c = Runner::run(RunnerConfig {
+    let c = Runner::run(Config {
         bootstrap: vec![format!("127.0.0.1:{port}")],
-        ..RunnerConfig::loopback()
+        ..Config::loopback()
     })
     .unwrap();
     assert!(c.wait_connected(WAIT));
@@ -250,7 +248,7 @@ fn export_and_import_move_nodes_and_values_to_a_new_runner() {
     let nodes = holder.export_nodes().unwrap();
     assert!(nodes.len() >= 3, "{nodes:?}");
     assert!(!holder.public_addresses().unwrap().is_empty());
-    let fresh = Runner::run(RunnerConfig::loopback()).unwrap();
+    let fresh = Runner::run(Config::loopback()).unwrap();
     fresh.import_values(values).unwrap();
     fresh.import_nodes(nodes).unwrap();
     // Imported nodes are enough to join (no bootstrap call).
@@ -293,11 +291,11 @@ fn shutdown_lets_a_pending_put_finish() {
 #[test]
 fn pooled_runners_share_a_thread_free_their_port_and_refuse_waiting_calls_from_callbacks() {
     let pool = dht_mio::Pool::new().unwrap();
-    let a = pool.run(RunnerConfig::loopback()).unwrap();
-    let b = pool.run(RunnerConfig::loopback()).unwrap();
-    let own = Runner::run(RunnerConfig::loopback()).unwrap();
-    b.bootstrap(a.local_addrs()[0]);
-    own.bootstrap(a.local_addrs()[0]);
+    let a = pool.run(Config::loopback()).unwrap();
+    let b = pool.run(Config::loopback()).unwrap();
+    let own = Runner::run(Config::loopback()).unwrap();
+    b.bootstrap_addr(a.local_addrs()[0]).unwrap();
+    own.bootstrap_addr(a.local_addrs()[0]).unwrap();
     assert!(b.wait_connected(WAIT) && own.wait_connected(WAIT));
     let key = InfoHash::get("pool");
     let (tx, rx) = mpsc::channel();
@@ -332,9 +330,9 @@ fn pooled_runners_share_a_thread_free_their_port_and_refuse_waiting_calls_from_c
     let port = a.local_addrs()[0].port();
     drop(a);
     let again = pool
-        .run(RunnerConfig {
+        .run(Config {
             port,
-            ..RunnerConfig::loopback()
+            ..Config::loopback()
         })
         .unwrap();
     assert_eq!(again.local_addrs()[0].port(), port);
@@ -343,10 +341,10 @@ fn pooled_runners_share_a_thread_free_their_port_and_refuse_waiting_calls_from_c
 }
 
 /// The pool keeps serving its other runners after one shut down.
-fn b_get_after(pool: &dht_mio::Pool) -> Result<(), RunError> {
-    let c = pool.run(RunnerConfig::loopback())?;
-    let d = pool.run(RunnerConfig::loopback())?;
-    d.bootstrap(c.local_addrs()[0]);
+fn b_get_after(pool: &dht_mio::Pool) -> Result<(), Error> {
+    let c = pool.run(Config::loopback())?;
+    let d = pool.run(Config::loopback())?;
+    d.bootstrap_addr(c.local_addrs()[0]).unwrap();
     assert!(d.wait_connected(WAIT));
     let key = InfoHash::get("after");
     c.put_blocking(key, Value::new(0, b"x".to_vec()), WAIT)?;
@@ -359,15 +357,15 @@ fn signed_and_encrypted_puts_through_the_runner() {
     use dht_mio::PutMode;
     use dht_proto::crypto::{self, Identity};
     let with_id = |seed: u8| {
-        let mut c = RunnerConfig::loopback();
+        let mut c = Config::loopback();
         c.node.identity = Some(Identity::from_seed(&[seed; 32]));
         Runner::run(c).unwrap()
     };
     let alice = with_id(1);
     let bob = with_id(2);
-    let plain = Runner::run(RunnerConfig::loopback()).unwrap();
-    bob.bootstrap(alice.local_addrs()[0]);
-    plain.bootstrap(alice.local_addrs()[0]);
+    let plain = Runner::run(Config::loopback()).unwrap();
+    bob.bootstrap_addr(alice.local_addrs()[0]).unwrap();
+    plain.bootstrap_addr(alice.local_addrs()[0]).unwrap();
     assert!(bob.wait_connected(WAIT) && plain.wait_connected(WAIT));
     let alice_pk = Identity::from_seed(&[1; 32]).public();
     let bob_pk = Identity::from_seed(&[2; 32]).public();
@@ -421,6 +419,6 @@ fn signed_and_encrypted_puts_through_the_runner() {
     );
     assert!(matches!(
         plain.put_as_blocking(key, Value::new(0, vec![1]), PutMode::Signed, WAIT),
-        Err(RunError::Command(dht_proto::CommandError::NoIdentity))
+        Err(Error::Command(dht_proto::CommandError::NoIdentity))
     ));
 }

@@ -4,7 +4,7 @@
 //! prints additions and expiries at `key` (any text, hashed) until interrupted.
 
 use dht_proto::InfoHash;
-use dht_smol::{Change, Config, Node};
+use dht_smol::{Change, Config, Handle};
 use smol::stream::StreamExt;
 
 fn main() -> Result<(), dht_smol::Error> {
@@ -14,9 +14,8 @@ fn main() -> Result<(), dht_smol::Error> {
         std::process::exit(2);
     };
     smol::block_on(async {
-        let node = Node::start(Config::default()).await?;
-        let (host, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "4222"));
-        node.bootstrap(host, port.parse().unwrap_or(4222)).await?;
+        let node = Handle::start(Config::default()).await?;
+        node.bootstrap_host(&addr).await?;
         let mut changes = node.listen(InfoHash::get(&key));
         while let Some(change) = changes.next().await {
             match change? {

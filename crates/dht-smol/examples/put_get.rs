@@ -5,20 +5,19 @@
 
 use dht_proto::InfoHash;
 use dht_proto::value::Value;
-use dht_smol::{Config, Node};
+use dht_smol::{Config, Handle};
 use smol::stream::StreamExt;
 
 fn main() -> Result<(), dht_smol::Error> {
     smol::block_on(async {
-        let node = Node::start(Config::loopback()).await?;
+        let node = Handle::start(Config::loopback()).await?;
         let _peer = match std::env::args().nth(1) {
             Some(addr) => {
-                let (host, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "4222"));
-                node.bootstrap(host, port.parse().unwrap_or(4222)).await?;
+                node.bootstrap_host(&addr).await?;
                 None
             }
             None => {
-                let peer = Node::start(Config::loopback()).await?;
+                let peer = Handle::start(Config::loopback()).await?;
                 for addr in peer.local_addrs() {
                     node.bootstrap_addr(addr)?;
                 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dht_proto::value::Value;
 use dht_proto::{InfoHash, PutOptions};
-use dht_smol::{Change, Config, Error, Node};
+use dht_smol::{Change, Config, Error, Handle};
 use smol::future::FutureExt;
 use smol::stream::StreamExt;
 
@@ -29,10 +29,10 @@ fn with_identity(seed: u8) -> Config {
     c
 }
 
-async fn network(n: usize) -> Vec<Node> {
+async fn network(n: usize) -> Vec<Handle> {
     let mut nodes = Vec::new();
     for _ in 0..n {
-        nodes.push(Node::start(Config::loopback()).await.unwrap());
+        nodes.push(Handle::start(Config::loopback()).await.unwrap());
     }
     for node in nodes.iter().skip(1) {
         node.bootstrap_addr(nodes[0].local_addrs()[0]).unwrap();
@@ -158,25 +158,25 @@ fn shutdown_lets_a_pending_put_finish_then_everything_is_closed() {
 #[test]
 fn bad_input_gives_typed_errors() {
     smol::block_on(async {
-        let a = Node::start(Config::loopback()).await.unwrap();
+        let a = Handle::start(Config::loopback()).await.unwrap();
         // `.invalid` never resolves (RFC 6761).
         assert!(matches!(
-            a.bootstrap("no-such-host.invalid", 4222).await,
+            a.bootstrap_host("no-such-host.invalid:4222").await,
             Err(Error::Resolve { .. })
         ));
-        assert!(!a.bootstrap("localhost", 4222).await.unwrap().is_empty());
+        assert!(!a.bootstrap_host("localhost").await.unwrap().is_empty());
         let taken = a.local_addrs()[0].port();
         let clash = Config {
             port: taken,
             ..Config::loopback()
         };
-        assert!(matches!(Node::bind(clash).await, Err(Error::Bind { .. })));
+        assert!(matches!(Handle::bind(clash).await, Err(Error::Bind { .. })));
         let none = Config {
             bind4: None,
             bind6: None,
             ..Config::loopback()
         };
-        assert!(matches!(Node::bind(none).await, Err(Error::NoSocket)));
+        assert!(matches!(Handle::bind(none).await, Err(Error::NoSocket)));
         // The zero key is refused by the node: each operation says so.
         let zero = InfoHash::default();
         assert!(matches!(
@@ -225,7 +225,7 @@ fn permanent_put_cancel_and_export_import() {
         let nodes = net[1].export_nodes().await.unwrap();
         assert!(!nodes.is_empty());
         assert!(!net[1].public_addresses().await.unwrap().is_empty());
-        let fresh = Node::start(Config::loopback()).await.unwrap();
+        let fresh = Handle::start(Config::loopback()).await.unwrap();
         fresh.import_values(values.clone()).await.unwrap();
         fresh.import_nodes(nodes).await.unwrap();
         fresh.wait_connected(WAIT).await.unwrap();
@@ -238,22 +238,22 @@ fn permanent_put_cancel_and_export_import() {
 
 #[test]
 fn a_mixed_network_of_mio_runners_and_smol_nodes_exchanges_values() {
-    use dht_mio::{Runner, RunnerConfig};
+    use dht_mio::Runner;
     smol::block_on(async {
         let runners: Vec<Runner> = (0..3)
-            .map(|_| Runner::run(RunnerConfig::loopback()).unwrap())
+            .map(|_| Runner::run(dht_mio::Config::loopback()).unwrap())
             .collect();
         let nodes = {
             let mut v = Vec::new();
             for _ in 0..3 {
-                v.push(Node::start(Config::loopback()).await.unwrap());
+                v.push(Handle::start(Config::loopback()).await.unwrap());
             }
             v
         };
         // Alternate joins across drivers.
         for (i, n) in nodes.iter().enumerate() {
             n.bootstrap_addr(runners[i].local_addrs()[0]).unwrap();
-            runners[(i + 1) % 3].bootstrap(n.local_addrs()[0]);
+            runners[(i + 1) % 3].bootstrap_addr(n.local_addrs()[0]).unwrap();
         }
         for n in &nodes {
             n.wait_connected(WAIT).await.unwrap();
@@ -297,11 +297,11 @@ fn a_mixed_network_of_mio_runners_and_smol_nodes_exchanges_values() {
 #[test]
 fn the_handle_is_clone_send_sync_and_dropping_everything_ends_the_driver() {
     fn assert_traits<T: Clone + Send + Sync + 'static>() {}
-    assert_traits::<Node>();
+    assert_traits::<Handle>();
     smol::block_on(async {
-        let (a, driver) = Node::bind(Config::loopback()).await.unwrap();
+        let (a, driver) = Handle::bind(Config::loopback()).await.unwrap();
         let task = smol::spawn(driver);
-        let b = Node::start(Config::loopback()).await.unwrap();
+        let b = Handle::start(Config::loopback()).await.unwrap();
         a.bootstrap_addr(b.local_addrs()[0]).unwrap();
         a.wait_connected(WAIT).await.unwrap();
         // A put future dropped before its end: the put runs to its end in the node (the value
@@ -332,9 +332,9 @@ fn the_handle_is_clone_send_sync_and_dropping_everything_ends_the_driver() {
 fn signed_and_encrypted_puts_through_the_async_api() {
     use dht_proto::crypto::{self, Identity};
     smol::block_on(async {
-        let alice = Node::start(with_identity(1)).await.unwrap();
-        let bob = Node::start(with_identity(2)).await.unwrap();
-        let plain = Node::start(Config::loopback()).await.unwrap();
+        let alice = Handle::start(with_identity(1)).await.unwrap();
+        let bob = Handle::start(with_identity(2)).await.unwrap();
+        let plain = Handle::start(Config::loopback()).await.unwrap();
         bob.bootstrap_addr(alice.local_addrs()[0]).unwrap();
         plain.bootstrap_addr(alice.local_addrs()[0]).unwrap();
         bob.wait_connected(WAIT).await.unwrap();
@@ -373,8 +373,8 @@ fn signed_and_encrypted_puts_through_the_async_api() {
 fn encrypting_to_an_id_finds_the_announced_key() {
     use dht_proto::crypto::Identity;
     smol::block_on(async {
-        let alice = Node::start(with_identity(1)).await.unwrap();
-        let bob = Node::start(with_identity(2)).await.unwrap();
+        let alice = Handle::start(with_identity(1)).await.unwrap();
+        let bob = Handle::start(with_identity(2)).await.unwrap();
         bob.bootstrap_addr(alice.local_addrs()[0]).unwrap();
         bob.wait_connected(WAIT).await.unwrap();
         alice.wait_connected(WAIT).await.unwrap();
