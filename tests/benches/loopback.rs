@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use dht_mio::{Change, Handle, Pool, Runner, RunnerConfig};
+use dht_mio::{Change, Config, Handle, Pool, Runner};
 use dht_proto::value::{Query, Value};
 use dht_proto::{InfoHash, PutOptions};
 
@@ -176,7 +176,7 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     // the threads' first allocations are in before the baseline (see [`WARM_UP`]).
     let warm: Vec<Runner> = (0..WARM_UP)
         .map(|i| {
-            let mut config = RunnerConfig::loopback();
+            let mut config = Config::loopback();
             config.node.network = WARM_UP_NETWORK;
             match pool.get(i % pools.max(1)) {
                 Some(p) => p.run(config),
@@ -186,7 +186,7 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
         })
         .collect();
     for r in &warm[1..] {
-        r.bootstrap(warm[0].local_addrs()[0]);
+        r.bootstrap_addr(warm[0].local_addrs()[0]).expect("bootstrap");
     }
     for r in &warm {
         assert!(r.wait_connected(Duration::from_secs(30)));
@@ -200,9 +200,9 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     for i in 0..n {
         let mut s = [3u8; 32];
         s[..8].copy_from_slice(&(seed ^ i as u64).to_le_bytes());
-        let mut config = RunnerConfig {
+        let mut config = Config {
             seed: Some(s),
-            ..RunnerConfig::loopback()
+            ..Config::loopback()
         };
         // Rate limits off, on both sides (see the module docs).
         config.node.max_req_per_sec = None;
@@ -213,7 +213,8 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
         }
         .expect("runner");
         if i > 0 {
-            r.bootstrap(rs[rng.below(i)].local_addrs()[0]);
+            r.bootstrap_addr(rs[rng.below(i)].local_addrs()[0])
+                .expect("bootstrap");
         }
         rs.push(r);
     }
@@ -441,11 +442,11 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
     use smol::stream::StreamExt;
     smol::block_on(async move {
         let mut rng = Rng(seed);
-        let mut warm: Vec<dht_smol::Node> = Vec::new();
+        let mut warm: Vec<dht_smol::Handle> = Vec::new();
         for _ in 0..WARM_UP {
             let mut config = dht_smol::Config::loopback();
             config.node.network = WARM_UP_NETWORK;
-            let node = dht_smol::Node::start(config).await.expect("node");
+            let node = dht_smol::Handle::start(config).await.expect("node");
             if let Some(first) = warm.first() {
                 node.bootstrap_addr(first.local_addrs()[0]).expect("bootstrap");
             }
@@ -461,7 +462,7 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
         let _ = warm[2].get_all(wk).await;
         let base = rss_kib();
         let live0 = dht_tests::counting::live();
-        let mut nodes: Vec<dht_smol::Node> = Vec::new();
+        let mut nodes: Vec<dht_smol::Handle> = Vec::new();
         for i in 0..n {
             let mut s = [3u8; 32];
             s[..8].copy_from_slice(&(seed ^ i as u64).to_le_bytes());
@@ -471,7 +472,7 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
             };
             config.node.max_req_per_sec = None;
             config.node.max_peer_req_per_sec = None;
-            let node = dht_smol::Node::start(config).await.expect("node");
+            let node = dht_smol::Handle::start(config).await.expect("node");
             if i > 0 {
                 node.bootstrap_addr(nodes[rng.below(i)].local_addrs()[0])
                     .expect("bootstrap");

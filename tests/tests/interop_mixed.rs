@@ -9,7 +9,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dht_mio::{Change, Runner, RunnerConfig};
+use dht_mio::{Change, Config, Runner};
 use dht_proto::value::{Query, Value};
 use dht_proto::{Family, InfoHash, Status};
 use dht_tests::opendht::OpenDhtPeers;
@@ -17,7 +17,7 @@ use dht_tests::opendht::OpenDhtPeers;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn ours() -> Runner {
-    Runner::run(RunnerConfig::loopback()).expect("runner")
+    Runner::run(Config::loopback()).expect("runner")
 }
 
 fn v4(r: &Runner) -> std::net::SocketAddr {
@@ -51,7 +51,7 @@ fn ours_and_opendht_bootstrap_from_each_other_exchange_values_and_listen() {
     eventually("OpenDHT node 0 to hold a good node", || py.good_nodes(0) >= 1);
     // Ours from theirs: r2 knows only OpenDHT node 0.
     let r2 = ours();
-    r2.bootstrap(py.addr(0));
+    r2.bootstrap_addr(py.addr(0)).expect("bootstrap");
     assert!(r2.wait_connected(WAIT), "r2 never connected through OpenDHT");
     // And OpenDHT node 1 joins through r2.
     py.bootstrap(1, v4(&r2));
@@ -144,7 +144,7 @@ fn in_a_mixed_network_of_five_and_five_every_value_is_got_everywhere() {
     for i in 0..5 {
         let r = ours();
         if i > 0 {
-            r.bootstrap(py.addr(i - 1));
+            r.bootstrap_addr(py.addr(i - 1)).expect("bootstrap");
         }
         py.bootstrap(i, v4(&r));
         rs.push(r);

@@ -47,11 +47,3 @@ pub enum Error {
     #[error("a waiting call from the runner's own thread would deadlock")]
     OnRunnerThread,
 }
-
-impl Error {
-    /// Former name of [`Error::Io`] (a variant of `dht_mio::RunError`); kept while callers move.
-    #[allow(non_snake_case)]
-    pub fn Poll(e: io::Error) -> Error {
-        Error::Io(e)
-    }
-}

@@ -97,12 +97,6 @@ impl Handle {
         self.send(Command::Bootstrap(addr))
     }
 
-    /// Former name of [`Handle::bootstrap_addr`] (which reports a stopped runner); kept while
-    /// callers move.
-    pub fn bootstrap(&self, addr: SocketAddr) {
-        let _ = self.bootstrap_addr(addr);
-    }
-
     /// Resolves `spec` (`host:port`, `[v6]:port`, or a bare host for port 4222, see
     /// [`resolve`](crate::resolve)) and pings every address it names. Resolution runs on the
     /// calling thread.

@@ -53,10 +53,3 @@ pub use command::Change;
 pub use dht_driver::{Config, Error, GetId, ListenId, PutMode, SOCKET_BUFFER, resolve};
 pub use handle::Handle;
 pub use runner::{Pool, Runner};
-
-/// Former name of [`Config`]; kept while callers move.
-pub type RunnerConfig = Config;
-
-/// Former name of [`Error`] (its `Stopped` is now [`Error::Closed`], its `Poll` [`Error::Io`]);
-/// kept while callers move.
-pub type RunError = Error;

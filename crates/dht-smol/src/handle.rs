@@ -190,17 +190,6 @@ impl Handle {
         Ok(addrs)
     }
 
-    /// Former name of [`Handle::bootstrap_host`], with the host and port apart; kept while callers
-    /// move.
-    pub async fn bootstrap(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
-        let host = host.to_string();
-        let addrs = smol::unblock(move || dht_driver::resolve_host_port(&host, port)).await?;
-        for a in &addrs {
-            self.bootstrap_addr(*a)?;
-        }
-        Ok(addrs)
-    }
-
     /// The values at `key`, as they arrive; the stream ends when the search is done. Dropping it
     /// cancels the get.
     pub fn get(&self, key: InfoHash) -> GetStream {

@@ -65,6 +65,3 @@ pub use handle::Handle;
 pub use stream::{Change, GetStream, ListenStream, Stored};
 
 pub(crate) use dht_driver::{GetId, ListenId};
-
-/// Former name of [`Handle`]; kept while callers move.
-pub type Node = Handle;

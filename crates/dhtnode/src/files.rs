@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use dht_mio::{Handle, RunError};
+use dht_mio::{Error, Handle};
 
 use crate::show::hex;
 
@@ -40,7 +40,7 @@ pub enum CliError {
     },
     /// The runner failed.
     #[error(transparent)]
-    Run(#[from] RunError),
+    Run(#[from] Error),
 }
 
 /// Reads the seed in `path`, or creates the file (mode 0600) with a fresh seed from the OS.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use dht_mio::{Runner, RunnerConfig};
+use dht_mio::{Config, Runner};
 use dhtnode::{CliError, Console, Options, Out, PipedLines, Terminal, run_lines};
 
 fn main() -> ExitCode {
@@ -48,7 +48,7 @@ fn run(opts: Options) -> Result<(), CliError> {
     let mut node = dht_proto::Config::default();
     node.network = opts.network;
     node.identity = Some(identity);
-    let config = RunnerConfig {
+    let config = Config {
         port: opts.port,
         bind4: (!opts.ipv6_only).then_some(opts.bind4),
         bind6: (!opts.ipv4_only).then_some(opts.bind6),
@@ -66,7 +66,7 @@ fn run(opts: Options) -> Result<(), CliError> {
     if opts.service {
         let mut signals =
             signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-                .map_err(|e| CliError::Run(dht_mio::RunError::Poll(e)))?;
+                .map_err(|e| CliError::Run(dht_mio::Error::Io(e)))?;
         if let Some(sig) = signals.forever().next() {
             tracing::info!(signal = sig, "stopping");
         }

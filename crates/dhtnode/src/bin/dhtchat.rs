@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use dht_mio::{Change, Runner, RunnerConfig};
+use dht_mio::{Change, Config, Runner};
 use dht_proto::value::{Query, Value};
 use dht_proto::{InfoHash, PutOptions};
 
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     let opts = Options::parse();
     let mut node = dht_proto::Config::default();
     node.network = opts.network;
-    let runner = match Runner::run(RunnerConfig {
+    let runner = match Runner::run(Config {
         port: opts.port,
         bind4: Some(opts.bind4),
         bind6: Some(opts.bind6),
