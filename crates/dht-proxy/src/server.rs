@@ -432,21 +432,21 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) 
         Route::Get(key) => response(StatusCode::OK, Body::get(shared.dht.get(key), None), close),
         Route::Put(key) => match read_json(shared, req).await {
             Ok(j) => put(shared, key, j, close).await,
-            Err(r) => r,
+            Err(r) => *r,
         },
         Route::Listen(key) => listen(shared, key, close),
         Route::Options => options(close),
         Route::Subscribe(key) => match read_json(shared, req).await {
             Ok(j) => subscribe(shared, key, j, close).await,
-            Err(r) => r,
+            Err(r) => *r,
         },
         Route::Unsubscribe(key) => match read_json(shared, req).await {
             Ok(j) => unsubscribe(shared, key, &j, close),
-            Err(r) => r,
+            Err(r) => *r,
         },
         Route::PingPush => match read_json(shared, req).await {
             Ok(j) => ping_push(shared, &j, close),
-            Err(r) => r,
+            Err(r) => *r,
         },
         Route::Unknown => error(StatusCode::NOT_IMPLEMENTED, "Not implemented", true),
     }
@@ -454,11 +454,11 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) 
 
 /// Reads the body (bounded in size and time) and parses it as JSON; the error responses of
 /// OpenDHT for an empty body and for bad JSON.
-async fn read_json(shared: &Shared, req: Request<Incoming>) -> Result<Json, Response<Body>> {
+async fn read_json(shared: &Shared, req: Request<Incoming>) -> Result<Json, Box<Response<Body>>> {
     let limits = &shared.config.limits;
     let refuse = |status, msg| {
         shared.counters.refused_requests.fetch_add(1, Ordering::Relaxed);
-        Err(error(status, msg, true))
+        Err(Box::new(error(status, msg, true)))
     };
     let declared = req
         .headers()
@@ -480,13 +480,18 @@ async fn read_json(shared: &Shared, req: Request<Incoming>) -> Result<Json, Resp
         Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return refuse(StatusCode::PAYLOAD_TOO_LARGE, "Body too large");
         }
-        Some(Err(_)) => return Err(error(StatusCode::BAD_REQUEST, "Bad request body", true)),
+        Some(Err(_)) => return Err(Box::new(error(StatusCode::BAD_REQUEST, "Bad request body", true))),
         Some(Ok(c)) => c.to_bytes(),
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(error(StatusCode::BAD_REQUEST, "Missing parameters", false));
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "Missing parameters",
+            false,
+        )));
     }
-    serde_json::from_slice(&bytes).map_err(|_| error(StatusCode::BAD_REQUEST, "Incorrect JSON", false))
+    serde_json::from_slice(&bytes)
+        .map_err(|_| Box::new(error(StatusCode::BAD_REQUEST, "Incorrect JSON", false)))
 }
 
 // ----- node info and stats
