@@ -110,6 +110,9 @@ pub struct Limits {
     pub max_subscriptions: usize,
     /// Largest request body; larger ones get `413`.
     pub max_body: usize,
+    /// Request bodies being read at once (each up to `max_body`); more get `503`. With the
+    /// defaults, bodies in flight hold at most 64 MiB.
+    pub max_bodies_in_flight: usize,
     /// Time to send a request's headers (from the first wait for them); then `408` and close.
     pub header_read_timeout: Duration,
     /// Time to send a request's body; then `408` and close.
@@ -127,6 +130,7 @@ impl Default for Limits {
             max_subscriptions: 65_536,
             // A 64 KiB value is about 88 KiB of base64, plus its fields.
             max_body: 256 * 1024,
+            max_bodies_in_flight: 256,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(60),

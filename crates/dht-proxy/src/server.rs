@@ -116,6 +116,7 @@ struct Counters {
     connections: AtomicUsize,
     refusing: AtomicUsize,
     listens: AtomicUsize,
+    bodies: AtomicUsize,
     requests: AtomicU64,
     refused_connections: AtomicU64,
     refused_requests: AtomicU64,
@@ -452,6 +453,14 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) 
     }
 }
 
+struct BodyGuard<'a>(&'a Counters);
+
+impl Drop for BodyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.bodies.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Reads the body (bounded in size and time) and parses it as JSON; the error responses of
 /// OpenDHT for an empty body and for bad JSON.
 async fn read_json(shared: &Shared, req: Request<Incoming>) -> Result<Json, Box<Response<Body>>> {
@@ -468,6 +477,12 @@ async fn read_json(shared: &Shared, req: Request<Incoming>) -> Result<Json, Box<
     if declared.is_some_and(|n| n > limits.max_body as u64) {
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, "Body too large");
     }
+    let c = &shared.counters;
+    if c.bodies.fetch_add(1, Ordering::AcqRel) >= limits.max_bodies_in_flight {
+        c.bodies.fetch_sub(1, Ordering::AcqRel);
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "Server busy");
+    }
+    let _in_flight = BodyGuard(c);
     let body = http_body_util::Limited::new(req.into_body(), limits.max_body);
     let collected = async { Some(body.collect().await) }
         .or(async {

@@ -135,7 +135,8 @@ impl Conn {
         let mut lines = text.split("\r\n");
         let status_line = lines.next().unwrap();
         let mut parts = status_line.splitn(3, ' ');
-        assert_eq!(parts.next(), Some("HTTP/1.1"), "{status_line}");
+        let version = parts.next().unwrap();
+        assert!(version == "HTTP/1.1" || version == "HTTP/1.0", "{status_line}");
         let status = parts.next().unwrap().parse().unwrap();
         let reason = parts.next().unwrap_or("").to_owned();
         let headers = lines
