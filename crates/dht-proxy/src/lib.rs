@@ -68,9 +68,11 @@
 //!   a JSON error (`503`, `413`, `408`) and everyone else is served as before.
 //! - Values are re-announced by the node while a permanent put lives; at its expiry, or when
 //!   the server shuts down, the put is cancelled (2.4.12 keeps them in the node after a stop).
-//! - **Push delivery is not implemented yet**: SUBSCRIBE/UNSUBSCRIBE keep subscriptions with
-//!   their 24 h/22 h timers, and the pushes are computed and handed to a [`PushSink`] if one is
-//!   configured; nothing talks to a gorush or UnifiedPush gateway.
+//! - Pushes: the server computes them (spec §6) and hands them to a [`PushSink`]; [`Gateway`]
+//!   sends them over plain HTTP to a gorush gateway in 2.4.12's format and to UnifiedPush
+//!   endpoints, keeping the endpoint's port (2.4.12 drops it) and adding `TTL`/`Urgency`, with a
+//!   bounded queue and bounded retries with backoff. Not done yet: HTTPS gateways and endpoints
+//!   (no TLS), RFC 8291 encryption of UnifiedPush bodies, HEAD's Android format.
 //!
 //! ## Runtime
 //!
@@ -81,6 +83,7 @@
 
 mod body;
 mod dht;
+mod gateway;
 mod json;
 mod push;
 mod route;
@@ -93,6 +96,7 @@ use std::time::Duration;
 
 pub use body::Body;
 pub use dht::{BoxFuture, BoxStream, Dht, FamilyInfo, ListenEvent, NodeInfo, PutResult};
+pub use gateway::{Gateway, GatewayConfig, GatewayStats};
 pub use json::{ValueJsonError, owner_to_pem, value_from_json, value_line};
 pub use push::{Platform, PushNotification, PushSink};
 pub use route::parse_key;

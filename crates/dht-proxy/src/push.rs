@@ -1,10 +1,10 @@
-//! Push notifications: what the server would send, handed to a [`PushSink`].
+//! Push notifications: what the server sends, handed to a [`PushSink`].
 //!
 //! The server computes every push OpenDHT 2.4.12 sends (spec §6): value pushes for push
 //! subscriptions, and reminder pushes (`timeout`) 22 h after a subscription or a push-enabled
-//! permanent put was last refreshed. **Delivery to a gateway (gorush, UnifiedPush) is not
-//! implemented yet**: without a sink, pushes are counted and dropped, and subscriptions start no
-//! DHT listen (as 2.4.12 without `--pushserver`).
+//! permanent put was last refreshed. [`Gateway`](crate::Gateway) is the sink that sends them to
+//! a gorush gateway and to UnifiedPush endpoints. Without a sink, pushes are counted and dropped,
+//! and subscriptions start no DHT listen (as 2.4.12 without `--pushserver`).
 
 use std::collections::BTreeMap;
 
