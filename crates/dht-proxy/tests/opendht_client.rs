@@ -1,6 +1,8 @@
 //! OpenDHT's own proxy client against our server: Debian's `dhtnode --proxyclient` (2.4.12)
 //! puts, gets and listens through the proxy, gets a value put by a plain OpenDHT node, and
-//! recovers (re-POSTs its permanent put, re-sends its listen) after our server restarts.
+//! recovers (re-POSTs its permanent put, re-sends its listen) after our server restarts; with a
+//! device key (`--devicekey`) its listen becomes a push subscription, and our server pushes to
+//! a gateway played by the test when a plain OpenDHT node puts a value.
 //! Skipped when `/usr/bin/dhtnode` is missing, unless `DHT_REQUIRE_OPENDHT` is set. Debian's
 //! plain node binds every address; it is given loopback peers only.
 
@@ -15,10 +17,10 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use common::{real_pair, within};
+use common::{FakeGateway, real_pair, within};
 use dht_proto::InfoHash;
 use dht_proto::value::Value;
-use dht_proxy::{Config, ProxyServer};
+use dht_proxy::{Config, Gateway, GatewayConfig, ProxyServer};
 
 const DHTNODE: &str = "/usr/bin/dhtnode";
 
@@ -117,8 +119,13 @@ fn opendht_present() -> bool {
     false
 }
 
-fn bind(addr: SocketAddr, node: &dht_smol::Node) -> ProxyServer {
-    smol::block_on(ProxyServer::bind(addr, Arc::new(node.clone()), Config::default())).unwrap()
+fn bind(addr: SocketAddr, node: &dht_smol::Node, gateway: &Gateway) -> ProxyServer {
+    let config = Config {
+        push: Some(Arc::new(gateway.clone())),
+        bundle_id: "com.example.app".into(),
+        ..Config::default()
+    };
+    smol::block_on(ProxyServer::bind(addr, Arc::new(node.clone()), config)).unwrap()
 }
 
 #[test]
@@ -128,7 +135,12 @@ fn opendht_proxy_client_uses_our_server() {
     }
     // Our two nodes; the proxy serves `b`; `a` puts and gets directly.
     let (a, b) = smol::block_on(real_pair());
-    let server = bind("127.0.0.1:0".parse().unwrap(), &b);
+    let gw = smol::block_on(FakeGateway::start(vec![]));
+    let gateway = Gateway::start(GatewayConfig {
+        gateway: Some(gw.addr.to_string()),
+        ..GatewayConfig::default()
+    });
+    let server = bind("127.0.0.1:0".parse().unwrap(), &b, &gateway);
     let addr = server.local_addr();
     let url = addr.to_string();
     let mut client = Proc::spawn("proxyclient", &["--proxyclient", &url]);
@@ -183,7 +195,7 @@ fn opendht_proxy_client_uses_our_server() {
     assert!(put.last().unwrap().contains("success"), "{put:?}");
     assert_eq!(server.stats().permanent_puts, 1);
     smol::block_on(server.shutdown());
-    let server = bind(addr, &b);
+    let server = bind(addr, &b, &gateway);
     let end = Instant::now() + Duration::from_secs(90);
     while server.stats().permanent_puts < 1 || server.stats().listens < 1 {
         assert!(
@@ -204,6 +216,39 @@ fn opendht_proxy_client_uses_our_server() {
     .unwrap();
     assert!(got.iter().any(|v| v.data == b"perm"), "{got:?}");
 
+    // A client with a device key subscribes instead of listening; a value put by the plain
+    // OpenDHT node becomes a push to the gateway (dhtnode has no platform: the iOS form).
+    let mut push_client = Proc::spawn("pushclient", &["--proxyclient", &url, "--devicekey", "devtok123"]);
+    push_client.say("l rdht-proxy-k6");
+    push_client.expect("Listening");
+    let end = Instant::now() + Duration::from_secs(30);
+    while server.stats().subscriptions < 1 {
+        assert!(Instant::now() < end, "no SUBSCRIBE: {:?}", server.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    theirs.say("p rdht-proxy-k6 pushed");
+    theirs.expect("Put: ");
+    let key6 = InfoHash::get("rdht-proxy-k6").to_string();
+    let end = Instant::now() + Duration::from_secs(30);
+    let push = loop {
+        if let Some(p) = gw
+            .got()
+            .into_iter()
+            .find(|p| p.json()["notifications"][0]["data"]["key"] == key6)
+        {
+            break p;
+        }
+        assert!(Instant::now() < end, "no push; got {:?}", gw.got());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let n = &push.json()["notifications"][0];
+    assert_eq!(n["tokens"][0], "devtok123");
+    assert_eq!(n["data"]["to"], "dhtnode");
+    assert_eq!(n["platform"], 1);
+    assert_eq!(n["topic"], "com.example.app");
+    assert_eq!(n["priority"], "high");
+
+    push_client.say("x");
     client.say("x");
     theirs.say("x");
     smol::block_on(async {

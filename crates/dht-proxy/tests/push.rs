@@ -7,116 +7,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::sync::{Arc, Mutex};
+use std::net::TcpListener as StdListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use dht_proto::value::Value;
 use dht_proxy::{Config, Gateway, GatewayConfig, ProxyServer, Timers, parse_key};
 use serde_json::{Value as Json, json};
-use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::net::TcpListener;
-
-#[derive(Clone, Debug)]
-struct Received {
-    request_line: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Json {
-        serde_json::from_str(&self.body).unwrap()
-    }
-}
-
-/// A push gateway: records every request, answers each with the next status of `script`
-/// (then 200).
-#[derive(Clone)]
-struct FakeGateway {
-    addr: SocketAddr,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl FakeGateway {
-    async fn start(script: Vec<u16>) -> FakeGateway {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let script = Arc::new(Mutex::new(script));
-        let g = got.clone();
-        smol::spawn(async move {
-            loop {
-                let Ok((mut s, _)) = listener.accept().await else {
-                    return;
-                };
-                let g = g.clone();
-                let script = script.clone();
-                smol::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut b = [0u8; 4096];
-                    let head_end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match s.read(&mut b).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&b[..n]),
-                        }
-                    };
-                    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
-                    let mut lines = head.split("\r\n");
-                    let request_line = lines.next().unwrap().to_owned();
-                    let headers: Vec<(String, String)> = lines
-                        .filter(|l| !l.is_empty())
-                        .map(|l| {
-                            let (n, v) = l.split_once(':').unwrap();
-                            (n.trim().to_ascii_lowercase(), v.trim().to_owned())
-                        })
-                        .collect();
-                    let len: usize = headers
-                        .iter()
-                        .find(|(n, _)| n == "content-length")
-                        .map(|(_, v)| v.parse().unwrap())
-                        .unwrap_or(0);
-                    while buf.len() < head_end + len {
-                        match s.read(&mut b).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&b[..n]),
-                        }
-                    }
-                    let body = String::from_utf8(buf[head_end..head_end + len].to_vec()).unwrap();
-                    g.lock().unwrap().push(Received {
-                        request_line,
-                        headers,
-                        body,
-                    });
-                    let status = {
-                        let mut sc = script.lock().unwrap();
-                        if sc.is_empty() { 200 } else { sc.remove(0) }
-                    };
-                    let reply =
-                        format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    let _ = s.write_all(reply.as_bytes()).await;
-                })
-                .detach();
-            }
-        })
-        .detach();
-        FakeGateway { addr, got }
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-}
 
 fn gateway_config(gateway: Option<String>) -> GatewayConfig {
     GatewayConfig {
