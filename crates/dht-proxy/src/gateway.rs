@@ -134,9 +134,9 @@ impl PushSink for Gateway {
 /// An `http://` target: host, port, path with query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Target {
-    host: String,
-    port: u16,
-    path: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) path: String,
 }
 
 impl Target {
@@ -154,6 +154,19 @@ impl Target {
         };
         let (host, port) = split_host_port(authority, 80)?;
         Some(Target { host, port, path })
+    }
+
+    /// A proxy server: `host:port`, `host` (port 80) or an `http://` URL.
+    pub(crate) fn server(s: &str) -> Option<Target> {
+        if s.contains("://") {
+            return Target::from_url(s);
+        }
+        let (host, port) = split_host_port(s, 80)?;
+        Some(Target {
+            host,
+            port,
+            path: "/".into(),
+        })
     }
 
     /// OpenDHT's `--pushserver`: `host:port`, a bare port (`localhost:port`), or a URL.
@@ -180,7 +193,7 @@ impl Target {
         })
     }
 
-    fn host_header(&self) -> String {
+    pub(crate) fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {

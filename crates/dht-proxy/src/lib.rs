@@ -3,7 +3,9 @@
 //! An HTTP proxy server for a DHT node, compatible with OpenDHT's `DhtProxyServer` (REST API of
 //! OpenDHT 2.4.12, spec `opendht-proxy.md`): phones and browsers that cannot run a UDP node get,
 //! put and listen over HTTP, and OpenDHT's own proxy client (`dhtnode --proxyclient`) works
-//! against it unchanged. HTTP/1.1 through hyper 1 on smol; no tokio runtime.
+//! against it unchanged. [`Gateway`] sends its push notifications; [`ProxyClient`] is the other
+//! side, working against our server or OpenDHT's. HTTP/1.1 through hyper 1 on smol; no tokio
+//! runtime.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -74,6 +76,13 @@
 //!   bounded queue and bounded retries with backoff. Not done yet: HTTPS gateways and endpoints
 //!   (no TLS), RFC 8291 encryption of UnifiedPush bodies, HEAD's Android format.
 //!
+//! ## The client
+//!
+//! [`ProxyClient`] gets (a stream), puts, keeps permanent puts alive (re-POSTed every 22 h and
+//! after each reconnection) and listens (a stream that re-opens its connection after a break and
+//! reports only changes), over plain HTTP. Not done yet: HTTPS, and push mode (device token,
+//! SUBSCRIBE, `push_notification_received`).
+//!
 //! ## Runtime
 //!
 //! [`ProxyServer::bind`] spawns its tasks on smol's global executor (`smol::spawn`), like
@@ -82,6 +91,7 @@
 //! closes.
 
 mod body;
+mod client;
 mod dht;
 mod gateway;
 mod json;
@@ -95,6 +105,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use body::Body;
+pub use client::{ClientConfig, ClientError, ListenStream, ProxyClient, ValueStream};
 pub use dht::{BoxFuture, BoxStream, Dht, FamilyInfo, ListenEvent, NodeInfo, PutResult};
 pub use gateway::{Gateway, GatewayConfig, GatewayStats};
 pub use json::{ValueJsonError, owner_to_pem, value_from_json, value_line};
