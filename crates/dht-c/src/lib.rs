@@ -122,3 +122,18 @@ pub(crate) unsafe fn bytes<'a>(p: *const u8, size: usize) -> Option<&'a [u8]> {
     // SAFETY: non-NULL, size within isize, and the caller promises `size` readable bytes.
     Some(unsafe { std::slice::from_raw_parts(p, size) })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_becomes_the_error_return() {
+        fn exported(fail: bool) -> i32 {
+            ffi!(-1, {
+                assert!(!fail, "a bug");
+                0
+            })
+        }
+        assert_eq!(exported(false), 0);
+        assert_eq!(exported(true), -1);
+    }
+}

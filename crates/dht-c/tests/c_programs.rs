@@ -593,3 +593,60 @@ fn bench_put_get_latency_ours_and_opendht() {
         b.quit();
     }
 }
+
+/// The functions a header declares (`OPENDHT_C_PUBLIC ... name(`).
+fn declared(header: &str) -> Vec<String> {
+    header
+        .lines()
+        .filter(|l| l.contains("OPENDHT_C_PUBLIC") && l.contains('(') && !l.contains("#"))
+        .filter_map(|l| {
+            let head = l.split('(').next()?;
+            let name = head
+                .split(|c: char| c.is_whitespace() || c == '*')
+                .rfind(|s| !s.is_empty())?;
+            Some(name.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn every_declared_function_is_exported_and_exercised_by_a_c_test() {
+    let header = std::fs::read_to_string(manifest().join("include/opendht_c.h")).unwrap();
+    let names = declared(&header);
+    assert!(names.len() >= 64, "{names:?}");
+    let nm = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(built("libopendht_c.so"))
+        .output()
+        .expect("nm runs");
+    let symbols: Vec<String> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    let tests: String = ["api.c", "runner.c"]
+        .iter()
+        .map(|f| std::fs::read_to_string(manifest().join("tests/c").join(f)).unwrap())
+        .collect();
+    for n in &names {
+        assert!(symbols.contains(n), "{n} is declared but not exported");
+        assert!(tests.contains(&format!("{n}(")), "{n} is not called by tests/c");
+    }
+    // Exported C functions are the header's: nothing else of the C API leaks out.
+    for s in symbols.iter().filter(|s| s.starts_with("dht_")) {
+        assert!(names.contains(s), "{s} is exported but not declared");
+    }
+    assert!(!symbols.iter().any(|s| s == "dht_runner_put_permanent"));
+}
+
+#[test]
+fn every_function_of_opendht_2_4_12_is_declared() {
+    if !theirs_available("every_function_of_opendht_2_4_12_is_declared") {
+        return;
+    }
+    let theirs = declared(&std::fs::read_to_string("/usr/include/opendht/opendht_c.h").unwrap());
+    let ours = declared(&std::fs::read_to_string(manifest().join("include/opendht_c.h")).unwrap());
+    assert!(theirs.len() >= 63);
+    for n in &theirs {
+        assert!(ours.contains(n), "{n} of OpenDHT 2.4.12 is missing");
+    }
+}
