@@ -13,6 +13,7 @@
  *   p KEY TEXT       put:     "put N done: ok|failed id=ID"
  *   l KEY            listen:  "listen N started", then "listen N new|expired: DATA"
  *   c N              cancel listen N: "listen N ended" once it is over
+ *   P IPV4 PORT      ping a node: "ping done: ok|failed" (an answering node joins the routing table)
  *   b N MS           bench: N rounds of put then get of a fresh key, prints "bench put|get ..."
  *   q (or EOF)       shut down: "stopping", "stopped", then every listen ends
  * KEY is 40 hex chars, or any word (hashed with SHA-1, as "Using h(KEY) = HEX" says).
@@ -103,6 +104,11 @@ static void listen_end(void* user_data) {
     listens[ctx->n] = NULL;
     pthread_mutex_unlock(&lk);
     free(ctx);
+}
+
+static void ping_done(bool ok, void* user_data) {
+    (void)user_data;
+    OUT("ping done: %s\n", ok ? "ok" : "failed");
 }
 
 static void shutdown_done(void* user_data) {
@@ -309,6 +315,16 @@ int main(int argc, char** argv) {
             if (n >= 0 && n < MAX_LISTENS && listens[n])
                 dht_runner_cancel_listen(runner, &listen_keys[n], listens[n]->token);
             pthread_mutex_unlock(&lk);
+        } else if (strcmp(cmd, "P") == 0 && key[0] && text[0]) {
+            struct sockaddr_in sin;
+            memset(&sin, 0, sizeof sin);
+            sin.sin_family = AF_INET;
+            sin.sin_port = htons((uint16_t)atoi(text));
+            if (inet_pton(AF_INET, key, &sin.sin_addr) != 1) {
+                OUT("bad address: %s\n", key);
+                continue;
+            }
+            dht_runner_ping(runner, (struct sockaddr*)&sin, sizeof sin, ping_done, NULL);
         } else if (strcmp(cmd, "b") == 0 && key[0]) {
             bench(runner, atoi(key), text[0] ? atoi(text) : 10000);
         } else {

@@ -305,9 +305,11 @@ OPENDHT_C_PUBLIC void dht_runner_get(dht_runner* runner, const dht_infohash* has
  * the listen is over. Returns a token, owned by the caller, also when not running (the listen is
  * then already over: done_cb has run on this thread). */
 OPENDHT_C_PUBLIC dht_op_token* dht_runner_listen(dht_runner* runner, const dht_infohash* hash, dht_value_cb cb, dht_shutdown_cb done_cb, void* cb_user_data);
-/* Cancels the token's listen, asynchronously: no value callback after this call returns; the
- * listen's done_cb runs on the callback thread once the node has dropped it. A token cancels
- * once. The token must still be deleted (after this call, or in the listen's done_cb). */
+/* Cancels the token's listen, asynchronously: no value callback starts after this call returns
+ * (one already running on the callback thread finishes); the listen's done_cb runs on the
+ * callback thread once the node has dropped it. A token cancels once; runner and hash may be
+ * NULL (the token names its listen). The token must still be deleted (after this call, or in
+ * the listen's done_cb). */
 OPENDHT_C_PUBLIC void dht_runner_cancel_listen(dht_runner* runner, const dht_infohash* hash, dht_op_token* token);
 /* Puts value at hash (the runner keeps its own copy). permanent: re-announce until cancel_put.
  * done_cb may be NULL. NULL hash or value, or data over 64 KiB: done_cb(false). */

@@ -368,6 +368,17 @@ impl Node {
         }
     }
 
+    /// Pings a node on 127.0.0.1 until it answers.
+    fn ping_ok(&mut self, port: u16) {
+        for _ in 0..5 {
+            self.send(&format!("P 127.0.0.1 {port}"));
+            if self.expect(|l| l.starts_with("ping done: "), "ping done") == "ping done: ok" {
+                return;
+            }
+        }
+        panic!("{}: no ping answered:\n{}", self.name, self.transcript.join("\n"));
+    }
+
     /// Puts until a put reports ok (the first may run before the two nodes know each other).
     fn put_ok(&mut self, key: &str, text: &str) {
         for _ in 0..10 {
@@ -467,6 +478,9 @@ fn exchange(first: (&str, &Path), second: (&str, &Path)) {
     let mut a = Node::start(first.0, first.1, &["-n".into(), net.clone()]);
     let boot = format!("127.0.0.1:{}", a.port);
     let mut b = Node::start(second.0, second.1, &["-n".into(), net, "-b".into(), boot]);
+    // Each knows the other once a ping is answered (the bootstrap alone may still be in flight).
+    a.ping_ok(b.port);
+    b.ping_ok(a.port);
     let tag = std::process::id();
     let (k1, k2) = (format!("c-test-one-{tag}"), format!("c-test-two-{tag}"));
 
