@@ -70,7 +70,8 @@
 extern "C" {
 #endif
 
-/* Non-owning view of bytes, valid while its owner lives unchanged. Empty: data NULL, size 0. */
+/* Non-owning view of bytes, valid while its owner lives unchanged. An empty view has size 0 and a
+ * data pointer that is not NULL (so memcpy(dst, v.data, v.size) is valid C). */
 struct dht_data_view {
     const uint8_t* data;
     size_t size;

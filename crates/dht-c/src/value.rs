@@ -15,25 +15,27 @@ use crate::{bytes, c_str};
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct dht_data_view {
-    /// First byte (NULL when empty).
+    /// First byte (a static byte, not NULL, when empty).
     pub data: *const u8,
     /// Number of bytes.
     pub size: usize,
 }
 
+/// What an empty view points to: never NULL, so that `memcpy(dst, v.data, v.size)` is valid C.
+static NO_BYTES: u8 = 0;
+
 impl dht_data_view {
     fn of(b: &[u8]) -> dht_data_view {
+        if b.is_empty() {
+            return dht_data_view::EMPTY;
+        }
         dht_data_view {
-            data: if b.is_empty() {
-                std::ptr::null()
-            } else {
-                b.as_ptr()
-            },
+            data: b.as_ptr(),
             size: b.len(),
         }
     }
     const EMPTY: dht_data_view = dht_data_view {
-        data: std::ptr::null(),
+        data: &raw const NO_BYTES,
         size: 0,
     };
 }

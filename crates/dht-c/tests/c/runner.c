@@ -273,6 +273,19 @@ int main(void) {
     dht_runner_cancel_listen(b, &k, nt);
     dht_op_token_delete(nt);
 
+    /* A zero-length value is a value: put, then got back empty. */
+    dht_infohash k0;
+    dht_infohash_get_from_string(&k0, "runner.c empty");
+    dht_value* empty = dht_value_new(NULL, 0);
+    struct op p0 = {0};
+    dht_runner_put(a, &k0, empty, done_cb, &p0, false);
+    dht_value_unref(empty);
+    CHECK(wait_for(&p0.done, 1, LIMIT) && p0.ok == 1);
+    struct op g0 = {0};
+    dht_runner_get(b, &k0, get_cb, done_cb, &g0);
+    CHECK(wait_for(&g0.done, 1, LIMIT) && g0.values == 1 && dht_value_get_data(g0.kept).size == 0);
+    drop_kept(&g0);
+
     /* Permanent put with a chosen id, then cancel_put. */
     dht_infohash kp;
     dht_infohash_get_from_string(&kp, "runner.c permanent");
