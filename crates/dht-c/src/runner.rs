@@ -795,14 +795,15 @@ fn put(
     } else {
         PutOptions::default()
     };
+    // The caller's value gets its id before the put is sent, so that the done callback (which
+    // may run before this call returns) reads it (OpenDHT sets it on the shared value too).
+    let fresh = OsRng.next_u64().max(1);
+    let _ = obj
+        .id
+        .compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire);
     let on_done =
         move |r: Result<dht_proto::PutOutcome, dht_mio::RunError>| fin.finish(r.is_ok_and(|o| o.ok()));
-    if let Ok(vid) = a.handle.put_as(key, obj.snapshot(), opts, mode, on_done) {
-        // The caller's value gets the id the put chose (OpenDHT sets it on the shared value).
-        let _ = obj
-            .id
-            .compare_exchange(0, vid, Ordering::AcqRel, Ordering::Acquire);
-    }
+    let _ = a.handle.put_as(key, obj.snapshot(), opts, mode, on_done);
 }
 
 /// Puts `value` at `hash` (the runner keeps its own copy: unref at will). `done_cb(ok)` once

@@ -57,6 +57,30 @@ enum Lib {
     Theirs,
 }
 
+/// This process's directory for staged installs and binaries: `target/tmp/dht-c/<pid>`. Those of
+/// processes that are gone are removed (the static test binaries are tens of MB each).
+fn scratch() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dht-c");
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let gone = e
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                if gone {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = base.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
 /// An install of ours as a C project sees it: `PREFIX/include/opendht/opendht_c.h`,
 /// `PREFIX/lib/libopendht-c.{a,so}` (separate prefixes, so `-l` picks the one asked for) and
 /// `PREFIX/lib/pkgconfig/opendht-c.pc` made from `opendht-c.pc.in`.
@@ -65,11 +89,7 @@ fn prefix(shared: bool) -> &'static Path {
     static SHARED: OnceLock<PathBuf> = OnceLock::new();
     let cell = if shared { &SHARED } else { &STATIC };
     cell.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "dht-c-{}-{}",
-            if shared { "shared" } else { "static" },
-            std::process::id()
-        ));
+        let root = scratch().join(if shared { "shared" } else { "static" });
         let _ = std::fs::remove_dir_all(&root);
         let (inc, lib) = (root.join("include/opendht"), root.join("lib"));
         std::fs::create_dir_all(&inc).unwrap();
@@ -144,13 +164,9 @@ fn compile(name: &str, sources: &[PathBuf], lib: Lib, sanitize: bool) -> PathBuf
 }
 
 fn compile_now(name: &str, sources: &[PathBuf], lib: Lib, sanitize: bool) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dht-c-bin");
+    let dir = scratch().join("bin");
     std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(format!(
-        "{name}-{lib:?}{}-{}",
-        if sanitize { "-asan" } else { "" },
-        std::process::id()
-    ));
+    let out = dir.join(format!("{name}-{lib:?}{}", if sanitize { "-asan" } else { "" }));
     let mut cmd = Command::new("cc");
     cmd.args(WARNINGS);
     if sanitize {

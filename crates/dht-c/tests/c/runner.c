@@ -20,6 +20,8 @@ struct op {
     dht_value* kept;   /* a value kept with dht_value_ref */
     char last[128];
     int expired;
+    dht_value* val;       /* put: the caller's value, to read its id in the done callback */
+    uint64_t id_in_done;
 };
 
 static void note_thread(struct op* o) {
@@ -33,6 +35,8 @@ static void done_cb(bool ok, void* ud) {
     note_thread(o);
     o->done++;
     o->ok += ok;
+    if (o->val)
+        o->id_in_done = dht_value_get_id(o->val);
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&lk);
 }
@@ -88,10 +92,13 @@ static void drop_kept(struct op* o) {
 
 static void put_text(dht_runner* r, const dht_infohash* k, const char* text, struct op* o) {
     dht_value* v = dht_value_new_from_string(text);
+    o->val = v;
     dht_runner_put(r, k, v, done_cb, o, false);
-    CHECK(dht_value_get_id(v) != 0); /* ours assigns the id during the call */
-    dht_value_unref(v);               /* the runner keeps its own copy */
+    uint64_t id = dht_value_get_id(v); /* ours assigns the id during the call */
+    CHECK(id != 0);
     CHECK(wait_for(&o->done, 1, LIMIT));
+    CHECK(o->id_in_done == id);        /* and the done callback sees it */
+    dht_value_unref(v);
 }
 
 static dht_runner* start(dht_identity* id) {
