@@ -680,3 +680,33 @@ fn every_function_of_opendht_2_4_12_is_declared() {
         assert!(ours.contains(n), "{n} of OpenDHT 2.4.12 is missing");
     }
 }
+
+/// The header also serves C++ (`extern "C"`), as OpenDHT's does.
+#[test]
+fn header_compiles_as_cpp() {
+    if Command::new("c++").arg("--version").output().is_err() {
+        println!("header_compiles_as_cpp: skipped: no c++ compiler");
+        return;
+    }
+    let src = scratch().join("header.cpp");
+    std::fs::write(
+        &src,
+        "#include <opendht_c.h>\nint main() { dht_infohash h; dht_infohash_zero(&h); return !dht_infohash_is_zero(&h); }\n",
+    )
+    .unwrap();
+    let out = Command::new("c++")
+        .args([
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-fsyntax-only",
+            "-I",
+        ])
+        .arg(manifest().join("include"))
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
