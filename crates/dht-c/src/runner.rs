@@ -264,6 +264,8 @@ struct Live {
     accepting: bool,
     shutdown: Arc<ShutdownState>,
     watcher: Option<JoinHandle<()>>,
+    /// Pings in flight, joined at the end (they stop early then).
+    pings: Vec<JoinHandle<()>>,
 }
 
 /// OpenDHT's `DhtRunner`: new, run, operate, shut down, delete.
@@ -281,6 +283,8 @@ struct Active {
     handle: Handle,
     poster: Poster,
     network: u32,
+    /// Set when the runner ends.
+    cancel: Arc<ShutdownState>,
 }
 
 /// The runner's handle, if it runs and was not shut down.
@@ -290,6 +294,7 @@ fn active(r: *const dht_runner) -> Option<Active> {
             handle: l.handle.clone(),
             poster: l.poster.clone(),
             network: l.network,
+            cancel: l.shutdown.clone(),
         })
     })
     .flatten()
@@ -351,6 +356,7 @@ fn start(port: u16, cfg: Option<&dht_runner_config>, bootstrap: &[String]) -> Op
         accepting: true,
         shutdown: Arc::default(),
         watcher: None,
+        pings: Vec::new(),
     })
 }
 
@@ -370,9 +376,13 @@ fn teardown(live: Live) {
         callbacks,
         shutdown,
         watcher,
+        pings,
         ..
     } = live;
     shutdown.cancel.store(true, Ordering::Release);
+    for p in pings {
+        let _ = p.join();
+    }
     if let Some(w) = watcher {
         w.thread().unpark();
         let _ = w.join();
@@ -524,8 +534,9 @@ fn sockaddr_of(addr: *const libc::sockaddr, len: libc::socklen_t) -> Option<Sock
     }
 }
 
-/// Sends one ping from a socket of our own; whether `to` answered within about 3 s.
-fn ping_once(to: SocketAddr, network: u32) -> bool {
+/// Sends one ping from a socket of our own; whether `to` answered within about 3 s (`false` at
+/// once when `cancel` is set: the runner is being deleted).
+fn ping_once(to: SocketAddr, network: u32, cancel: &AtomicBool) -> bool {
     let local: SocketAddr = if to.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -550,12 +561,26 @@ fn ping_once(to: SocketAddr, network: u32) -> bool {
         let _ = sock.send_to(&data, to);
         let until = Instant::now() + Duration::from_secs(1);
         loop {
+            if cancel.load(Ordering::Acquire) {
+                return false;
+            }
             let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
+            let slice = left.min(Duration::from_millis(50));
+            if slice.is_zero() || sock.set_read_timeout(Some(slice)).is_err() {
                 break;
             }
-            let Ok((n, _)) = sock.recv_from(&mut buf) else {
-                break;
+            let n = match sock.recv_from(&mut buf) {
+                Ok((n, _)) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue;
+                }
+                // An ICMP error (port closed): try again.
+                Err(_) => break,
             };
             if let Some(Ok(m)) = buf.get(..n).map(wire::decode)
                 && m.tid == tid
@@ -592,11 +617,28 @@ pub unsafe extern "C" fn dht_runner_ping(
             to.set_port(dht_proto::DEFAULT_PORT);
         }
         a.handle.bootstrap(to);
-        let network = a.network;
+        let (network, cancel) = (a.network, a.cancel);
         // If the thread cannot start, the closure (and `fin`) is dropped: done(false).
-        let _ = std::thread::Builder::new()
+        let Ok(t) = std::thread::Builder::new()
             .name("dht-c-ping".into())
-            .spawn(move || fin.finish(ping_once(to, network)));
+            .spawn(move || fin.finish(ping_once(to, network, &cancel.cancel)))
+        else {
+            return;
+        };
+        // Kept for the end of the runner, which stops and joins it.
+        let t = registry::with(runner.cast_const(), |r| {
+            let mut st = lock(&r.state);
+            match st.as_mut() {
+                Some(l) => {
+                    l.pings.retain(|p| !p.is_finished());
+                    l.pings.push(t);
+                    None
+                }
+                None => Some(t),
+            }
+        });
+        // The runner ended meanwhile: its end did not see this ping, which ends on its own.
+        drop(t);
     })
 }
 

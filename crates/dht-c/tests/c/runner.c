@@ -341,9 +341,20 @@ int main(void) {
     dht_infohash nowhere;
     dht_infohash_get_from_string(&nowhere, "runner.c nowhere");
     dht_runner_get(b, &nowhere, get_cb, done_cb, &pending);
+    int mute2 = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in m2;
+    socklen_t m2l = sizeof m2;
+    memset(&m2, 0, sizeof m2);
+    m2.sin_family = AF_INET;
+    m2.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(mute2, (struct sockaddr*)&m2, sizeof m2) == 0 && getsockname(mute2, (struct sockaddr*)&m2, &m2l) == 0);
+    struct op unanswered = {0};
+    dht_runner_ping(b, (struct sockaddr*)&m2, sizeof m2, done_cb, &unanswered);
     dht_runner_delete(b);
     CHECK(last.ended == 1 && last.on_main == 1);
     CHECK(pending.done == 1);
+    CHECK(unanswered.done == 1 && unanswered.ok == 0); /* a ping in flight ends with the runner */
+    close(mute2);
     dht_op_token_delete(lt2);
     drop_kept(&last);
 
