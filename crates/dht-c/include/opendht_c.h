@@ -282,7 +282,8 @@ typedef struct dht_runner dht_runner;
 /* A new runner, not running. */
 OPENDHT_C_PUBLIC dht_runner* dht_runner_new(void);
 /* Ends the runner without waiting for pending puts, joins its threads and frees it. Pending end
- * callbacks (listen ends, done(false), shutdown callbacks) run on this thread before it returns.
+ * callbacks (listen ends, done(false) of gets, puts and pings still in flight, shutdown
+ * callbacks) run before it returns, those not yet run on this thread.
  * Called from one of this runner's callbacks, it returns at once and the end is finished on
  * another thread (OpenDHT deadlocks). */
 OPENDHT_C_PUBLIC void dht_runner_delete(dht_runner* runner);

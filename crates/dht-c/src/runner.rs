@@ -415,7 +415,8 @@ pub extern "C" fn dht_runner_new() -> *mut dht_runner {
 
 /// Ends the runner (if running, without waiting for pending puts) and frees it. Blocks until its
 /// threads are joined; the end callbacks still pending (listens' shutdown callbacks, done
-/// callbacks with `false`, shutdown callbacks) run on this thread before it returns. From one
+/// callbacks with `false` for gets, puts and pings in flight, shutdown callbacks) run before it
+/// returns, those not yet run on this thread. From one
 /// of the runner's own callbacks it returns at once and the end happens on another thread.
 /// NULL or freed: nothing.
 #[unsafe(no_mangle)]
