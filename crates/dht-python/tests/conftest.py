@@ -1,5 +1,6 @@
 """Shared fixtures: loopback runners that are always joined, and a condition wait."""
 
+import socket
 import time
 
 import pytest
@@ -42,7 +43,9 @@ class Nodes:
         first = self.new(**run_kwargs)
         rest = [self.new(bootstrap=first, **run_kwargs) for _ in range(n - 1)]
         nodes = [first] + rest
-        for r in nodes:
+        # The first node counts as connected only once one of its own requests is answered
+        # (its maintenance, seconds away); the others are as soon as it answers them.
+        for r in rest:
             wait_for(lambda r=r: r.getStatus() == "connected", 10, "a node to connect")
         return nodes
 
@@ -64,3 +67,12 @@ def nodes():
 def pair(nodes):
     """Two connected runners."""
     return nodes.network(2)
+
+
+@pytest.fixture
+def hole():
+    """A loopback UDP port that never answers: a node that knows it has searches that wait."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((LOOP4, 0))
+    yield s.getsockname()[1]
+    s.close()

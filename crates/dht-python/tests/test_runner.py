@@ -268,8 +268,9 @@ def test_register_type(nodes):
     assert r.isRunning()
 
 
-def test_shutdown_with_pending_operations(nodes):
-    a = nodes.new()  # alone: its get and listen stay pending
+def test_shutdown_with_pending_operations(nodes, hole):
+    a = nodes.new()
+    a.bootstrap(LOOP4, hole)  # a peer that never answers: the operations stay pending
     key = dht.InfoHash.get("pending")
     done, shut = queue.Queue(), queue.Queue()
     a.get(key, lambda v: True, lambda ok, n: done.put(("get", ok)))
