@@ -1137,10 +1137,11 @@ impl PyDhtRunner {
         self.inspect(py, |n| n.searches_text())
     }
 
-    /// Outgoing requests since the last call: `[ping, find, get, listen, put]`, as upstream.
+    /// Outgoing requests since the last call: `[ping, find, get, listen, put]`, as upstream;
+    /// with `incoming=True`, the requests received since start.
     #[pyo3(name = "getNodeMessageStats")]
-    #[pyo3(signature = (r#in = false))]
-    fn get_node_message_stats(&self, r#in: bool) -> PyResult<Vec<u64>> {
+    #[pyo3(signature = (incoming = false))]
+    fn get_node_message_stats(&self, incoming: bool) -> PyResult<Vec<u64>> {
         let (h, _) = self.live()?;
         let s = h.stats();
         let kinds = [
@@ -1150,9 +1151,9 @@ impl PyDhtRunner {
             MessageKind::Listen,
             MessageKind::Put,
         ];
-        let now = kinds.map(|k| if r#in { s.received(k) } else { s.sent(k) });
+        let now = kinds.map(|k| if incoming { s.received(k) } else { s.sent(k) });
         let mut st = self.lock();
-        if r#in {
+        if incoming {
             return Ok(now.to_vec());
         }
         let out = now
