@@ -203,3 +203,21 @@ def test_version_and_names():
                  "NodeSet", "NodeSetInfo", "ListenToken"]:
         assert name in dht.__all__, name
         assert getattr(dht, name).__doc__, name
+
+
+def test_every_public_name_has_a_docstring():
+    import inspect
+
+    from rdht import aio
+
+    missing = []
+    for mod in (dht, aio):
+        for n in mod.__all__:
+            o = getattr(mod, n)
+            if not (o.__doc__ or "").strip():
+                missing.append(n)
+            if inspect.isclass(o):
+                for m, v in vars(o).items():
+                    if not m.startswith("_") and not (getattr(v, "__doc__", None) or "").strip():
+                        missing.append(f"{n}.{m}")
+    assert missing == []
