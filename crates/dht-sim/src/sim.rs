@@ -1142,6 +1142,53 @@ mod tests {
     }
 
     #[test]
+    fn an_observer_sees_progress_and_changes_nothing() {
+        use std::sync::{Arc, Mutex};
+        let run = |observed: bool| {
+            let mut sim = small(40, Duration::from_millis(10));
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            if observed {
+                let s = seen.clone();
+                sim.set_observer(Some(Box::new(move |p: &Progress<'_>| {
+                    s.lock()
+                        .unwrap()
+                        .push((p.phase.to_string(), p.joined, p.ops_started, p.ops_done));
+                })));
+            }
+            assert!(sim.bootstrap_all(Duration::from_secs(60)));
+            sim.set_phase("ops");
+            let key = InfoHash::get("k");
+            let put = sim.put(
+                3,
+                key,
+                dht_proto::value::Value::new(0, b"v".to_vec()),
+                Default::default(),
+            );
+            assert!(sim.run_until_done(&[put], Duration::from_secs(30)));
+            let get = sim.get(30, key);
+            assert!(sim.run_until_done(&[get], Duration::from_secs(30)));
+            sim.set_phase("end");
+            let hops = sim.op(get).unwrap().hops_first;
+            let seen = seen.lock().unwrap().clone();
+            (sim.trace(), sim.processed(), hops, seen)
+        };
+        let (plain, observed) = (run(false), run(true));
+        assert_eq!((plain.0, plain.1, plain.2), (observed.0, observed.1, observed.2));
+        assert!(plain.3.is_empty());
+        let seen = observed.3;
+        assert!(
+            seen.iter()
+                .any(|s| s.0 == "bootstrap" && s.1.is_some_and(|j| j.0 == 40 && j.1 == 40))
+        );
+        assert_eq!(seen.last().map(|s| (s.0.as_str(), s.2, s.3)), Some(("end", 2, 2)));
+        assert!(
+            matches!(plain.2, Some(1..=4)),
+            "a get takes a few hops: {:?}",
+            plain.2
+        );
+    }
+
+    #[test]
     fn node_timing_counts_only_when_on_and_changes_nothing() {
         let run = |timed: bool| {
             let mut sim = small(20, Duration::from_millis(10));
