@@ -97,6 +97,7 @@ fn cdf_plot(title: &str, lines: &[Line<'_>], rtt_ms: f64) -> Plot {
         chart
             .configure_mesh()
             .x_desc(format!("latency, ms (RTT {rtt_ms:.0} ms)"))
+            .x_label_formatter(&|x| number(*x, xmax))
             .y_desc("share of operations")
             .y_label_formatter(&|y| format!("{:.0} %", y * 100.0))
             .draw()?;
@@ -603,6 +604,21 @@ pub fn report(s: &RunSummary) -> String {
     }
     out.push_str("<p class=\"how\">How to read each plot: docs/simulation.md, section “Reports”.</p>\n</body></html>\n");
     out
+}
+
+/// The latency CDFs of phase `phase` as a standalone SVG file (for a README or a slide), or
+/// why not.
+pub fn latency_svg(s: &RunSummary, phase: &str) -> Result<String, String> {
+    let p = s
+        .phases_with_ops()
+        .find(|p| p.name == phase)
+        .ok_or_else(|| format!("the run has no operations in a phase named {phase}"))?;
+    let title = format!(
+        "Latency, phase {}: {} nodes, RTT {:.0} ms",
+        p.name, s.config.nodes, s.rtt_ms
+    );
+    let svg = cdf_plot(&title, &phase_lines(p, "", false), s.rtt_ms).map_err(|e| e.to_string())?;
+    Ok(svg.replacen("<svg ", "<svg xmlns=\"http://www.w3.org/2000/svg\" ", 1))
 }
 
 fn marks_table(out: &mut String, t: &Timeline) {

@@ -22,6 +22,7 @@ fn text(b: &[u8]) -> String {
 fn tiny(dir: &Path, name: &str, nodes: &str, seed: &str) -> Output {
     let json = dir.join(format!("{name}.json"));
     let html = dir.join(format!("{name}.html"));
+    let svg = dir.join(format!("{name}.svg"));
     swarm(&[
         "--nodes",
         nodes,
@@ -39,6 +40,8 @@ fn tiny(dir: &Path, name: &str, nodes: &str, seed: &str) -> Output {
         json.to_str().unwrap(),
         "--report",
         html.to_str().unwrap(),
+        "--latency-svg",
+        svg.to_str().unwrap(),
     ])
 }
 
@@ -67,7 +70,9 @@ fn a_run_writes_json_and_a_report_and_draws_no_progress_into_a_pipe() {
             && !page.contains("https://")
     );
     let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(files.len(), 2, "no temporary file left");
+    let svg = std::fs::read_to_string(dir.path().join("a.svg")).unwrap();
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"") && svg.contains("get first value"));
+    assert_eq!(files.len(), 3, "no temporary file left");
 }
 
 #[test]

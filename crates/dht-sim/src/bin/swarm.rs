@@ -88,6 +88,9 @@ struct RunArgs {
     /// Write an HTML report with plots to this file.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Write the get phase's latency CDFs alone as an SVG file.
+    #[arg(long)]
+    latency_svg: Option<PathBuf>,
 }
 
 /// A bad command line or input file: the message, and the exit code.
@@ -160,7 +163,8 @@ fn validate(a: &RunArgs) -> Result<(), Fail> {
         return fail("--rate must be above 0 and --churn 0 or more");
     }
     check_output("--json", &a.json)?;
-    check_output("--report", &a.report)
+    check_output("--report", &a.report)?;
+    check_output("--latency-svg", &a.latency_svg)
 }
 
 /// Faults applied while operations run, one virtual second at a time.
@@ -412,6 +416,10 @@ fn write_outputs(args: &RunArgs, summary: &RunSummary) -> Result<(), Fail> {
         let page = html::report(summary);
         write_file("report", p, &page)?;
         println!("report made in {:.2} s", t.elapsed().as_secs_f64());
+    }
+    if let Some(p) = &args.latency_svg {
+        let svg = html::latency_svg(summary, "get").map_err(|e| Fail(format!("--latency-svg: {e}"), 1))?;
+        write_file("latency svg", p, &svg)?;
     }
     Ok(())
 }
