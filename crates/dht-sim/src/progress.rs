@@ -136,10 +136,10 @@ pub fn line(p: &Progress<'_>, wall: Duration, events_per_sec: f64) -> String {
         s.push_str(&format!(" · {j}/{of} joined"));
     }
     if p.ops_started > 0 {
-        s.push_str(&format!(" · ops {}/{} done", p.ops_done, p.ops_started));
+        s.push_str(&format!(" · ops {}/{}", p.ops_done, p.ops_started));
     }
     s.push_str(&format!(
-        " · virtual {:.1} s · wall {:.1} s · {:.0}k events/s",
+        " · virt {:.1} s · wall {:.1} s · {:.0}k ev/s",
         p.now.as_micros() as f64 / 1e6,
         wall.as_secs_f64(),
         events_per_sec / 1000.0
@@ -202,7 +202,7 @@ mod tests {
         let mut bar = Bar::new("swarm", false);
         assert!(bar.is_hidden());
         bar.update(&progress());
-        assert!(bar.handle().message().contains("ops 5/20 done"));
+        assert!(bar.handle().message().contains("ops 5/20"));
     }
 
     #[test]
@@ -212,10 +212,10 @@ mod tests {
             "get",
             "9 up",
             "8/9 joined",
-            "ops 5/20 done",
-            "virtual 12.5 s",
+            "ops 5/20",
+            "virt 12.5 s",
             "wall 3.0 s",
-            "250k events/s",
+            "250k ev/s",
         ] {
             assert!(l.contains(part), "{part} in {l}");
         }
