@@ -26,14 +26,21 @@
 //! Scenarios that fail print `DHT_SIM_SEED=<n>`; [`seeds`] reads that variable, so running the
 //! test again with it set replays exactly the failing run. See `docs/simulation.md`.
 
+pub mod compare;
+pub mod html;
 pub mod net;
 mod op;
+pub mod progress;
 mod report;
 mod sim;
+pub mod summary;
 
 pub use op::{Op, OpKind, OpRecord};
 pub use report::{Mark, Percentiles, Report};
-pub use sim::{Host, Sim, SimConfig, Stack, trace_step};
+pub use sim::{
+    Annotation, Host, HostTraffic, Observer, ObserverFactory, Phase, Progress, Sim, SimConfig, Stack,
+    observe_new_sims, trace_step,
+};
 
 /// The seeds a scenario runs: `DHT_SIM_SEED` when set (to replay one run), else `fixed`.
 pub fn seeds(fixed: &[u64]) -> Vec<u64> {
@@ -47,10 +54,16 @@ pub fn seeds(fixed: &[u64]) -> Vec<u64> {
 }
 
 /// Runs `scenario` once per seed of [`seeds`]; when one fails, prints the line that replays it
-/// (`DHT_SIM_SEED=<n>`) and fails with its panic.
+/// (`DHT_SIM_SEED=<n>`) and fails with its panic. On a terminal, a scenario that takes more
+/// than two seconds shows its progress ([`progress`]).
 pub fn run_seeds(name: &str, fixed: &[u64], scenario: impl Fn(u64)) {
     for seed in seeds(fixed) {
+        let name_owned = name.to_string();
+        observe_new_sims(Some(std::rc::Rc::new(move |_: &SimConfig| {
+            progress::scenario_observer(&name_owned, seed)
+        })));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(seed)));
+        observe_new_sims(None);
         if let Err(e) = result {
             eprintln!("scenario {name} failed; replay it with DHT_SIM_SEED={seed}");
             std::panic::resume_unwind(e);

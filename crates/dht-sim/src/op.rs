@@ -47,6 +47,11 @@ pub struct OpRecord {
     pub vid: Option<ValueId>,
     /// A put's outcome.
     pub outcome: Option<PutOutcome>,
+    /// Request–reply round trips on the causal chain of datagrams that brought the first
+    /// value: the lookup's hops (retransmissions after a timeout continue the chain).
+    pub hops_first: Option<u16>,
+    /// The same for the datagram after which the operation was done.
+    pub hops_done: Option<u16>,
 }
 
 impl OpRecord {
@@ -63,6 +68,8 @@ impl OpRecord {
             expired: BTreeSet::new(),
             vid: None,
             outcome: None,
+            hops_first: None,
+            hops_done: None,
         }
     }
 }
@@ -74,6 +81,7 @@ pub(crate) struct OpTable {
     ops: BTreeMap<Op, OpRecord>,
     by_node_op: BTreeMap<(usize, u64), Op>,
     listens: BTreeMap<(usize, u64), Op>,
+    done: u64,
 }
 
 impl OpTable {
@@ -106,19 +114,33 @@ impl OpTable {
         self.ops.get_mut(op)
     }
 
+    /// Operations started.
+    pub(crate) fn started(&self) -> u64 {
+        self.ops.len() as u64
+    }
+
+    /// Gets and puts done.
+    pub(crate) fn done(&self) -> u64 {
+        self.done
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Op, &OpRecord)> {
         self.ops.iter()
     }
 
-    /// Notes what event `e` of host `i`, seen at `now`, tells of the operation it names.
-    pub(crate) fn record(&mut self, i: usize, e: &Event, now: Instant) {
+    /// Notes what event `e` of host `i`, seen at `now` after `hops` round trips, tells of the
+    /// operation it names.
+    pub(crate) fn record(&mut self, i: usize, e: &Event, now: Instant, hops: u16) {
         let find = |m: &BTreeMap<(usize, u64), Op>, id: u64| m.get(&(i, id)).copied();
         match e {
             Event::Values { op, values, .. } => {
                 if let Some(o) = find(&self.by_node_op, op.0)
                     && let Some(r) = self.ops.get_mut(&o)
                 {
-                    r.first_value.get_or_insert(now);
+                    if r.first_value.is_none() {
+                        r.first_value = Some(now);
+                        r.hops_first = Some(hops);
+                    }
                     r.found.extend(values.iter().map(|v| v.id));
                 }
             }
@@ -126,7 +148,11 @@ impl OpTable {
                 if let Some(o) = find(&self.by_node_op, op.0)
                     && let Some(r) = self.ops.get_mut(&o)
                 {
-                    r.done.get_or_insert(now);
+                    if r.done.is_none() {
+                        r.done = Some(now);
+                        r.hops_done = Some(hops);
+                        self.done += 1;
+                    }
                     r.ok = *ok;
                 }
             }
@@ -134,7 +160,11 @@ impl OpTable {
                 if let Some(o) = find(&self.by_node_op, op.0)
                     && let Some(r) = self.ops.get_mut(&o)
                 {
-                    r.done.get_or_insert(now);
+                    if r.done.is_none() {
+                        r.done = Some(now);
+                        r.hops_done = Some(hops);
+                        self.done += 1;
+                    }
                     r.ok = outcome.ok();
                     r.outcome = Some(*outcome);
                 }

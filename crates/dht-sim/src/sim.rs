@@ -1,9 +1,12 @@
 //! The discrete-event engine: nodes, a queue of deliveries and timers ordered by
 //! (time, sequence), and the scenario API.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
 use std::time::Duration;
 
 use dht_proto::value::{Query, Value, ValueId};
@@ -76,6 +79,8 @@ enum Job {
         to: usize,
         from: SocketAddr,
         data: Vec<u8>,
+        /// Datagrams on the causal chain up to this one (see [`OpRecord::hops_first`]).
+        depth: u16,
     },
     Timer {
         node: usize,
@@ -93,7 +98,109 @@ pub struct Host {
     config: Option<Box<Config>>,
     timer: Option<Instant>,
     incarnation: u32,
+    /// What this host's nodes sent and received.
+    pub traffic: HostTraffic,
+    /// The causal depth of the last datagram this host handled: what its timers' transmits
+    /// continue from.
+    depth: u16,
 }
+
+/// Datagrams and bytes one host's nodes sent (offered to the network, lost ones included) and
+/// received (handed to a live node).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostTraffic {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Bytes sent.
+    pub sent_bytes: u64,
+    /// Datagrams received.
+    pub received: u64,
+    /// Bytes received.
+    pub received_bytes: u64,
+}
+
+/// Where a run is, for a progress display: what an observer set with [`Sim::set_observer`]
+/// is shown every few thousand jobs and at every phase change. Reading it changes nothing in
+/// the run.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress<'a> {
+    /// The current phase ([`Sim::set_phase`]).
+    pub phase: &'a str,
+    /// Virtual time.
+    pub now: Instant,
+    /// Jobs run so far.
+    pub processed: u64,
+    /// Datagrams handed to live nodes so far.
+    pub delivered: u64,
+    /// Hosts, up or down.
+    pub hosts: usize,
+    /// Hosts up.
+    pub up: usize,
+    /// Nodes connected, of those up, as last counted while waiting for a bootstrap.
+    pub joined: Option<(usize, usize)>,
+    /// Operations started through the simulator.
+    pub ops_started: u64,
+    /// Of those, the gets and puts done.
+    pub ops_done: u64,
+}
+
+/// A progress observer: called with the run's [`Progress`]; it must not need the simulator
+/// (it cannot reach it), so it cannot change the run.
+pub type Observer = Box<dyn FnMut(&Progress<'_>) + Send>;
+
+/// Builds the observer of each simulation made on this thread ([`observe_new_sims`]).
+pub type ObserverFactory = Rc<dyn Fn(&SimConfig) -> Option<Observer>>;
+
+thread_local! {
+    static OBSERVE_NEW: RefCell<Option<ObserverFactory>> = const { RefCell::new(None) };
+}
+
+/// Gives every [`Sim`] built on this thread from now on the observer `factory` makes (`None`:
+/// none). [`run_seeds`](crate::run_seeds) uses it to show long scenarios' progress without
+/// the scenarios knowing.
+pub fn observe_new_sims(factory: Option<ObserverFactory>) {
+    OBSERVE_NEW.with(|f| *f.borrow_mut() = factory);
+}
+
+struct ObserverSlot(Observer);
+
+impl fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
+/// A named stretch of a run ([`Sim::set_phase`]): operations started in it are reported
+/// together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Phase {
+    /// Its name.
+    pub name: String,
+    /// When it started.
+    pub start: Instant,
+    /// Datagrams and bytes offered to the network before it.
+    pub traffic: (u64, u64),
+    /// Jobs run before it.
+    pub processed: u64,
+}
+
+/// Something that happened to the network or its hosts, marked on the run's timeline
+/// ([`Sim::annotate`]; crashes, restarts, churn, partitions and changes of the network model
+/// made through the simulator mark themselves).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Annotation {
+    /// When.
+    pub at: Instant,
+    /// What.
+    pub label: String,
+    /// How many times in a row within a virtual second (a churn of 100 hosts is one mark).
+    pub count: u32,
+}
+
+/// Annotations kept at most; later ones are counted, not kept.
+const MAX_ANNOTATIONS: usize = 1000;
+/// Jobs between two calls of the observer.
+const OBSERVE_EVERY: u64 = 1 << 14;
 
 /// Wall time spent inside the nodes' own calls, when asked for ([`Sim::set_node_timing`]).
 #[derive(Debug, Default)]
@@ -133,6 +240,12 @@ pub struct Sim {
     delivered: u64,
     node_clock: NodeClock,
     ops: OpTable,
+    observer: Option<ObserverSlot>,
+    phases: Vec<Phase>,
+    annotations: Vec<Annotation>,
+    annotations_dropped: u64,
+    up: usize,
+    joined: Option<(usize, usize)>,
 }
 
 impl Sim {
@@ -158,8 +271,23 @@ impl Sim {
             delivered: 0,
             node_clock: NodeClock::default(),
             ops: OpTable::default(),
+            observer: None,
+            phases: vec![Phase {
+                name: "run".into(),
+                start: Instant::ZERO,
+                traffic: (0, 0),
+                processed: 0,
+            }],
+            annotations: Vec::new(),
+            annotations_dropped: 0,
+            up: 0,
+            joined: None,
             config,
         };
+        sim.observer = OBSERVE_NEW
+            .with(|f| f.borrow().clone())
+            .and_then(|f| f(&sim.config))
+            .map(ObserverSlot);
         for _ in 0..sim.config.nodes {
             sim.add_host();
         }
@@ -213,7 +341,10 @@ impl Sim {
             config,
             timer: None,
             incarnation: 0,
+            traffic: HostTraffic::default(),
+            depth: 0,
         });
+        self.up += 1;
         let i = self.hosts.len() - 1;
         self.reschedule(i);
         i
@@ -280,8 +411,9 @@ impl Sim {
         }
     }
 
-    /// Drains host `i`'s transmits (into the network) and events (into op records).
-    fn flush(&mut self, i: usize) {
+    /// Drains host `i`'s transmits (into the network) and events (into op records), after an
+    /// input of causal depth `depth` (a command: 0).
+    fn flush(&mut self, i: usize, depth: u16) {
         let mut buf = Vec::new();
         let now = self.now;
         let mut out = Vec::new();
@@ -298,6 +430,10 @@ impl Sim {
         }
         let from4 = Sim::addr4(i);
         let from6 = Sim::addr6(i);
+        if let Some(h) = self.hosts.get_mut(i) {
+            h.traffic.sent += out.len() as u64;
+            h.traffic.sent_bytes += out.iter().map(|o| o.1.len() as u64).sum::<u64>();
+        }
         for (to, data) in out {
             let Some(j) = self.host_of(&to) else { continue };
             let from = if to.is_ipv4() { from4 } else { from6 };
@@ -309,13 +445,14 @@ impl Sim {
                             to: j,
                             from,
                             data: data.clone(),
+                            depth: depth.saturating_add(1),
                         },
                     );
                 }
             }
         }
         for e in events {
-            self.ops.record(i, &e, now);
+            self.ops.record(i, &e, now, depth / 2);
             if self.config.keep_events
                 && let Some(h) = self.hosts.get_mut(i)
             {
@@ -341,16 +478,30 @@ impl Sim {
         };
         self.now = self.now.max(at);
         self.processed += 1;
+        if self.processed.is_multiple_of(OBSERVE_EVERY) {
+            self.observe();
+        }
         let now = self.now;
         match job {
-            Job::Deliver { to, from, data } => {
-                let Some(node) = self.hosts.get_mut(to).and_then(|h| h.node.as_mut()) else {
+            Job::Deliver {
+                to,
+                from,
+                data,
+                depth,
+            } => {
+                let Some(h) = self.hosts.get_mut(to) else {
                     return true;
                 };
+                let Some(node) = h.node.as_mut() else {
+                    return true;
+                };
+                h.depth = depth;
+                h.traffic.received += 1;
+                h.traffic.received_bytes += data.len() as u64;
                 self.trace = trace_step(&self.trace, now, &from, to, &data);
                 self.delivered += 1;
                 self.node_clock.time(|| node.handle_datagram(now, from, &data));
-                self.flush(to);
+                self.flush(to, depth);
             }
             Job::Timer { node: i } => {
                 let Some(h) = self.hosts.get_mut(i) else {
@@ -361,10 +512,11 @@ impl Sim {
                     return true;
                 }
                 h.timer = None;
+                let depth = h.depth;
                 if let Some(node) = h.node.as_mut() {
                     self.node_clock.time(|| node.handle_timeout(now));
                 }
-                self.flush(i);
+                self.flush(i, depth);
             }
         }
         true
@@ -463,7 +615,7 @@ impl Sim {
         let now = self.now;
         let node = self.hosts.get_mut(i)?.node.as_mut()?;
         let r = self.node_clock.time(|| f(node, now));
-        self.flush(i);
+        self.flush(i, 0);
         Some(r)
     }
 
@@ -516,6 +668,9 @@ impl Sim {
     /// Bootstraps every host from random others, a few at a time, and runs until all are
     /// connected (or `d` passes). Returns whether all connected.
     pub fn bootstrap_all(&mut self, d: Duration) -> bool {
+        if self.phase() == "run" {
+            self.set_phase("bootstrap");
+        }
         let n = self.hosts.len();
         for i in 1..n {
             self.bootstrap(i, 1);
@@ -533,7 +688,14 @@ impl Sim {
         let fam = self.main_family();
         let until = self.now + d;
         loop {
-            if (0..n).all(|i| !self.is_up(i) || self.status(i, fam) == Some(Status::Connected)) {
+            let connected = |s: &Sim, i: usize| s.status(i, fam) == Some(Status::Connected);
+            if self.observer.is_some() {
+                // Counting looks at every node where `all` may stop early: only for a display.
+                let joined = (0..n).filter(|i| connected(self, *i)).count();
+                self.joined = Some((joined, self.up));
+                self.observe();
+            }
+            if (0..n).all(|i| !self.is_up(i) || connected(self, i)) {
                 return true;
             }
             if self.now >= until {
@@ -549,6 +711,11 @@ impl Sim {
         } else {
             Family::V4
         }
+    }
+
+    /// Hosts up.
+    pub fn up_count(&self) -> usize {
+        self.up
     }
 
     /// Whether host `i` is up.
@@ -612,7 +779,7 @@ impl Sim {
         if let (Some(h), Some(r)) = (h, self.ops.get_mut(&op)) {
             r.vid = Some(h.vid);
         }
-        self.flush(node);
+        self.flush(node, 0);
         op
     }
 
@@ -624,7 +791,7 @@ impl Sim {
         let op = self
             .ops
             .start(OpKind::Get, node, key, id.map(|o: OpId| o.0), self.now);
-        self.flush(node);
+        self.flush(node, 0);
         op
     }
 
@@ -636,7 +803,7 @@ impl Sim {
         let op = self
             .ops
             .start(OpKind::Listen, node, key, id.map(|t: ListenToken| t.0), self.now);
-        self.flush(node);
+        self.flush(node, 0);
         op
     }
 
@@ -657,9 +824,17 @@ impl Sim {
 
     /// Crashes host `i`: it stops sending, receiving and running timers.
     pub fn crash(&mut self, i: usize) -> Option<Node> {
+        let node = self.take_node(i)?;
+        self.annotate("crash");
+        Some(node)
+    }
+
+    fn take_node(&mut self, i: usize) -> Option<Node> {
         let h = self.hosts.get_mut(i)?;
         h.timer = None;
-        h.node.take()
+        let node = h.node.take()?;
+        self.up -= 1;
+        Some(node)
     }
 
     /// Restarts host `i` with the node it had (`Some`, state kept) or a new one with a new seed.
@@ -676,10 +851,14 @@ impl Sim {
             }
         };
         if let Some(h) = self.hosts.get_mut(i) {
+            if h.node.is_none() {
+                self.up += 1;
+            }
             h.node = Some(node);
             h.incarnation += 1;
             h.timer = None;
         }
+        self.annotate("restart");
         self.reschedule(i);
     }
 
@@ -700,7 +879,8 @@ impl Sim {
                 .get(self.scenario_rng.next_u32() as usize % up.len())
                 .copied()
                 .unwrap_or(0);
-            self.crash(victim);
+            self.take_node(victim);
+            self.annotate("churn");
             let j = self.add_host();
             self.bootstrap(j, 2);
             added.push(j);
@@ -722,6 +902,103 @@ impl Sim {
             self.run_for(gap);
         }
         added
+    }
+
+    /// Sets the observer shown the run's [`Progress`] every few thousand jobs and at every
+    /// phase change (`None`: none). It cannot reach the simulator, so the run is the same with
+    /// or without it.
+    pub fn set_observer(&mut self, observer: Option<Observer>) {
+        self.observer = observer.map(ObserverSlot);
+        self.observe();
+    }
+
+    fn observe(&mut self) {
+        let Some(ObserverSlot(f)) = self.observer.as_mut() else {
+            return;
+        };
+        let phase = self.phases.last().map_or("", |p| p.name.as_str());
+        f(&Progress {
+            phase,
+            now: self.now,
+            processed: self.processed,
+            delivered: self.delivered,
+            hosts: self.hosts.len(),
+            up: self.up,
+            joined: self.joined,
+            ops_started: self.ops.started(),
+            ops_done: self.ops.done(),
+        });
+    }
+
+    /// Starts a phase named `name` now: operations started from here on are reported under it
+    /// (see the `swarm` reports), and the observer shows it. A run starts in phase `run`;
+    /// [`Sim::bootstrap_all`] starts `bootstrap` if no phase was set.
+    pub fn set_phase(&mut self, name: &str) {
+        self.joined = None;
+        self.phases.push(Phase {
+            name: name.to_string(),
+            start: self.now,
+            traffic: self.traffic(),
+            processed: self.processed,
+        });
+        self.observe();
+    }
+
+    /// The current phase's name.
+    pub fn phase(&self) -> &str {
+        self.phases.last().map_or("", |p| p.name.as_str())
+    }
+
+    /// The phases so far, in order (the first is `run`, from the start).
+    pub fn phases(&self) -> &[Phase] {
+        &self.phases
+    }
+
+    /// Marks `label` on the run's timeline now; the same label again within the same virtual
+    /// second adds to the last mark's count instead.
+    pub fn annotate(&mut self, label: &str) {
+        let now = self.now;
+        if let Some(last) = self.annotations.last_mut()
+            && last.label == label
+            && now.as_micros() / 1_000_000 == last.at.as_micros() / 1_000_000
+        {
+            last.count = last.count.saturating_add(1);
+            return;
+        }
+        if self.annotations.len() >= MAX_ANNOTATIONS {
+            self.annotations_dropped += 1;
+            return;
+        }
+        self.annotations.push(Annotation {
+            at: now,
+            label: label.to_string(),
+            count: 1,
+        });
+    }
+
+    /// The timeline's marks, and how many more were not kept (past a thousand).
+    pub fn annotations(&self) -> (&[Annotation], u64) {
+        (&self.annotations, self.annotations_dropped)
+    }
+
+    /// Cuts the network into the named groups (see [`Network::partition`]) and marks it on the
+    /// timeline.
+    pub fn partition(&mut self, groups: &[(&str, &[usize])]) {
+        self.net.partition(groups);
+        self.annotate("partition");
+    }
+
+    /// Heals a partition and marks it on the timeline.
+    pub fn heal(&mut self) {
+        self.net.heal();
+        self.annotate("heal");
+    }
+
+    /// Changes the network model from now on (see [`Network::set_config`]) and marks it on the
+    /// timeline as `label`.
+    pub fn set_net(&mut self, config: NetConfig, label: &str) {
+        self.net.set_config(config);
+        self.annotate(label);
     }
 
     /// Operations recorded so far.
@@ -862,6 +1139,53 @@ mod tests {
         };
         assert!(sim.run_until(Duration::from_secs(30), done));
         assert!(sim.events(99).is_empty());
+    }
+
+    #[test]
+    fn an_observer_sees_progress_and_changes_nothing() {
+        use std::sync::{Arc, Mutex};
+        let run = |observed: bool| {
+            let mut sim = small(40, Duration::from_millis(10));
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            if observed {
+                let s = seen.clone();
+                sim.set_observer(Some(Box::new(move |p: &Progress<'_>| {
+                    s.lock()
+                        .unwrap()
+                        .push((p.phase.to_string(), p.joined, p.ops_started, p.ops_done));
+                })));
+            }
+            assert!(sim.bootstrap_all(Duration::from_secs(60)));
+            sim.set_phase("ops");
+            let key = InfoHash::get("k");
+            let put = sim.put(
+                3,
+                key,
+                dht_proto::value::Value::new(0, b"v".to_vec()),
+                Default::default(),
+            );
+            assert!(sim.run_until_done(&[put], Duration::from_secs(30)));
+            let get = sim.get(30, key);
+            assert!(sim.run_until_done(&[get], Duration::from_secs(30)));
+            sim.set_phase("end");
+            let hops = sim.op(get).unwrap().hops_first;
+            let seen = seen.lock().unwrap().clone();
+            (sim.trace(), sim.processed(), hops, seen)
+        };
+        let (plain, observed) = (run(false), run(true));
+        assert_eq!((plain.0, plain.1, plain.2), (observed.0, observed.1, observed.2));
+        assert!(plain.3.is_empty());
+        let seen = observed.3;
+        assert!(
+            seen.iter()
+                .any(|s| s.0 == "bootstrap" && s.1.is_some_and(|j| j.0 == 40 && j.1 == 40))
+        );
+        assert_eq!(seen.last().map(|s| (s.0.as_str(), s.2, s.3)), Some(("end", 2, 2)));
+        assert!(
+            matches!(plain.2, Some(1..=4)),
+            "a get takes a few hops: {:?}",
+            plain.2
+        );
     }
 
     #[test]

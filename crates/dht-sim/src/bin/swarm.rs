@@ -1,21 +1,54 @@
-//! `swarm`: builds a large simulated network, puts and gets, and prints the report.
+//! `swarm`: builds a large simulated network, puts and gets, and prints the report; writes the
+//! run's figures as JSON (`--json`) and as an HTML report with plots (`--report`); compares two
+//! runs (`swarm compare A.json B.json --report FILE.html`).
 //!
 //! ```text
-//! cargo run --release -p dht-sim --bin swarm -- --nodes 10000 --puts 10000 --gets 10000
+//! cargo run --release -p dht-sim --bin swarm -- --nodes 10000 --puts 10000 --gets 10000 \
+//!     --json run.json --report run.html
 //! ```
+//!
+//! Progress is drawn on standard error while it is a terminal, never in logs or pipes.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant as WallInstant};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use dht_proto::value::Value;
-use dht_proto::{InfoHash, PutOptions};
+use dht_proto::{InfoHash, Instant, PutOptions};
 use dht_sim::net::{LinkLatency, Loss, NetConfig};
-use dht_sim::{Op, Sim, SimConfig};
+use dht_sim::progress::Bar;
+use dht_sim::summary::{RunInfo, RunSummary, write_atomic};
+use dht_sim::{Op, Sim, SimConfig, compare, html};
 
 /// Simulate a DHT swarm and report lookup latency, success, traffic and cost.
 #[derive(Parser, Debug)]
-#[command(version)]
-struct Args {
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Compare two runs' JSON results: print the differences of the headline figures and, with
+    /// --report, write their curves overlaid.
+    Compare {
+        /// Run A (the baseline), as written by `swarm --json`.
+        a: PathBuf,
+        /// Run B.
+        b: PathBuf,
+        /// Write an HTML page with both runs' curves overlaid.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
     /// Nodes.
     #[arg(long, default_value_t = 10_000)]
     nodes: usize,
@@ -37,6 +70,34 @@ struct Args {
     /// Virtual seconds to let the network settle after bootstrap.
     #[arg(long, default_value_t = 60)]
     settle: u64,
+    /// Operations started per virtual second.
+    #[arg(long, default_value_t = 1000)]
+    rate: usize,
+    /// Hosts replaced by new ones per virtual minute during the puts and gets (churn).
+    #[arg(long, default_value_t = 0.0)]
+    churn: f64,
+    /// Share of the nodes (0 to 1) that crash when the gets start.
+    #[arg(long, default_value_t = 0.0)]
+    crash: f64,
+    /// Virtual seconds for which the network is cut in two halves when the gets start.
+    #[arg(long, default_value_t = 0)]
+    partition_secs: u64,
+    /// Write the run's figures as JSON to this file (schema: docs/simulation.md).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an HTML report with plots to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write the get phase's latency CDFs alone as an SVG file.
+    #[arg(long)]
+    latency_svg: Option<PathBuf>,
+}
+
+/// A bad command line or input file: the message, and the exit code.
+struct Fail(String, u8);
+
+fn fail<T>(msg: impl Into<String>) -> Result<T, Fail> {
+    Err(Fail(msg.into(), 2))
 }
 
 /// Peak resident memory of this process, from `/proc/self/status` (Linux), in KiB.
@@ -46,8 +107,148 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn main() {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Some(Cmd::Compare { a, b, report }) => compare_runs(&a, &b, report.as_deref()),
+        None => run(&cli.run),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Fail(msg, code)) => {
+            eprintln!("swarm: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Refuses an output path whose directory does not exist before a long run, not after.
+fn check_output(what: &str, p: &Option<PathBuf>) -> Result<(), Fail> {
+    if let Some(p) = p {
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return fail(format!(
+                "{what} {}: directory {} does not exist",
+                p.display(),
+                dir.display()
+            ));
+        }
+        if p.is_dir() {
+            return fail(format!("{what} {}: is a directory", p.display()));
+        }
+    }
+    Ok(())
+}
+
+fn validate(a: &RunArgs) -> Result<(), Fail> {
+    if a.nodes < 2 {
+        return fail(format!(
+            "--nodes {}: a swarm needs at least 2 nodes; there is nothing to simulate",
+            a.nodes
+        ));
+    }
+    if a.puts == 0 && a.gets == 0 {
+        return fail("--puts 0 --gets 0: nothing to measure (an empty run); give at least one put");
+    }
+    if a.puts == 0 {
+        return fail("--gets needs --puts above 0: the gets look up the keys of the puts");
+    }
+    if !(0.0..=1.0).contains(&a.loss) || !(0.0..=1.0).contains(&a.crash) {
+        return fail("--loss and --crash are shares, from 0 to 1");
+    }
+    if a.rate == 0 || !a.churn.is_finite() || a.churn < 0.0 {
+        return fail("--rate must be above 0 and --churn 0 or more");
+    }
+    check_output("--json", &a.json)?;
+    check_output("--report", &a.report)?;
+    check_output("--latency-svg", &a.latency_svg)
+}
+
+/// Faults applied while operations run, one virtual second at a time.
+struct Faults {
+    churn_per_sec: f64,
+    owed: f64,
+    heal_at: Option<Instant>,
+}
+
+impl Faults {
+    /// Runs one virtual second, replacing hosts at the churn rate and healing a partition when
+    /// its time is up.
+    fn second(&mut self, sim: &mut Sim, ops: &[Op]) -> bool {
+        self.owed += self.churn_per_sec;
+        let n = self.owed.floor();
+        if n >= 1.0 {
+            self.owed -= n;
+            sim.churn(n as usize, &BTreeSet::new());
+        }
+        // An operation whose host went down (churn, crash) will never end: not waited for.
+        let live: Vec<Op> = ops.iter().copied().filter(|o| sim.is_up(o.0)).collect();
+        let done = if live.is_empty() {
+            sim.run_for(Duration::from_secs(1));
+            true
+        } else {
+            sim.run_until_done(&live, Duration::from_secs(1))
+        };
+        if self.heal_at.is_some_and(|t| sim.now >= t) {
+            self.heal_at = None;
+            sim.heal();
+        }
+        done
+    }
+
+    /// Starts `count` operations with `start`, `rate` per virtual second, then waits up to ten
+    /// virtual minutes for them. Returns them and whether all finished.
+    fn drive(
+        &mut self,
+        sim: &mut Sim,
+        count: usize,
+        rate: usize,
+        mut start: impl FnMut(&mut Sim, usize) -> Option<Op>,
+    ) -> (Vec<Op>, bool) {
+        let mut ops = Vec::with_capacity(count);
+        for i in 0..count {
+            match start(sim, i) {
+                Some(op) => ops.push(op),
+                None => break,
+            }
+            // Started over time, as independent users would.
+            if i % rate == rate - 1 {
+                self.second(sim, &[]);
+            }
+        }
+        for _ in 0..600 {
+            if self.second(sim, &ops) {
+                return (ops, true);
+            }
+        }
+        (ops, false)
+    }
+}
+
+fn args_map(a: &RunArgs, seed: u64) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    put("nodes", a.nodes.to_string());
+    put("puts", a.puts.to_string());
+    put("gets", a.gets.to_string());
+    put("seed", seed.to_string());
+    put("latency-ms", a.latency_ms.to_string());
+    put("loss", a.loss.to_string());
+    put("settle", a.settle.to_string());
+    put("rate", a.rate.to_string());
+    put("churn", a.churn.to_string());
+    put("crash", a.crash.to_string());
+    put("partition-secs", a.partition_secs.to_string());
+    m
+}
+
+fn run(args: &RunArgs) -> Result<ExitCode, Fail> {
+    validate(args)?;
     let seed = dht_sim::seeds(&[args.seed]).first().copied().unwrap_or(args.seed);
     let net = NetConfig {
         latency: LinkLatency::Fixed(Duration::from_millis(args.latency_ms)),
@@ -66,68 +267,186 @@ fn main() {
         keep_events: false,
         ..SimConfig::default()
     });
+    let bar = Bar::stderr("swarm");
+    let term = bar.handle();
+    let say = |line: String| term.suspend(|| println!("{line}"));
+    sim.set_observer(Some(bar.into_observer()));
+    let mut notes = Vec::new();
+
+    sim.set_phase("bootstrap");
     let connected = sim.bootstrap_all(Duration::from_secs(600));
     let boot_wall = wall.elapsed();
-    println!(
+    say(format!(
         "bootstrap of {} nodes: all connected {} at virtual {:.1} s, wall {:.1} s",
         args.nodes,
         connected,
         sim.now.as_micros() as f64 / 1e6,
         boot_wall.as_secs_f64()
-    );
+    ));
+    if !connected {
+        notes.push("bootstrap: not every node connected within 600 virtual seconds".to_string());
+    }
+    sim.set_phase("settle");
     sim.run_for(Duration::from_secs(args.settle));
     let mark = sim.mark();
-    let mut puts: Vec<(InfoHash, Op)> = Vec::with_capacity(args.puts);
-    for i in 0..args.puts {
+    let mut faults = Faults {
+        churn_per_sec: args.churn / 60.0,
+        owed: 0.0,
+        heal_at: None,
+    };
+
+    sim.set_phase("put");
+    let mut keys = Vec::with_capacity(args.puts);
+    let (put_ops, puts_done) = faults.drive(&mut sim, args.puts, args.rate, |sim, i| {
         let from = sim.random_up();
         let key = InfoHash::get(format!("swarm key {i}"));
-        puts.push((
+        keys.push((key, from));
+        Some(sim.put(
+            from,
             key,
-            sim.put(
-                from,
-                key,
-                Value::new(0, format!("value {i}").into_bytes()),
-                PutOptions::default(),
-            ),
-        ));
-        // Start them over a virtual second per thousand, as independent users would.
-        if i % 1000 == 999 {
-            sim.run_for(Duration::from_secs(1));
+            Value::new(0, format!("value {i}").into_bytes()),
+            PutOptions::default(),
+        ))
+    });
+    if !puts_done {
+        notes.push("put: some puts were still running after 600 virtual seconds".to_string());
+    }
+
+    sim.set_phase("get");
+    if args.crash > 0.0 {
+        let n = (args.crash * sim.up_count() as f64).round() as usize;
+        for _ in 0..n.min(sim.up_count().saturating_sub(2)) {
+            let i = sim.random_up();
+            sim.crash(i);
         }
     }
-    let put_ops: Vec<Op> = puts.iter().map(|p| p.1).collect();
-    let puts_done = sim.run_until_done(&put_ops, Duration::from_secs(600));
-    let mut gets = Vec::with_capacity(args.gets);
-    for i in 0..args.gets {
-        let Some((key, put)) = puts.get(i % puts.len().max(1)) else {
-            break;
-        };
+    if args.partition_secs > 0 {
+        let hosts: Vec<usize> = (0..sim.hosts.len()).collect();
+        let (left, right) = hosts.split_at(hosts.len() / 2);
+        sim.partition(&[("left", left), ("right", right)]);
+        faults.heal_at = Some(sim.now + Duration::from_secs(args.partition_secs));
+    }
+    let (get_ops, gets_done) = faults.drive(&mut sim, args.gets, args.rate, |sim, i| {
+        let (key, putter) = *keys.get(i % keys.len().max(1))?;
         let mut at = sim.random_up();
-        while at == put.0 && args.nodes > 1 {
+        for _ in 0..16 {
+            if at != putter {
+                break;
+            }
             at = sim.random_up();
         }
-        gets.push(sim.get(at, *key));
-        if i % 1000 == 999 {
-            sim.run_for(Duration::from_secs(1));
-        }
+        Some(sim.get(at, key))
+    });
+    if faults.heal_at.is_some() {
+        sim.heal();
     }
-    let gets_done = sim.run_until_done(&gets, Duration::from_secs(600));
+    if !gets_done {
+        notes.push("get: some gets were still running after 600 virtual seconds".to_string());
+    }
+    let lost = put_ops
+        .iter()
+        .chain(&get_ops)
+        .filter(|o| !sim.is_up(o.0) && sim.op(**o).is_some_and(|r| r.done.is_none()))
+        .count();
+    if lost > 0 {
+        notes.push(format!(
+            "{lost} operations never ended: their host went down (churn or crash); they count as failed"
+        ));
+    }
     let report = sim.report(&mark);
-    println!("puts all done: {puts_done}; gets all done: {gets_done}");
-    println!("{report}");
+    say(format!(
+        "puts all done: {puts_done}; gets all done: {gets_done} ({} puts, {} gets)",
+        put_ops.len(),
+        get_ops.len()
+    ));
+    say(format!("{report}"));
     let total = wall.elapsed();
-    println!(
+    say(format!(
         "wall: {:.1} s in all ({:.1} s bootstrap); {:.0} simulated events per second overall; {} events",
         total.as_secs_f64(),
         boot_wall.as_secs_f64(),
         sim.processed() as f64 / total.as_secs_f64(),
         sim.processed()
-    );
-    if let Some(kib) = peak_rss_kib() {
-        println!(
+    ));
+    let rss = peak_rss_kib();
+    if let Some(kib) = rss {
+        say(format!(
             "peak RSS: {:.1} MiB ({:.1} KiB per node, simulator included)",
             kib as f64 / 1024.0,
             kib as f64 / args.nodes as f64
-        );
+        ));
     }
+    let complete = connected && puts_done && gets_done;
+    let summary = RunSummary::build(
+        &sim,
+        RunInfo {
+            args: args_map(args, seed),
+            wall: total,
+            peak_rss_kib: rss,
+            complete,
+            notes,
+        },
+    );
+    drop(sim);
+    write_outputs(args, &summary)?;
+    if !complete {
+        eprintln!("swarm: the run stopped short: {}", summary.notes.join("; "));
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_file(what: &str, path: &Path, text: &str) -> Result<(), Fail> {
+    write_atomic(path, text.as_bytes())
+        .map_err(|e| Fail(format!("{what} {}: cannot write it: {e}", path.display()), 1))?;
+    println!(
+        "{what}: wrote {} ({} KiB)",
+        path.display(),
+        text.len().div_ceil(1024)
+    );
+    Ok(())
+}
+
+fn write_outputs(args: &RunArgs, summary: &RunSummary) -> Result<(), Fail> {
+    if let Some(p) = &args.json {
+        write_file("json", p, &summary.to_json())?;
+    }
+    if let Some(p) = &args.report {
+        let t = WallInstant::now();
+        let page = html::report(summary);
+        write_file("report", p, &page)?;
+        println!("report made in {:.2} s", t.elapsed().as_secs_f64());
+    }
+    if let Some(p) = &args.latency_svg {
+        let svg = html::latency_svg(summary, "get").map_err(|e| Fail(format!("--latency-svg: {e}"), 1))?;
+        write_file("latency svg", p, &svg)?;
+    }
+    Ok(())
+}
+
+fn compare_runs(a: &Path, b: &Path, report: Option<&Path>) -> Result<ExitCode, Fail> {
+    check_output("--report", &report.map(Path::to_path_buf))?;
+    let read = |p: &Path| RunSummary::read(p).map_err(|e| Fail(e.to_string(), 2));
+    let (ra, rb) = (read(a)?, read(b)?);
+    let headlines = compare::compare(&ra, &rb).map_err(|e| Fail(e.to_string(), 2))?;
+    for (tag, r, p) in [("A", &ra, a), ("B", &rb, b)] {
+        if !r.complete {
+            eprintln!(
+                "swarm compare: warning: run {tag} ({}) stopped short; its figures are partial",
+                p.display()
+            );
+        }
+    }
+    println!("A: {}\nB: {}", a.display(), b.display());
+    print!("{}", compare::Table(&headlines));
+    if let Some(p) = report {
+        let page = html::compare(
+            &ra,
+            &rb,
+            &headlines,
+            (&a.display().to_string(), &b.display().to_string()),
+        );
+        write_file("report", p, &page)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
