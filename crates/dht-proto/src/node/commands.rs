@@ -1,0 +1,459 @@
+//! Commands: what the user asks of the node (gets, puts, listens, imports, shutdown).
+
+use super::*;
+
+/// What [`Node::put`] started: the operation, and the value's id (drawn at random when the value
+/// had id 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutHandle {
+    /// The operation, named again by [`Event::PutDone`].
+    pub op: OpId,
+    /// The value id, for [`Node::cancel_put`].
+    pub vid: ValueId,
+}
+
+impl Node {
+    /// Replaces a value id of 0 by a random one.
+    pub(super) fn fill_id(&mut self, value: &mut Value) {
+        while value.id == 0 {
+            value.id = self.rng.next_u64();
+        }
+    }
+
+    pub(super) fn new_op(&mut self) -> u64 {
+        let id = self.next_op;
+        self.next_op += 1;
+        id
+    }
+
+    /// Adds a known node without contacting it (as learned from another node).
+    pub fn insert_node(&mut self, now: Instant, node: NodeInfo) {
+        self.last_input = self.last_input.max(now);
+        let learned = self.learn(now, node.addr, &[node]);
+        for n in learned {
+            self.offer_to_searches(now, n);
+        }
+        self.after_input(now);
+    }
+
+    /// What every get, put and listen checks first: not shutting down, a real key, and room for
+    /// its two searches.
+    pub(super) fn accept_command(&mut self, now: Instant, key: &InfoHash) -> Result<(), CommandError> {
+        self.last_input = self.last_input.max(now);
+        if self.shutting_down {
+            return Err(CommandError::ShuttingDown);
+        }
+        if key.is_zero() {
+            return Err(CommandError::ZeroKey);
+        }
+        self.check_search_room(key)
+    }
+
+    /// A command on a key needs room for its two searches, unless they exist.
+    pub(super) fn check_search_room(&self, key: &InfoHash) -> Result<(), CommandError> {
+        let missing = Family::ALL
+            .iter()
+            .filter(|f| !self.searches.contains_key(&(**f, *key)))
+            .count();
+        if self.searches.len() + missing > self.config.max_searches {
+            return Err(CommandError::TooManySearches(self.config.max_searches));
+        }
+        Ok(())
+    }
+
+    pub(super) fn ensure_search(
+        &mut self,
+        now: Instant,
+        family: Family,
+        key: InfoHash,
+    ) -> Option<&mut Search> {
+        let skey = (family, key);
+        if !self.searches.contains_key(&skey) {
+            if self.searches.len() >= self.config.max_searches {
+                return None;
+            }
+            self.searches.insert(skey, Search::new(now, key, family));
+        }
+        self.dirty.insert(skey);
+        self.searches.get_mut(&skey)
+    }
+
+    /// Looks `key` up: values stored here come at once, then values found on the network, each
+    /// in [`Event::Values`]; [`Event::GetDone`] ends it.
+    pub fn get(&mut self, now: Instant, key: InfoHash, query: Query) -> Result<OpId, CommandError> {
+        self.start_get(now, key, query, false)
+    }
+
+    /// A get; `internal`: its events go to [`Node::internal`], not to the user (marked before
+    /// anything, even our own stored values, is delivered).
+    pub(super) fn start_get(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        query: Query,
+        internal: bool,
+    ) -> Result<OpId, CommandError> {
+        self.accept_command(now, &key)?;
+        let op = OpId(self.new_op());
+        self.start_get_with_op(now, key, query, internal, op)
+    }
+
+    pub(super) fn start_get_with_op(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        query: Query,
+        internal: bool,
+        op: OpId,
+    ) -> Result<OpId, CommandError> {
+        if internal {
+            self.internal_ops.insert(op);
+        }
+        self.gets.insert(
+            op,
+            GetState {
+                key,
+                query: query.clone(),
+                pending: [true; 2],
+                ok: false,
+                seen: BTreeMap::new(),
+            },
+        );
+        let local: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
+        self.deliver(op, &local);
+        let wide = self.speculation.next_search();
+        for fam in Family::ALL {
+            match self.ensure_search(now, fam, key) {
+                Some(s) => {
+                    s.wide = wide;
+                    s.add_get(now, op, query.clone());
+                }
+                None => self.family_get_done(op, fam, false),
+            }
+        }
+        self.after_input(now);
+        Ok(op)
+    }
+
+    /// Stops a get: no more events for it.
+    pub fn cancel_get(&mut self, now: Instant, op: OpId) -> Result<(), CommandError> {
+        let g = self.gets.remove(&op).ok_or(CommandError::UnknownOperation)?;
+        for fam in Family::ALL {
+            if let Some(s) = self.searches.get_mut(&(fam, g.key)) {
+                s.remove_get(op);
+                self.dirty.insert((fam, g.key));
+            }
+        }
+        self.after_input(now);
+        Ok(())
+    }
+
+    /// Signs `value` with our identity and puts it ([`Node::put`]). A value id of 0 is replaced
+    /// by a random one. If we hold our own signed copy of this value, `seq` is raised above it, so
+    /// storers accept the edit (after a restart, set `seq` yourself, or get the value first).
+    pub fn put_signed(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        mut value: Value,
+        opts: PutOptions,
+    ) -> Result<PutHandle, CommandError> {
+        let me = self.config.identity.clone().ok_or(CommandError::NoIdentity)?;
+        self.fill_id(&mut value);
+        let owner = me.public().to_spki_der();
+        if let Some(old) = self.storage.get_value(&key, value.id)
+            && old.value.owner.as_ref() == Some(&owner)
+        {
+            value.seq = value.seq.max(old.value.seq.saturating_add(1));
+        }
+        crate::crypto::sign_value(&mut value, &me);
+        self.put(now, key, value, opts)
+    }
+
+    /// Encrypts `value` to `to` (signed by us inside, see [`crate::crypto::encrypt_value`]) and
+    /// puts it. Storers see only its id and the ciphertext; only `to` can open it.
+    pub fn put_encrypted(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        to: &crate::crypto::PublicKey,
+        mut value: Value,
+        opts: PutOptions,
+    ) -> Result<PutHandle, CommandError> {
+        let me = self.config.identity.clone().ok_or(CommandError::NoIdentity)?;
+        self.fill_id(&mut value);
+        let sealed = crate::crypto::encrypt_value(&value, &me, to, &mut self.secret_rng);
+        self.put(now, key, sealed, opts)
+    }
+
+    /// Stores `value` here and announces it to the closest nodes of both families.
+    /// [`Event::PutDone`] reports how many acknowledged it. A value id of 0 is replaced by a random
+    /// one. A permanent put is refreshed before it expires until [`Node::cancel_put`].
+    pub fn put(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        mut value: Value,
+        opts: PutOptions,
+    ) -> Result<PutHandle, CommandError> {
+        self.accept_command(now, &key)?;
+        let size = value.size();
+        if size > crate::value::MAX_VALUE_SIZE {
+            return Err(CommandError::ValueTooLarge {
+                size,
+                max: crate::value::MAX_VALUE_SIZE,
+            });
+        }
+        self.fill_id(&mut value);
+        let op = OpId(self.new_op());
+        self.put_with_op(now, key, value, opts, op)
+    }
+
+    pub(super) fn put_with_op(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        value: Value,
+        opts: PutOptions,
+        op: OpId,
+    ) -> Result<PutHandle, CommandError> {
+        let vid = value.id;
+        let life = self.config.value_type(value.value_type).expiration;
+        let created = self.instant_of_unix(now, opts.created);
+        let expiration = if opts.permanent {
+            None
+        } else {
+            Some(created + life)
+        };
+        self.store_local(now, key, value.clone(), created, expiration);
+        self.puts.insert(
+            op,
+            PutState {
+                key,
+                vid,
+                pending: [true; 2],
+                outcome: PutOutcome::default(),
+            },
+        );
+        let created_unix = if created < now {
+            self.unix_at(created)
+        } else {
+            None
+        };
+        let wide = self.speculation.next_search();
+        for fam in Family::ALL {
+            let announce = Announce {
+                value: value.clone(),
+                created_unix,
+                permanent: opts.permanent,
+                ops: vec![op],
+                life,
+            };
+            match self.ensure_search(now, fam, key) {
+                Some(s) => {
+                    s.wide = wide;
+                    let replaced = s.add_announce(now, announce);
+                    for old in replaced {
+                        self.family_put_done(old, fam, 0, 0);
+                    }
+                }
+                None => self.family_put_done(op, fam, 0, 0),
+            }
+        }
+        self.after_input(now);
+        Ok(PutHandle { op, vid })
+    }
+
+    pub(super) fn store_local(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        v: Value,
+        created: Instant,
+        expiration: Option<Instant>,
+    ) {
+        let fresh = self.storage.get_value(&key, v.id).is_none();
+        let mut evicted = Vec::new();
+        let outcome = self
+            .storage
+            .store(now, key, v.clone(), created, expiration, None, &mut evicted);
+        self.on_evicted(now, evicted);
+        match outcome {
+            StoreOutcome::Stored => self.tell_stored(now, key, v, fresh),
+            StoreOutcome::Refreshed => self.notify_listeners(now, key, Notice::Refreshed(vec![v.id])),
+            // Over the local quota: not kept here, but still announced (as OpenDHT does).
+            StoreOutcome::Refused => {}
+        }
+    }
+
+    /// Stops announcing value `vid` at `key` and drops our copy. A put still in progress reports
+    /// done with what was acknowledged so far.
+    pub fn cancel_put(&mut self, now: Instant, key: InfoHash, vid: ValueId) -> Result<(), CommandError> {
+        self.last_input = self.last_input.max(now);
+        let mut found = false;
+        for fam in Family::ALL {
+            if let Some(s) = self.searches.get_mut(&(fam, key))
+                && let Some(ops) = s.cancel_announce(vid)
+            {
+                found = true;
+                self.dirty.insert((fam, key));
+                for op in ops {
+                    self.family_put_done(op, fam, 0, 0);
+                }
+            }
+        }
+        if self
+            .storage
+            .get_value(&key, vid)
+            .is_some_and(|s| s.source.is_none())
+        {
+            found = true;
+            if let Some(v) = self.storage.remove(&key, vid) {
+                self.report_removed(now, vec![(key, v)]);
+            }
+        }
+        // Ops whose searches were already gone.
+        let stale: Vec<OpId> = self
+            .puts
+            .iter()
+            .filter(|(_, p)| p.key == key && p.vid == vid)
+            .map(|(op, _)| *op)
+            .collect();
+        for op in stale {
+            for fam in Family::ALL {
+                self.family_put_done(op, fam, 0, 0);
+            }
+        }
+        self.after_input(now);
+        if found {
+            Ok(())
+        } else {
+            Err(CommandError::UnknownOperation)
+        }
+    }
+
+    /// Listens to `key`: [`Event::ListenAdded`] for values present now and added later,
+    /// [`Event::ListenExpired`] when they go.
+    pub fn listen(&mut self, now: Instant, key: InfoHash, query: Query) -> Result<ListenToken, CommandError> {
+        self.accept_command(now, &key)?;
+        let token = ListenToken(self.new_op());
+        let local: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
+        let values = local.iter().map(|v| (v.id, (v.clone(), 1))).collect();
+        self.listens.insert(
+            token,
+            ListenState {
+                key,
+                query: query.clone(),
+                values,
+            },
+        );
+        if !local.is_empty() {
+            self.emit(Event::ListenAdded {
+                token,
+                key,
+                values: local,
+            });
+        }
+        for fam in Family::ALL {
+            if let Some(s) = self.ensure_search(now, fam, key) {
+                s.add_listen(now, token, query.clone());
+            }
+        }
+        self.after_input(now);
+        Ok(token)
+    }
+
+    /// Stops a listen. Remote nodes forget it on their own when it is no longer renewed.
+    pub fn cancel_listen(&mut self, now: Instant, token: ListenToken) -> Result<(), CommandError> {
+        self.last_input = self.last_input.max(now);
+        let l = self
+            .listens
+            .remove(&token)
+            .ok_or(CommandError::UnknownOperation)?;
+        for fam in Family::ALL {
+            if let Some(s) = self.searches.get_mut(&(fam, l.key)) {
+                let changes = s.cancel_listen(token);
+                self.dirty.insert((fam, l.key));
+                self.apply_listen_changes(l.key, changes);
+            }
+        }
+        self.after_input(now);
+        Ok(())
+    }
+
+    /// Begins an orderly stop: gets end, listens are dropped, permanent puts stop being
+    /// refreshed, and puts in progress go on; [`Event::ShutdownComplete`] follows once they are
+    /// done. The driver decides how long to wait for it.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.last_input = self.last_input.max(now);
+        self.shutting_down = true;
+        let gets: Vec<OpId> = self.gets.keys().copied().collect();
+        for op in gets {
+            let _ = self.cancel_get(now, op);
+            self.emit(Event::GetDone {
+                op,
+                key: InfoHash::ZERO,
+                ok: false,
+            });
+        }
+        let listens: Vec<ListenToken> = self.listens.keys().copied().collect();
+        for t in listens {
+            let _ = self.cancel_listen(now, t);
+        }
+        for s in self.searches.values_mut() {
+            for a in &mut s.announces {
+                a.permanent = false;
+            }
+        }
+        self.dirty.extend(self.searches.keys().copied());
+        self.after_input(now);
+    }
+
+    /// Nodes worth remembering across restarts: every non-expired node of both tables.
+    pub fn export_nodes(&self) -> Vec<NodeInfo> {
+        self.tables
+            .iter()
+            .flat_map(|t| t.nodes().filter(|n| !n.expired).map(|n| n.info()))
+            .collect()
+    }
+
+    /// Adds exported nodes (without contacting them).
+    pub fn import_nodes(&mut self, now: Instant, nodes: &[NodeInfo]) {
+        self.last_input = self.last_input.max(now);
+        for n in nodes {
+            let learned = self.learn(now, n.addr, &[*n]);
+            for l in learned {
+                self.offer_to_searches(now, l);
+            }
+        }
+        self.after_input(now);
+    }
+
+    /// Every stored value with the life it has left.
+    pub fn export_values(&self) -> Vec<ExportedValue> {
+        let now = self.last_input;
+        self.storage
+            .all()
+            .flat_map(|(k, entries)| {
+                entries.iter().map(move |s| ExportedValue {
+                    key: *k,
+                    value: s.value.clone(),
+                    remaining: s.expiration.map(|e| e - now),
+                })
+            })
+            .collect()
+    }
+
+    /// Stores exported values again; a value's life is capped by its type's expiration.
+    /// Imported values are never permanent.
+    pub fn import_values(&mut self, now: Instant, values: Vec<ExportedValue>) {
+        self.last_input = self.last_input.max(now);
+        for e in values {
+            let life = self.config.value_type(e.value.value_type).expiration;
+            let remaining = e.remaining.unwrap_or(life).min(life);
+            let created = now.saturating_sub_duration(life - remaining);
+            self.store_local(now, e.key, e.value, created, Some(now + remaining));
+        }
+        self.after_input(now);
+    }
+}

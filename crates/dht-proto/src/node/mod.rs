@@ -1,0 +1,479 @@
+//! The node: one owner that routes between the sub-machines. Where each protocol rule lives:
+//!
+//! | rule (`opendht-wire.md`) | where |
+//! |---|---|
+//! | receive pipeline, §2.12 | [`Node::handle_datagram`] → `receive` → `process` |
+//! | martian sources, IPv4-mapped sources, §8.3 | `rpc::is_martian`, `rpc::unmap` |
+//! | rate limits, §8.1 | `rpc::RateLimiter`, charged in `receive` |
+//! | fragments, §1.2 | `wire::fragment` (`Reassembler`), fed in `receive`; sent by `send_request` / `send_reply` |
+//! | per-peer tids, retransmission, timeouts, §2.4 | `rpc::Rpc`; timeouts handled in `on_timeout` |
+//! | tokens, §2.9 | `rpc::Tokens`; checked in `on_put`, `on_listen`, `on_refresh` |
+//! | answering requests, §2.5–§2.7, §7.3 | `on_request` and the `on_*` handlers below it |
+//! | routing table, node states, §4.1–§4.2 | `routing::RoutingTable`; fed by `learn` |
+//! | maintenance, bootstrap, status, §4.3–§4.6 | `maintenance`, `bootstrap_job`, `update_status` |
+//! | public address, §4.7 | `tally_public_address` |
+//! | searches: get, put, listen, §5 | `search::Search`; actions run by `run_actions` |
+//! | storage, quotas, expiry, edit policy, §7 | `storage::Storage`; `store_value`, `store_local`; expiry in `handle_timeout` → `report_removed` |
+//! | listen pushes to remote listeners, §2.10 | `notify_listeners` |
+//! | listen results for our own listens | `apply_listen_changes` |
+//! | re-replication (our departure) | `replicate` |
+
+use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::config::Config;
+use crate::event::{
+    CommandError, DropReason, Event, Family, ListenToken, MessageKind, OpId, PerFamily, PutOutcome, Stats,
+    Status, Transmit,
+};
+use crate::routing::{Confirm, MAX_AUTH_ERRORS, RoutingTable};
+use crate::rpc::{self, Blacklist, Pending, Purpose, RateLimiter, Rpc, Timeout, Tokens};
+use crate::search::{
+    Action, Announce, ListenChange, REANNOUNCE_MARGIN, Search, Sent, Speculation, TARGET_NODES,
+};
+use crate::storage::{self, Evicted, RemoteListener, Storage, StoreOutcome};
+use crate::value::{FieldRow, FieldValue, Query, Value, ValueId};
+use crate::wire::fragment::{self, Progress, Reassembler};
+use crate::wire::{
+    self, Body, ErrorCode, FieldRows, Message, NodeInfo, Reply, Request, RequestKind, Tid, UpdatePayload,
+    Values, Want,
+};
+use crate::{InfoHash, Instant};
+
+/// A listen push is split once about this many bytes of values are in one update.
+const MAX_MESSAGE_VALUE_SIZE: usize = 56 * 1024;
+/// Public addresses tallied per family.
+const MAX_PUBLIC_ADDRS: usize = 32;
+/// First bootstrap retry, doubling up to a day.
+const BOOTSTRAP_PERIOD: Duration = Duration::from_secs(10);
+const BOOTSTRAP_MAX: Duration = Duration::from_secs(24 * 3600);
+/// Neighbourhood maintenance runs while our bucket grew within this window.
+const NEIGHBOURHOOD_WINDOW: Duration = Duration::from_secs(150);
+
+/// Options of a put.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PutOptions {
+    /// Keep the value alive (refresh it before it expires) until [`Node::cancel_put`].
+    pub permanent: bool,
+    /// Creation time in Unix seconds; `None`: now. Needs [`Node::set_unix_time`].
+    pub created: Option<i64>,
+}
+
+impl PutOptions {
+    /// A permanent put.
+    pub fn permanent() -> PutOptions {
+        PutOptions {
+            permanent: true,
+            created: None,
+        }
+    }
+}
+
+/// A stored value as exported by [`Node::export_values`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportedValue {
+    /// Its key.
+    pub key: InfoHash,
+    /// The value.
+    pub value: Value,
+    /// Life left; `None` for our own permanent values.
+    pub remaining: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct GetState {
+    key: InfoHash,
+    query: Query,
+    /// Families still searching.
+    pending: [bool; 2],
+    ok: bool,
+    /// Values delivered: id and a hash of their content.
+    seen: BTreeMap<ValueId, InfoHash>,
+}
+
+#[derive(Debug)]
+struct PutState {
+    key: InfoHash,
+    vid: ValueId,
+    pending: [bool; 2],
+    outcome: PutOutcome,
+}
+
+#[derive(Debug)]
+struct ListenState {
+    key: InfoHash,
+    query: Query,
+    /// Values reported, and how many sources (nodes, and our own storage) report each.
+    values: BTreeMap<ValueId, (Value, u32)>,
+}
+
+type SearchKey = (Family, InfoHash);
+
+/// The sans-IO DHT node. See the crate docs for the run loop and `docs/architecture.md` for
+/// the contract.
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    id: InfoHash,
+    rng: ChaCha20Rng,
+    secret_rng: ChaCha20Rng,
+    rpc: Rpc,
+    tokens: Tokens,
+    limiter: RateLimiter,
+    blacklist: Blacklist,
+    reassembler: Reassembler,
+    tables: PerFamily<RoutingTable>,
+    storage: Storage,
+    searches: BTreeMap<SearchKey, Search>,
+    search_timers: BTreeSet<(Instant, SearchKey)>,
+    search_wakeups: BTreeMap<SearchKey, Instant>,
+    dirty: BTreeSet<SearchKey>,
+    /// Listen socket ids we handed out (per peer address), and the search each belongs to.
+    sockets: BTreeMap<(SocketAddr, Tid), SearchKey>,
+    gets: BTreeMap<OpId, GetState>,
+    puts: BTreeMap<OpId, PutState>,
+    listens: BTreeMap<ListenToken, ListenState>,
+    next_op: u64,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    status: PerFamily<Status>,
+    public_addrs: PerFamily<Vec<(IpAddr, u32)>>,
+    bootstrap: Vec<SocketAddr>,
+    bootstrap_at: Option<Instant>,
+    bootstrap_period: Duration,
+    confirm_at: Instant,
+    expire_at: Instant,
+    replicate_at: Instant,
+    /// (monotonic, Unix seconds) at one moment, when the driver gave us the wall clock.
+    unix: Option<(Instant, i64)>,
+    shutting_down: bool,
+    shutdown_reported: bool,
+    /// Our own gets and puts that the user did not ask for (key announcement and lookups).
+    internal_ops: BTreeSet<OpId>,
+    /// Their events, handled after the current input.
+    internal_events: Vec<Event>,
+    /// Public key lookups in progress, by their get.
+    key_waits: BTreeMap<OpId, KeyWait>,
+    /// Public keys found, by short id (bounded).
+    known_keys: BTreeMap<InfoHash, crate::crypto::PublicKey>,
+    /// Our public key has been announced.
+    key_announced: bool,
+    last_input: Instant,
+    /// Whether searches should explore as OpenDHT's do, or frugally (see [`Speculation`]).
+    speculation: Speculation,
+}
+
+mod commands;
+mod connectivity;
+mod keys;
+mod ops;
+mod receive;
+mod replicator;
+mod requester;
+mod searches;
+mod storer;
+#[cfg(test)]
+mod tests;
+
+pub use commands::PutHandle;
+use keys::KeyWait;
+pub use keys::public_key_location;
+use requester::{message_kind, value_of_row};
+use storer::Notice;
+
+fn family_index(f: Family) -> usize {
+    f.index()
+}
+
+impl Node {
+    /// A node with `config`, its randomness drawn from `seed`, started at `now`.
+    pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Node {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        rng.set_stream(1);
+        let mut secret_rng = ChaCha20Rng::from_seed(seed);
+        secret_rng.set_stream(2);
+        let id = config.node_id.unwrap_or_else(|| InfoHash::random(&mut rng));
+        let limits = storage::Limits {
+            max_keys: config.max_store_keys,
+            max_values_per_key: config.max_values_per_key,
+            max_remote_bytes: config.max_store_size,
+            max_bytes_per_ip: config.max_store_size_per_ip,
+            max_local_bytes: config.max_local_store_size,
+            max_listeners_per_key: config.max_listeners_per_key,
+            max_listeners: config.max_listeners,
+        };
+        let confirm_at = now + Duration::from_millis(3000 + rng.next_u64() % 2000);
+        let expire_at = now + Duration::from_secs(120 + rng.next_u64() % 240);
+        Node {
+            rpc: Rpc::new(config.max_pending_requests),
+            tokens: Tokens::new(now, &mut secret_rng),
+            limiter: RateLimiter::new(
+                now,
+                config.max_req_per_sec,
+                config.max_peer_req_per_sec,
+                config.max_rate_limited_ips,
+            ),
+            blacklist: Blacklist::new(config.max_blacklist),
+            reassembler: Reassembler::new(config.reassembly.clone()),
+            tables: PerFamily::new(
+                RoutingTable::new(Family::V4, id, config.bootstrap_mode),
+                RoutingTable::new(Family::V6, id, config.bootstrap_mode),
+            ),
+            storage: Storage::new(limits),
+            searches: BTreeMap::new(),
+            search_timers: BTreeSet::new(),
+            search_wakeups: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            sockets: BTreeMap::new(),
+            gets: BTreeMap::new(),
+            puts: BTreeMap::new(),
+            listens: BTreeMap::new(),
+            next_op: 1,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            status: PerFamily::new(Status::Disconnected, Status::Disconnected),
+            public_addrs: PerFamily::default(),
+            bootstrap: Vec::new(),
+            bootstrap_at: None,
+            bootstrap_period: BOOTSTRAP_PERIOD,
+            confirm_at,
+            expire_at,
+            replicate_at: now + config.replicate_period,
+            unix: None,
+            shutting_down: false,
+            shutdown_reported: false,
+            internal_ops: BTreeSet::new(),
+            internal_events: Vec::new(),
+            key_waits: BTreeMap::new(),
+            known_keys: BTreeMap::new(),
+            key_announced: false,
+            last_input: now,
+            speculation: Speculation::new(),
+            rng,
+            secret_rng,
+            id,
+            config,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Getters
+
+    /// Our node id.
+    pub fn node_id(&self) -> InfoHash {
+        self.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Connectivity of `family`.
+    pub fn status(&self, family: Family) -> Status {
+        self.status[family]
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        let now = self.last_now();
+        let count = |t: &RoutingTable| [t.len(), t.nodes().filter(|n| n.is_good(now)).count()];
+        let [n4, g4] = count(&self.tables.v4);
+        let [n6, g6] = count(&self.tables.v6);
+        s.nodes = [n4, n6];
+        s.good_nodes = [g4, g6];
+        s.searches = self.searches.len();
+        s.stored_keys = self.storage.keys();
+        s.stored_values = self.storage.values();
+        s.stored_bytes = self.storage.bytes();
+        s.remote_listeners = self.storage.listeners();
+        s.pending_requests = self.rpc.len();
+        s.operations = self.gets.len() + self.puts.len() + self.listens.len();
+        s
+    }
+
+    fn last_now(&self) -> Instant {
+        // Gauges are read between inputs; the last input's time is the node's present.
+        self.last_input
+    }
+
+    /// Our public addresses as peers report them, most reported first (ports unknown).
+    pub fn public_addresses(&self, family: Family) -> Vec<IpAddr> {
+        let mut v = self.public_addrs[family].clone();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.into_iter().map(|(ip, _)| ip).collect()
+    }
+
+    /// The first of [`Node::public_addresses`], without building the list (this runs for every
+    /// reply that reports our address).
+    fn top_public_address(&self, family: Family) -> Option<IpAddr> {
+        self.public_addrs[family]
+            .iter()
+            .min_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)))
+            .map(|e| e.0)
+    }
+
+    /// The routing table of `family`, one bucket per paragraph, for display.
+    pub fn routing_table_text(&self, family: Family) -> String {
+        self.tables[family].describe(self.last_input)
+    }
+
+    /// Every search and its nodes, for display.
+    pub fn searches_text(&self) -> String {
+        self.searches
+            .values()
+            .map(|s| s.describe(self.last_input))
+            .collect()
+    }
+
+    /// Values stored here at `key`.
+    pub fn local_values(&self, key: &InfoHash) -> Vec<Value> {
+        self.storage
+            .entries(key)
+            .iter()
+            .map(|s| s.value.clone())
+            .collect()
+    }
+
+    /// Heap bytes held by the routing tables, storage and searches (an estimate, for the
+    /// memory benchmark).
+    pub fn heap_bytes(&self) -> usize {
+        let tables: usize = self.tables.iter().map(RoutingTable::heap_bytes).sum();
+        let values: usize = self.storage.bytes() + self.storage.values() * size_of::<storage::Stored>();
+        let searches = self.searches.len() * size_of::<Search>();
+        tables + values + searches
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Wall clock
+
+    /// Tells the node the Unix time (seconds) at `now`. Creation times sent to and received
+    /// from peers (`c`) are converted with it; without it, every value counts as created on
+    /// arrival.
+    pub fn set_unix_time(&mut self, now: Instant, unix_secs: i64) {
+        self.unix = Some((now, unix_secs));
+    }
+
+    fn unix_at(&self, t: Instant) -> Option<i64> {
+        let (base, secs) = self.unix?;
+        let delta = if t >= base {
+            (t - base).as_secs() as i64
+        } else {
+            -((base - t).as_secs() as i64)
+        };
+        Some(secs + delta)
+    }
+
+    /// A creation time received as `c`: never later than now.
+    fn instant_of_unix(&self, now: Instant, c: Option<i64>) -> Instant {
+        match (c, self.unix_at(now)) {
+            (Some(c), Some(unix_now)) if c < unix_now => {
+                now.saturating_sub_duration(Duration::from_secs((unix_now - c) as u64))
+            }
+            _ => now,
+        }
+    }
+}
+
+impl Node {
+    /// Runs everything whose time has come. Call at [`Node::poll_timeout`] (calling early or
+    /// late is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_input = self.last_input.max(now);
+        let mut out = Vec::new();
+        while let Some(t) = self.rpc.poll_timeout(now, &mut self.rng, &mut out) {
+            for (to, data) in out.drain(..) {
+                self.queue(to, data);
+            }
+            self.on_timeout(now, t);
+        }
+        self.reassembler.expire(now);
+        let removed = self.storage.expire(now);
+        self.report_removed(now, removed);
+        self.tokens.maybe_rotate(now, &mut self.secret_rng);
+        if self.bootstrap_at.is_some_and(|t| t <= now) {
+            self.bootstrap_job(now);
+        }
+        if self.confirm_at <= now {
+            self.maintenance(now);
+        }
+        if self.expire_at <= now {
+            self.expire_job(now);
+        }
+        if self.config.replicate && self.replicate_at <= now {
+            self.replicate(now);
+        }
+        while let Some(&(t, skey)) = self.search_timers.first() {
+            if t > now {
+                break;
+            }
+            self.search_timers.remove(&(t, skey));
+            self.search_wakeups.remove(&skey);
+            self.dirty.insert(skey);
+        }
+        self.after_input(now);
+        self.compact();
+    }
+
+    /// Gives back what emptied tables hold. A node's tables fill for a moment (a search, a
+    /// request in flight) and then stay empty for long; their leftover allocations would be
+    /// most of an idle node's heap. Called on timer ticks and when nothing of ours is in
+    /// flight, not after every datagram, so a busy node does not free and allocate the same
+    /// table again and again.
+    fn compact(&mut self) {
+        use crate::compact::Compact;
+        self.rpc.compact();
+        self.blacklist.compact();
+        self.limiter.compact();
+        self.reassembler.compact();
+        self.storage.compact();
+        for f in Family::ALL {
+            self.tables[f].compact();
+        }
+        self.searches.compact();
+        self.search_timers.compact();
+        self.search_wakeups.compact();
+        self.dirty.compact();
+        self.sockets.compact();
+        self.gets.compact();
+        self.puts.compact();
+        self.listens.compact();
+        self.transmits.compact();
+        self.events.compact();
+        self.internal_ops.compact();
+        self.internal_events.compact();
+        self.key_waits.compact();
+    }
+
+    /// Steps the searches touched by the last input, then updates statuses.
+    fn after_input(&mut self, now: Instant) {
+        // Stepping a search can touch others (new nodes); a few rounds settle it.
+        for _ in 0..4 {
+            if self.dirty.is_empty() {
+                break;
+            }
+            let dirty = core::mem::take(&mut self.dirty);
+            for skey in dirty {
+                self.step_search(now, skey);
+            }
+        }
+        self.update_status(now);
+        self.internal(now);
+        if self.shutting_down && !self.shutdown_reported && self.puts.is_empty() {
+            self.shutdown_reported = true;
+            self.emit(Event::ShutdownComplete);
+        }
+        if self.searches.is_empty() && self.rpc.len() == 0 {
+            // Nothing of ours in flight: the moment the transient tables have emptied.
+            self.compact();
+        }
+    }
+}

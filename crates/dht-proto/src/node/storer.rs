@@ -1,0 +1,479 @@
+//! The storer role: answering requests (§2.5–§2.7, §7.3) and pushing to remote listeners (§2.10).
+
+use super::*;
+
+impl Node {
+    pub(super) fn on_request(&mut self, now: Instant, from: SocketAddr, tid: Tid, req: Request) {
+        match req.kind {
+            RequestKind::Ping => {
+                let r = self.plain_reply(&from);
+                self.send_reply(from, tid, r, &[]);
+            }
+            RequestKind::Find { target, want } => {
+                let r = self.nodes_reply(now, &from, &target, want);
+                self.send_reply(from, tid, r, &[]);
+            }
+            RequestKind::Get { key, query, want } => self.on_get(now, from, tid, key, query, want),
+            RequestKind::Put {
+                key,
+                values,
+                created,
+                token,
+            } => self.on_put(now, from, tid, key, values, created, &token),
+            RequestKind::Listen {
+                key,
+                token,
+                sid,
+                query,
+                ..
+            } => self.on_listen(now, from, tid, req.id, key, &token, sid, query),
+            RequestKind::Refresh { key, vid, token } => self.on_refresh(now, from, tid, key, vid, &token),
+            RequestKind::Update {
+                sid, token, payload, ..
+            } => self.on_update(now, from, tid, req.id, sid, token, payload),
+        }
+    }
+
+    /// A reply carrying the closest good nodes of the wanted families and a token.
+    pub(super) fn nodes_reply(
+        &self,
+        now: Instant,
+        from: &SocketAddr,
+        target: &InfoHash,
+        want: Option<Want>,
+    ) -> Reply {
+        let want = want.unwrap_or(match Family::of(from) {
+            Family::V4 => Want {
+                ipv4: true,
+                ipv6: false,
+            },
+            Family::V6 => Want {
+                ipv4: false,
+                ipv6: true,
+            },
+        });
+        let mut r = self.plain_reply(from);
+        if want.ipv4 {
+            r.nodes4 = self.tables[Family::V4].closest(now, target, TARGET_NODES, true);
+        }
+        if want.ipv6 {
+            r.nodes6 = self.tables[Family::V6].closest(now, target, TARGET_NODES, true);
+        }
+        r.token = Some(self.tokens.make(from));
+        r
+    }
+
+    pub(super) fn on_get(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: Tid,
+        key: InfoHash,
+        query: Query,
+        want: Option<Want>,
+    ) {
+        if key.is_zero() {
+            return self.send_error(
+                from,
+                tid,
+                ErrorCode::NON_AUTHORITATIVE_INFORMATION,
+                "Get_values with no info_hash",
+            );
+        }
+        let mut r = self.nodes_reply(now, &from, &key, want);
+        let mut budget = self.config.max_reply_values_bytes;
+        let values: Vec<Value> = self
+            .storage
+            .get(&key, &query)
+            .into_iter()
+            .take_while(|v| {
+                let size = v.size();
+                let fits = size <= budget;
+                budget = budget.saturating_sub(size);
+                fits
+            })
+            .cloned()
+            .collect();
+        let mut data = Vec::new();
+        if !query.select.is_empty() {
+            // A select is answered with the selected fields only (`fileds`).
+            let fields = query.select.sorted();
+            let rows = values
+                .iter()
+                .map(|v| FieldRow {
+                    values: fields.iter().map(|f| FieldValue::of(*f, v)).collect(),
+                })
+                .collect();
+            r.fields = Some(FieldRows { fields, rows });
+        } else if !values.is_empty() {
+            let out = fragment::prepare(&values);
+            r.values = Some(out.values);
+            data = out.data;
+        }
+        self.send_reply(from, tid, r, &data);
+    }
+
+    /// The checks a put or listen passes first (§7.3): a key (else 203) and a token issued to
+    /// this address (else 401). Sends the error and returns false when one fails.
+    pub(super) fn write_allowed(
+        &mut self,
+        from: SocketAddr,
+        tid: Tid,
+        key: &InfoHash,
+        token: &[u8],
+        what: &str,
+    ) -> bool {
+        if key.is_zero() {
+            let text = format!("{what} with no info_hash");
+            self.send_error(from, tid, ErrorCode::NON_AUTHORITATIVE_INFORMATION, &text);
+            return false;
+        }
+        if !self.tokens.check(&from, token) {
+            let text = format!("{what} with wrong token");
+            self.send_error(from, tid, ErrorCode::UNAUTHORIZED, &text);
+            return false;
+        }
+        true
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_put(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: Tid,
+        key: InfoHash,
+        values: Values,
+        created: Option<i64>,
+        token: &[u8],
+    ) {
+        if !self.write_allowed(from, tid, &key, token, "Put") {
+            return;
+        }
+        // Values arrive inline here: fragmented ones were reassembled first.
+        let Values::Inline(values) = values else { return };
+        // §7.3: we are not among the closest nodes we know for the key: drop silently.
+        let closest = self.tables[Family::of(&from)].closest(now, &key, 14, true);
+        let too_far = closest.len() >= TARGET_NODES
+            && closest
+                .last()
+                .is_some_and(|far| key.xor_cmp(&far.id, &self.id) == core::cmp::Ordering::Less);
+        let created = self.instant_of_unix(now, created);
+        for v in values {
+            if v.id == 0 {
+                return self.send_error(
+                    from,
+                    tid,
+                    ErrorCode::NON_AUTHORITATIVE_INFORMATION,
+                    "Put with invalid id",
+                );
+            }
+            let vid = v.id;
+            if crate::crypto::check_signature(&v) == crate::crypto::SignatureCheck::Invalid {
+                // Acknowledged all the same (OpenDHT's rule), but never stored.
+                self.stats.bad_signatures += 1;
+                self.stats.store_refused += 1;
+            } else if too_far {
+                self.stats.store_refused += 1;
+            } else {
+                self.store_value(now, key, v, created, Some(from));
+            }
+            let mut r = self.plain_reply(&from);
+            r.vid = Some(vid);
+            self.send_reply(from, tid, r, &[]);
+        }
+    }
+
+    /// Stores a value (ours when `source` is `None`) and tells listeners.
+    pub(super) fn store_value(
+        &mut self,
+        now: Instant,
+        key: InfoHash,
+        v: Value,
+        created: Instant,
+        source: Option<SocketAddr>,
+    ) -> bool {
+        let ty = self.config.value_type(v.value_type).clone();
+        let Some(v) = ty.check_store(&key, v, source) else {
+            self.stats.store_refused += 1;
+            return false;
+        };
+        let expiration = Some(created + ty.expiration);
+        let fresh = self.storage.get_value(&key, v.id).is_none();
+        // Most stored values have no one listening: no copies made for them.
+        let vid = v.id;
+        let heard =
+            !self.storage.listeners_of(&key).is_empty() || self.listens.values().any(|l| l.key == key);
+        let copy = heard.then(|| v.clone());
+        let mut evicted = Vec::new();
+        let outcome = self
+            .storage
+            .store(now, key, v, created, expiration, source, &mut evicted);
+        self.on_evicted(now, evicted);
+        match outcome {
+            StoreOutcome::Stored => {
+                if fresh && self.config.replicate {
+                    // The putter reaches the closest nodes itself; we re-announce only once
+                    // that set changes.
+                    let fp = self.closest_fingerprint(now, &key);
+                    self.storage.set_replicated(&key, fp);
+                }
+                if let Some(v) = copy {
+                    self.tell_stored(now, key, v, fresh);
+                }
+                true
+            }
+            StoreOutcome::Refreshed => {
+                self.notify_listeners(now, key, Notice::Refreshed(vec![vid]));
+                true
+            }
+            StoreOutcome::Refused => {
+                self.stats.store_refused += 1;
+                false
+            }
+        }
+    }
+
+    /// A value newly stored at `key` (`fresh`: no copy of it was there before): remote
+    /// listeners and our own listens hear of it.
+    pub(super) fn tell_stored(&mut self, now: Instant, key: InfoHash, v: Value, fresh: bool) {
+        self.notify_listeners(now, key, Notice::Values(vec![v.clone()]));
+        self.apply_listen_changes(
+            key,
+            vec![ListenChange::Added {
+                value: v,
+                first: fresh,
+            }],
+        );
+    }
+
+    pub(super) fn on_evicted(&mut self, now: Instant, evicted: Evicted) {
+        self.stats.store_evicted += evicted.len() as u64;
+        self.report_removed(now, evicted);
+    }
+
+    /// Values gone from storage: remote listeners get `exp`, our listens lose a source.
+    pub(super) fn report_removed(&mut self, now: Instant, removed: Evicted) {
+        let mut by_key: BTreeMap<InfoHash, Vec<ValueId>> = BTreeMap::new();
+        for (k, v) in removed {
+            by_key.entry(k).or_default().push(v.id);
+        }
+        for (k, vids) in by_key {
+            self.apply_listen_changes(k, vids.iter().map(|v| ListenChange::Removed(*v)).collect());
+            self.notify_listeners(now, k, Notice::Expired(vids));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_listen(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: Tid,
+        node: InfoHash,
+        key: InfoHash,
+        token: &[u8],
+        sid: Tid,
+        query: Query,
+    ) {
+        if !self.write_allowed(from, tid, &key, token, "Listen") {
+            return;
+        }
+        let l = RemoteListener {
+            node,
+            addr: from,
+            sid,
+            query: query.clone(),
+            last: now,
+        };
+        let added = self.storage.add_listener(now, key, l.clone());
+        let mut r = self.plain_reply(&from);
+        r.token = Some(self.tokens.make(&from));
+        self.send_reply(from, tid, r, &[]);
+        match added {
+            Some(true) => {
+                let values: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
+                if !values.is_empty() {
+                    self.push_to(now, &l, key, Notice::Values(values));
+                }
+            }
+            Some(false) => {}
+            None => self.stats.store_refused += 1,
+        }
+    }
+
+    pub(super) fn on_refresh(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: Tid,
+        key: InfoHash,
+        vid: ValueId,
+        token: &[u8],
+    ) {
+        if !self.tokens.check(&from, token) {
+            return self.send_error(from, tid, ErrorCode::UNAUTHORIZED, "Refresh with wrong token");
+        }
+        let life = self
+            .storage
+            .get_value(&key, vid)
+            .map(|s| self.config.value_type(s.value.value_type).expiration)
+            .unwrap_or(Duration::ZERO);
+        if self.storage.refresh(now, &key, vid, life).is_none() {
+            return self.send_error(
+                from,
+                tid,
+                ErrorCode::NOT_FOUND,
+                "Access operation for unknown storage",
+            );
+        }
+        // OpenDHT tells listeners even when the value is not stored here; so do we.
+        self.notify_listeners(now, key, Notice::Refreshed(vec![vid]));
+        let mut r = self.plain_reply(&from);
+        r.vid = Some(vid);
+        self.send_reply(from, tid, r, &[]);
+    }
+
+    /// A push from a node we listen to (§2.10 step 4). Always answered, even for an unknown sid.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_update(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: Tid,
+        node: InfoHash,
+        sid: Tid,
+        token: Option<Vec<u8>>,
+        payload: UpdatePayload,
+    ) {
+        let r = self.plain_reply(&from);
+        self.send_reply(from, tid, r, &[]);
+        let Some(&skey) = self.sockets.get(&(from, sid)) else {
+            return;
+        };
+        let (values, refreshed, expired) = match payload {
+            UpdatePayload::Values {
+                values: Values::Inline(mut v),
+                ..
+            } => {
+                self.drop_forged(&mut v);
+                (v, Vec::new(), Vec::new())
+            }
+            UpdatePayload::Values { .. } => return,
+            UpdatePayload::Refreshed(r) => (Vec::new(), r, Vec::new()),
+            UpdatePayload::Expired(e) => (Vec::new(), Vec::new(), e),
+        };
+        let max_cache = self.config.max_listen_cache;
+        let types = &self.config;
+        let Some(s) = self.searches.get_mut(&skey) else {
+            return;
+        };
+        if !s.has_socket(&node, sid) {
+            return;
+        }
+        let changes = s.on_update(
+            now,
+            &node,
+            sid,
+            token.as_ref(),
+            values,
+            &refreshed,
+            &expired,
+            max_cache,
+            &|v| types.value_type(v.value_type).expiration,
+        );
+        let key = s.key;
+        self.dirty.insert(skey);
+        self.apply_listen_changes(key, changes);
+    }
+}
+
+/// What a storer tells its remote listeners.
+#[derive(Debug)]
+pub(super) enum Notice {
+    Values(Vec<Value>),
+    Refreshed(Vec<ValueId>),
+    Expired(Vec<ValueId>),
+}
+
+impl Node {
+    /// Tells every remote listener of `key` (§2.10 step 5).
+    pub(super) fn notify_listeners(&mut self, now: Instant, key: InfoHash, notice: Notice) {
+        let listeners: Vec<RemoteListener> = self.storage.listeners_of(&key).to_vec();
+        if listeners.is_empty() {
+            return;
+        }
+        for l in &listeners {
+            let n = match &notice {
+                Notice::Values(v) => {
+                    let v: Vec<Value> = v.iter().filter(|v| l.query.where_.matches(v)).cloned().collect();
+                    if v.is_empty() {
+                        continue;
+                    }
+                    Notice::Values(v)
+                }
+                Notice::Refreshed(v) => Notice::Refreshed(v.clone()),
+                Notice::Expired(v) => Notice::Expired(v.clone()),
+            };
+            self.push_to(now, l, key, n);
+        }
+    }
+
+    /// Sends `notice` to one listener as `update` requests, values split in ~56 KiB batches.
+    pub(super) fn push_to(&mut self, now: Instant, l: &RemoteListener, key: InfoHash, notice: Notice) {
+        let token = Some(self.tokens.make(&l.addr));
+        match notice {
+            Notice::Values(values) => {
+                let mut batch: Vec<Value> = Vec::new();
+                let mut size = 0;
+                let mut batches = Vec::new();
+                for v in values {
+                    let s = v.size();
+                    if !batch.is_empty() && size + s > MAX_MESSAGE_VALUE_SIZE {
+                        batches.push(core::mem::take(&mut batch));
+                        size = 0;
+                    }
+                    size += s;
+                    batch.push(v);
+                }
+                if !batch.is_empty() {
+                    batches.push(batch);
+                }
+                for b in batches {
+                    let out = fragment::prepare(&b);
+                    let kind = RequestKind::Update {
+                        key,
+                        sid: l.sid,
+                        version: Some(1),
+                        token: token.clone(),
+                        payload: UpdatePayload::Values {
+                            values: out.values,
+                            created: None,
+                        },
+                    };
+                    self.send_request(now, l.addr, l.node, kind, Purpose::Update, &out.data);
+                }
+            }
+            Notice::Refreshed(ids) | Notice::Expired(ids) if ids.is_empty() => {}
+            Notice::Refreshed(ids) => self.push_notice(now, l, token, UpdatePayload::Refreshed(ids)),
+            Notice::Expired(ids) => self.push_notice(now, l, token, UpdatePayload::Expired(ids)),
+        }
+    }
+
+    pub(super) fn push_notice(
+        &mut self,
+        now: Instant,
+        l: &RemoteListener,
+        token: Option<Vec<u8>>,
+        payload: UpdatePayload,
+    ) {
+        let kind = RequestKind::Update {
+            key: InfoHash::ZERO,
+            sid: l.sid,
+            version: None,
+            token,
+            payload,
+        };
+        self.send_request(now, l.addr, l.node, kind, Purpose::Update, &[]);
+    }
+}
