@@ -33,13 +33,6 @@ impl Family {
             IpAddr::V6(_) => Family::V6,
         }
     }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Family::V4 => 0,
-            Family::V6 => 1,
-        }
-    }
 }
 
 /// Connectivity of one family (OpenDHT's `NodeStatus`).
@@ -77,6 +70,31 @@ impl PutOutcome {
             .iter()
             .zip(self.acked.iter())
             .any(|(t, a)| *t > 0 && a >= t)
+    }
+
+    /// Nodes of `family` that acknowledged the value.
+    pub fn acked_in(&self, family: Family) -> usize {
+        match family {
+            Family::V4 => self.acked[0],
+            Family::V6 => self.acked[1],
+        }
+    }
+
+    /// Closest nodes of `family` the search wanted to reach.
+    pub fn targeted_in(&self, family: Family) -> usize {
+        match family {
+            Family::V4 => self.targeted[0],
+            Family::V6 => self.targeted[1],
+        }
+    }
+
+    pub(crate) fn set(&mut self, family: Family, acked: usize, targeted: usize) {
+        let (a, t) = match family {
+            Family::V4 => (&mut self.acked[0], &mut self.targeted[0]),
+            Family::V6 => (&mut self.acked[1], &mut self.targeted[1]),
+        };
+        *a = acked;
+        *t = targeted;
     }
 
     /// Acknowledgements in both families.

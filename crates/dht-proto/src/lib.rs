@@ -132,7 +132,7 @@ pub use event::{
     Transmit,
 };
 pub use infohash::{HASH_LEN, InfoHash, ParseHashError};
-pub use node::{ExportedValue, Node, PutHandle, PutOptions, public_key_location};
+pub use node::{ExportedValue, Node, PutHandle, PutOptions, TimerReason, public_key_location};
 pub use time::Instant;
 
 /// OpenDHT's default UDP port.

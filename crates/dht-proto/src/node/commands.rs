@@ -21,9 +21,7 @@ impl Node {
     }
 
     pub(super) fn new_op(&mut self) -> u64 {
-        let id = self.next_op;
-        self.next_op += 1;
-        id
+        self.ops.next_id()
     }
 
     /// Adds a known node without contacting it (as learned from another node).
@@ -46,36 +44,7 @@ impl Node {
         if key.is_zero() {
             return Err(CommandError::ZeroKey);
         }
-        self.check_search_room(key)
-    }
-
-    /// A command on a key needs room for its two searches, unless they exist.
-    pub(super) fn check_search_room(&self, key: &InfoHash) -> Result<(), CommandError> {
-        let missing = Family::ALL
-            .iter()
-            .filter(|f| !self.searches.contains_key(&(**f, *key)))
-            .count();
-        if self.searches.len() + missing > self.config.max_searches {
-            return Err(CommandError::TooManySearches(self.config.max_searches));
-        }
-        Ok(())
-    }
-
-    pub(super) fn ensure_search(
-        &mut self,
-        now: Instant,
-        family: Family,
-        key: InfoHash,
-    ) -> Option<&mut Search> {
-        let skey = (family, key);
-        if !self.searches.contains_key(&skey) {
-            if self.searches.len() >= self.config.max_searches {
-                return None;
-            }
-            self.searches.insert(skey, Search::new(now, key, family));
-        }
-        self.dirty.insert(skey);
-        self.searches.get_mut(&skey)
+        self.searches.check_room(key)
     }
 
     /// Looks `key` up: values stored here come at once, then values found on the network, each
@@ -107,23 +76,14 @@ impl Node {
         op: OpId,
     ) -> Result<OpId, CommandError> {
         if internal {
-            self.internal_ops.insert(op);
+            self.ops.mark_internal(op);
         }
-        self.gets.insert(
-            op,
-            GetState {
-                key,
-                query: query.clone(),
-                pending: [true; 2],
-                ok: false,
-                seen: BTreeMap::new(),
-            },
-        );
+        self.ops.add_get(op, key, query.clone());
         let local: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
         self.deliver(op, &local);
         let wide = self.speculation.next_search();
         for fam in Family::ALL {
-            match self.ensure_search(now, fam, key) {
+            match self.searches.ensure(now, fam, key) {
                 Some(s) => {
                     s.wide = wide;
                     s.add_get(now, op, query.clone());
@@ -137,11 +97,11 @@ impl Node {
 
     /// Stops a get: no more events for it.
     pub fn cancel_get(&mut self, now: Instant, op: OpId) -> Result<(), CommandError> {
-        let g = self.gets.remove(&op).ok_or(CommandError::UnknownOperation)?;
+        let key = self.ops.remove_get(op).ok_or(CommandError::UnknownOperation)?;
         for fam in Family::ALL {
-            if let Some(s) = self.searches.get_mut(&(fam, g.key)) {
+            if let Some(s) = self.searches.get_mut(&(fam, key)) {
                 s.remove_get(op);
-                self.dirty.insert((fam, g.key));
+                self.searches.mark((fam, key));
             }
         }
         self.after_input(now);
@@ -226,15 +186,7 @@ impl Node {
             Some(created + life)
         };
         self.store_local(now, key, value.clone(), created, expiration);
-        self.puts.insert(
-            op,
-            PutState {
-                key,
-                vid,
-                pending: [true; 2],
-                outcome: PutOutcome::default(),
-            },
-        );
+        self.ops.add_put(op, key, vid);
         let created_unix = if created < now {
             self.unix_at(created)
         } else {
@@ -249,7 +201,7 @@ impl Node {
                 ops: vec![op],
                 life,
             };
-            match self.ensure_search(now, fam, key) {
+            match self.searches.ensure(now, fam, key) {
                 Some(s) => {
                     s.wide = wide;
                     let replaced = s.add_announce(now, announce);
@@ -296,7 +248,7 @@ impl Node {
                 && let Some(ops) = s.cancel_announce(vid)
             {
                 found = true;
-                self.dirty.insert((fam, key));
+                self.searches.mark((fam, key));
                 for op in ops {
                     self.family_put_done(op, fam, 0, 0);
                 }
@@ -313,12 +265,7 @@ impl Node {
             }
         }
         // Ops whose searches were already gone.
-        let stale: Vec<OpId> = self
-            .puts
-            .iter()
-            .filter(|(_, p)| p.key == key && p.vid == vid)
-            .map(|(op, _)| *op)
-            .collect();
+        let stale = self.ops.puts_of(key, vid);
         for op in stale {
             for fam in Family::ALL {
                 self.family_put_done(op, fam, 0, 0);
@@ -338,15 +285,7 @@ impl Node {
         self.accept_command(now, &key)?;
         let token = ListenToken(self.new_op());
         let local: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
-        let values = local.iter().map(|v| (v.id, (v.clone(), 1))).collect();
-        self.listens.insert(
-            token,
-            ListenState {
-                key,
-                query: query.clone(),
-                values,
-            },
-        );
+        self.ops.add_listen(token, key, query.clone(), &local);
         if !local.is_empty() {
             self.emit(Event::ListenAdded {
                 token,
@@ -355,7 +294,7 @@ impl Node {
             });
         }
         for fam in Family::ALL {
-            if let Some(s) = self.ensure_search(now, fam, key) {
+            if let Some(s) = self.searches.ensure(now, fam, key) {
                 s.add_listen(now, token, query.clone());
             }
         }
@@ -366,15 +305,15 @@ impl Node {
     /// Stops a listen. Remote nodes forget it on their own when it is no longer renewed.
     pub fn cancel_listen(&mut self, now: Instant, token: ListenToken) -> Result<(), CommandError> {
         self.last_input = self.last_input.max(now);
-        let l = self
-            .listens
-            .remove(&token)
+        let key = self
+            .ops
+            .remove_listen(token)
             .ok_or(CommandError::UnknownOperation)?;
         for fam in Family::ALL {
-            if let Some(s) = self.searches.get_mut(&(fam, l.key)) {
+            if let Some(s) = self.searches.get_mut(&(fam, key)) {
                 let changes = s.cancel_listen(token);
-                self.dirty.insert((fam, l.key));
-                self.apply_listen_changes(l.key, changes);
+                self.searches.mark((fam, key));
+                self.apply_listen_changes(key, changes);
             }
         }
         self.after_input(now);
@@ -387,7 +326,7 @@ impl Node {
     pub fn shutdown(&mut self, now: Instant) {
         self.last_input = self.last_input.max(now);
         self.shutting_down = true;
-        let gets: Vec<OpId> = self.gets.keys().copied().collect();
+        let gets = self.ops.get_ids();
         for op in gets {
             let _ = self.cancel_get(now, op);
             self.emit(Event::GetDone {
@@ -396,16 +335,15 @@ impl Node {
                 ok: false,
             });
         }
-        let listens: Vec<ListenToken> = self.listens.keys().copied().collect();
+        let listens = self.ops.listen_tokens();
         for t in listens {
             let _ = self.cancel_listen(now, t);
         }
-        for s in self.searches.values_mut() {
+        self.searches.for_all(|s| {
             for a in &mut s.announces {
                 a.permanent = false;
             }
-        }
-        self.dirty.extend(self.searches.keys().copied());
+        });
         self.after_input(now);
     }
 

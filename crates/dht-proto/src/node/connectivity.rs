@@ -26,7 +26,7 @@ impl Node {
             &[],
         );
         self.bootstrap_period = BOOTSTRAP_PERIOD;
-        self.bootstrap_at = Some(now + BOOTSTRAP_PERIOD);
+        self.timers.set(Timer::Bootstrap, now + BOOTSTRAP_PERIOD);
         self.after_input(now);
     }
 
@@ -37,18 +37,16 @@ impl Node {
         self.tables[family].reset_times();
         self.public_addrs[family].clear();
         let mut all = Vec::new();
-        for (k, s) in self.searches.iter_mut() {
-            if k.0 == family {
-                all.push((k.1, s.reset(now)));
-                self.dirty.insert(*k);
-            }
-        }
+        self.searches.for_family(family, |k, s| {
+            all.push((k.1, s.reset(now)));
+            true
+        });
         for (key, changes) in all {
             self.apply_listen_changes(key, changes);
         }
         if !self.bootstrap.is_empty() {
             self.bootstrap_period = BOOTSTRAP_PERIOD;
-            self.bootstrap_at = Some(now);
+            self.timers.set(Timer::Bootstrap, now);
         }
         self.after_input(now);
     }
@@ -71,16 +69,15 @@ impl Node {
             });
             // Searches of this family may have been waiting for the outcome (connected, or
             // given up: a family that will not connect must not hold a put for 10 s).
-            let keys: Vec<SearchKey> = self.searches.keys().filter(|k| k.0 == fam).copied().collect();
-            self.dirty.extend(keys);
+            self.searches.for_family(fam, |_, _| true);
             if st == Status::Connected {
-                self.bootstrap_at = None;
+                self.timers.stop(Timer::Bootstrap);
                 self.start_join(now, fam);
                 self.announce_key(now);
             }
         }
-        if !self.dirty.is_empty() {
-            let dirty = core::mem::take(&mut self.dirty);
+        if self.searches.has_dirty() {
+            let dirty = self.searches.take_dirty();
             for skey in dirty {
                 self.step_search(now, skey);
             }
@@ -90,12 +87,8 @@ impl Node {
     /// A lookup of our own id: fills the buckets near us and tells our neighbours about us.
     pub(super) fn start_join(&mut self, now: Instant, fam: Family) {
         let id = self.id;
-        if self
-            .searches
-            .range((fam, InfoHash::ZERO)..=(fam, InfoHash([0xff; 20])))
-            .next()
-            .is_none()
-            && let Some(s) = self.ensure_search(now, fam, id)
+        if !self.searches.any_of(fam)
+            && let Some(s) = self.searches.ensure(now, fam, id)
         {
             s.join = true;
         }
@@ -103,7 +96,7 @@ impl Node {
 
     pub(super) fn bootstrap_job(&mut self, now: Instant) {
         if self.status.iter().any(|s| *s == Status::Connected) {
-            self.bootstrap_at = None;
+            self.timers.stop(Timer::Bootstrap);
             return;
         }
         for addr in self.bootstrap.clone() {
@@ -119,7 +112,7 @@ impl Node {
             }
         }
         self.bootstrap_period = (self.bootstrap_period * 2).min(BOOTSTRAP_MAX);
-        self.bootstrap_at = Some(now + self.bootstrap_period);
+        self.timers.set(Timer::Bootstrap, now + self.bootstrap_period);
     }
 
     /// `confirmNodes`: bucket maintenance, else neighbourhood maintenance (§4.3).
@@ -174,7 +167,7 @@ impl Node {
         } else {
             Duration::from_secs(60 + self.rng.next_u64() % 120)
         };
-        self.confirm_at = now + next;
+        self.timers.set(Timer::Maintenance, now + next);
     }
 
     /// The periodic `expire()` pass: expired nodes out of the tables, stale remote listeners out
@@ -186,9 +179,10 @@ impl Node {
         }
         self.storage.expire_listeners(now);
         // Socket ids of nodes that left their search.
-        let searches = &self.searches;
-        self.sockets
-            .retain(|(_, sid), skey| searches.get(skey).is_some_and(|s| s.has_sid(*sid)));
-        self.expire_at = now + Duration::from_secs(120 + self.rng.next_u64() % 240);
+        self.searches.forget_unused_sockets();
+        self.timers.set(
+            Timer::ExpirePass,
+            now + Duration::from_secs(120 + self.rng.next_u64() % 240),
+        );
     }
 }

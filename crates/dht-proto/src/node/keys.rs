@@ -88,7 +88,7 @@ impl Node {
         v.value_type = KEY_VALUE_TYPE;
         crate::crypto::sign_value(&mut v, &me);
         let op = OpId(self.new_op());
-        self.internal_ops.insert(op);
+        self.ops.mark_internal(op);
         if self
             .put_with_op(
                 now,
@@ -99,7 +99,7 @@ impl Node {
             )
             .is_err()
         {
-            self.internal_ops.remove(&op);
+            self.ops.unmark_internal(op);
         }
     }
 
@@ -107,10 +107,11 @@ impl Node {
     pub(super) fn internal(&mut self, now: Instant) {
         // Each round may start puts whose events come back here; a few rounds settle it.
         for _ in 0..4 {
-            if self.internal_events.is_empty() {
+            let events = self.ops.take_internal_events();
+            if events.is_empty() {
                 return;
             }
-            for e in core::mem::take(&mut self.internal_events) {
+            for e in events {
                 match e {
                     Event::Values { op, values, .. } => {
                         if let Some(w) = self.key_waits.get_mut(&op) {
@@ -125,7 +126,7 @@ impl Node {
                         }
                     }
                     Event::GetDone { op, .. } => {
-                        self.internal_ops.remove(&op);
+                        self.ops.unmark_internal(op);
                         let Some(w) = self.key_waits.remove(&op) else {
                             continue;
                         };
@@ -159,7 +160,7 @@ impl Node {
                         }
                     }
                     Event::PutDone { op, .. } => {
-                        self.internal_ops.remove(&op);
+                        self.ops.unmark_internal(op);
                     }
                     _ => {}
                 }

@@ -85,33 +85,6 @@ pub struct ExportedValue {
     pub remaining: Option<Duration>,
 }
 
-#[derive(Debug)]
-struct GetState {
-    key: InfoHash,
-    query: Query,
-    /// Families still searching.
-    pending: [bool; 2],
-    ok: bool,
-    /// Values delivered: id and a hash of their content.
-    seen: BTreeMap<ValueId, InfoHash>,
-}
-
-#[derive(Debug)]
-struct PutState {
-    key: InfoHash,
-    vid: ValueId,
-    pending: [bool; 2],
-    outcome: PutOutcome,
-}
-
-#[derive(Debug)]
-struct ListenState {
-    key: InfoHash,
-    query: Query,
-    /// Values reported, and how many sources (nodes, and our own storage) report each.
-    values: BTreeMap<ValueId, (Value, u32)>,
-}
-
 type SearchKey = (Family, InfoHash);
 
 /// The sans-IO DHT node. See the crate docs for the run loop and `docs/architecture.md` for
@@ -129,35 +102,21 @@ pub struct Node {
     reassembler: Reassembler,
     tables: PerFamily<RoutingTable>,
     storage: Storage,
-    searches: BTreeMap<SearchKey, Search>,
-    search_timers: BTreeSet<(Instant, SearchKey)>,
-    search_wakeups: BTreeMap<SearchKey, Instant>,
-    dirty: BTreeSet<SearchKey>,
-    /// Listen socket ids we handed out (per peer address), and the search each belongs to.
-    sockets: BTreeMap<(SocketAddr, Tid), SearchKey>,
-    gets: BTreeMap<OpId, GetState>,
-    puts: BTreeMap<OpId, PutState>,
-    listens: BTreeMap<ListenToken, ListenState>,
-    next_op: u64,
+    searches: Searches,
+    ops: Operations,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
     stats: Stats,
     status: PerFamily<Status>,
     public_addrs: PerFamily<Vec<(IpAddr, u32)>>,
     bootstrap: Vec<SocketAddr>,
-    bootstrap_at: Option<Instant>,
     bootstrap_period: Duration,
-    confirm_at: Instant,
-    expire_at: Instant,
-    replicate_at: Instant,
+    /// The node's own periodic jobs.
+    timers: TimerTable,
     /// (monotonic, Unix seconds) at one moment, when the driver gave us the wall clock.
     unix: Option<(Instant, i64)>,
     shutting_down: bool,
     shutdown_reported: bool,
-    /// Our own gets and puts that the user did not ask for (key announcement and lookups).
-    internal_ops: BTreeSet<OpId>,
-    /// Their events, handled after the current input.
-    internal_events: Vec<Event>,
     /// Public key lookups in progress, by their get.
     key_waits: BTreeMap<OpId, KeyWait>,
     /// Public keys found, by short id (bounded).
@@ -180,16 +139,17 @@ mod searches;
 mod storer;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 pub use commands::PutHandle;
 use keys::KeyWait;
 pub use keys::public_key_location;
+use ops::Operations;
 use requester::{message_kind, value_of_row};
+use searches::Searches;
 use storer::Notice;
-
-fn family_index(f: Family) -> usize {
-    f.index()
-}
+pub use timers::TimerReason;
+use timers::{Timer, TimerTable};
 
 impl Node {
     /// A node with `config`, its randomness drawn from `seed`, started at `now`.
@@ -210,6 +170,12 @@ impl Node {
         };
         let confirm_at = now + Duration::from_millis(3000 + rng.next_u64() % 2000);
         let expire_at = now + Duration::from_secs(120 + rng.next_u64() % 240);
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Maintenance, confirm_at);
+        timers.set(Timer::ExpirePass, expire_at);
+        if config.replicate {
+            timers.set(Timer::Replication, now + config.replicate_period);
+        }
         Node {
             rpc: Rpc::new(config.max_pending_requests),
             tokens: Tokens::new(now, &mut secret_rng),
@@ -226,31 +192,19 @@ impl Node {
                 RoutingTable::new(Family::V6, id, config.bootstrap_mode),
             ),
             storage: Storage::new(limits),
-            searches: BTreeMap::new(),
-            search_timers: BTreeSet::new(),
-            search_wakeups: BTreeMap::new(),
-            dirty: BTreeSet::new(),
-            sockets: BTreeMap::new(),
-            gets: BTreeMap::new(),
-            puts: BTreeMap::new(),
-            listens: BTreeMap::new(),
-            next_op: 1,
+            searches: Searches::new(config.max_searches),
+            ops: Operations::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
             status: PerFamily::new(Status::Disconnected, Status::Disconnected),
             public_addrs: PerFamily::default(),
             bootstrap: Vec::new(),
-            bootstrap_at: None,
             bootstrap_period: BOOTSTRAP_PERIOD,
-            confirm_at,
-            expire_at,
-            replicate_at: now + config.replicate_period,
+            timers,
             unix: None,
             shutting_down: false,
             shutdown_reported: false,
-            internal_ops: BTreeSet::new(),
-            internal_events: Vec::new(),
             key_waits: BTreeMap::new(),
             known_keys: BTreeMap::new(),
             key_announced: false,
@@ -296,7 +250,7 @@ impl Node {
         s.stored_bytes = self.storage.bytes();
         s.remote_listeners = self.storage.listeners();
         s.pending_requests = self.rpc.len();
-        s.operations = self.gets.len() + self.puts.len() + self.listens.len();
+        s.operations = self.ops.len();
         s
     }
 
@@ -383,6 +337,74 @@ impl Node {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Outputs
+
+impl Node {
+    /// The next datagram to send, written into `buf` (cleared first). Call until `None` after
+    /// every input and command.
+    #[must_use]
+    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let (destination, data) = self.transmits.pop_front()?;
+        buf.clear();
+        buf.extend_from_slice(&data);
+        Some(Transmit {
+            destination,
+            len: data.len(),
+        })
+    }
+
+    /// The next event. Call until `None` after every input and command.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must next be called; `None`: only on new input.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_timer().map(|(at, _)| at)
+    }
+
+    /// [`Node::poll_timeout`] and why: the job due first (the first in a fixed order, when
+    /// several are due at the same instant).
+    #[must_use]
+    pub fn next_timer(&self) -> Option<(Instant, TimerReason)> {
+        // Called after every input: folded by hand over what each sub-machine reports.
+        let mut next = (self.tokens.next_rotation(), TimerReason::TokenRotation);
+        let mut consider = |at: Option<Instant>, why: TimerReason| {
+            if let Some(at) = at
+                && at < next.0
+            {
+                next = (at, why);
+            }
+        };
+        if let Some((at, t)) = self.timers.next() {
+            consider(Some(at), t.reason());
+        }
+        consider(self.rpc.next_deadline(), TimerReason::Request);
+        consider(self.reassembler.next_deadline(), TimerReason::Reassembly);
+        consider(self.storage.next_expiry(), TimerReason::ValueExpiry);
+        consider(self.searches.next_wakeup(), TimerReason::Search);
+        if self.searches.has_dirty() {
+            consider(Some(self.last_input), TimerReason::SearchStep);
+        }
+        Some(next)
+    }
+
+    /// Whether the node's own timer `t` is due; traces it when it is.
+    fn fires(&self, t: Timer, now: Instant) -> bool {
+        let due = self.timers.is_due(t, now);
+        if due {
+            tracing::trace!(reason = ?t.reason(), "timer fired");
+        }
+        due
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers, maintenance and status (§4.3–§4.6)
+
 impl Node {
     /// Runs everything whose time has come. Call at [`Node::poll_timeout`] (calling early or
     /// late is harmless).
@@ -390,6 +412,7 @@ impl Node {
         self.last_input = self.last_input.max(now);
         let mut out = Vec::new();
         while let Some(t) = self.rpc.poll_timeout(now, &mut self.rng, &mut out) {
+            tracing::trace!(reason = ?TimerReason::Request, timeout = ?t, "timer fired");
             for (to, data) in out.drain(..) {
                 self.queue(to, data);
             }
@@ -397,28 +420,27 @@ impl Node {
         }
         self.reassembler.expire(now);
         let removed = self.storage.expire(now);
+        if !removed.is_empty() {
+            tracing::trace!(reason = ?TimerReason::ValueExpiry, values = removed.len(), "timer fired");
+        }
         self.report_removed(now, removed);
+        if self.tokens.next_rotation() <= now {
+            tracing::trace!(reason = ?TimerReason::TokenRotation, "timer fired");
+        }
         self.tokens.maybe_rotate(now, &mut self.secret_rng);
-        if self.bootstrap_at.is_some_and(|t| t <= now) {
+        if self.fires(Timer::Bootstrap, now) {
             self.bootstrap_job(now);
         }
-        if self.confirm_at <= now {
+        if self.fires(Timer::Maintenance, now) {
             self.maintenance(now);
         }
-        if self.expire_at <= now {
+        if self.fires(Timer::ExpirePass, now) {
             self.expire_job(now);
         }
-        if self.config.replicate && self.replicate_at <= now {
+        if self.fires(Timer::Replication, now) {
             self.replicate(now);
         }
-        while let Some(&(t, skey)) = self.search_timers.first() {
-            if t > now {
-                break;
-            }
-            self.search_timers.remove(&(t, skey));
-            self.search_wakeups.remove(&skey);
-            self.dirty.insert(skey);
-        }
+        self.searches.wake_due(now);
         self.after_input(now);
         self.compact();
     }
@@ -439,17 +461,9 @@ impl Node {
             self.tables[f].compact();
         }
         self.searches.compact();
-        self.search_timers.compact();
-        self.search_wakeups.compact();
-        self.dirty.compact();
-        self.sockets.compact();
-        self.gets.compact();
-        self.puts.compact();
-        self.listens.compact();
+        self.ops.compact();
         self.transmits.compact();
         self.events.compact();
-        self.internal_ops.compact();
-        self.internal_events.compact();
         self.key_waits.compact();
     }
 
@@ -457,17 +471,17 @@ impl Node {
     fn after_input(&mut self, now: Instant) {
         // Stepping a search can touch others (new nodes); a few rounds settle it.
         for _ in 0..4 {
-            if self.dirty.is_empty() {
+            if !self.searches.has_dirty() {
                 break;
             }
-            let dirty = core::mem::take(&mut self.dirty);
+            let dirty = self.searches.take_dirty();
             for skey in dirty {
                 self.step_search(now, skey);
             }
         }
         self.update_status(now);
         self.internal(now);
-        if self.shutting_down && !self.shutdown_reported && self.puts.is_empty() {
+        if self.shutting_down && !self.shutdown_reported && !self.ops.has_puts() {
             self.shutdown_reported = true;
             self.emit(Event::ShutdownComplete);
         }

@@ -161,18 +161,14 @@ impl Node {
     pub(super) fn offer_to_searches(&mut self, now: Instant, info: NodeInfo) {
         let fam = Family::of(&info.addr);
         let mut all_changes = Vec::new();
-        for (k, s) in self
-            .searches
-            .range_mut((fam, InfoHash::ZERO)..=(fam, InfoHash([0xff; 20])))
-        {
+        self.searches.for_family(fam, |k, s| {
             let mut changes = Vec::new();
-            if s.insert_node(now, info, false, &mut changes) {
-                self.dirty.insert(*k);
-            }
+            let inserted = s.insert_node(now, info, false, &mut changes);
             if !changes.is_empty() {
                 all_changes.push((k.1, changes));
             }
-        }
+            inserted
+        });
         for (key, changes) in all_changes {
             self.apply_listen_changes(key, changes);
         }

@@ -19,7 +19,8 @@ impl Node {
     /// the closest, we announce the key's values (with their original creation time) to the
     /// current closest nodes, so values outlive the nodes they were first put on.
     pub(super) fn replicate(&mut self, now: Instant) {
-        self.replicate_at = now + self.config.replicate_period;
+        self.timers
+            .set(Timer::Replication, now + self.config.replicate_period);
         // Without the wall clock a re-announced value could not carry its creation time, and its
         // new storers would give it a new life: no re-replication then.
         if self.shutting_down || self.unix.is_none() {
@@ -84,7 +85,7 @@ impl Node {
                     if self.tables[fam].len() == 0 {
                         continue;
                     }
-                    if let Some(s) = self.ensure_search(now, fam, key) {
+                    if let Some(s) = self.searches.ensure(now, fam, key) {
                         let _ = s.add_announce(
                             now,
                             Announce {

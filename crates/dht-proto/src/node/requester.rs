@@ -3,51 +3,6 @@
 use super::*;
 
 impl Node {
-    /// The next datagram to send, written into `buf` (cleared first). Call until `None` after
-    /// every input and command.
-    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let (destination, data) = self.transmits.pop_front()?;
-        buf.clear();
-        buf.extend_from_slice(&data);
-        Some(Transmit {
-            destination,
-            len: data.len(),
-        })
-    }
-
-    /// The next event. Call until `None` after every input and command.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    /// When [`Node::handle_timeout`] must next be called; `None`: only on new input.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        // Called after every input: folded by hand, not through an array of options (which the
-        // compiler copies before it iterates).
-        fn earliest(a: Instant, b: Option<Instant>) -> Instant {
-            match b {
-                Some(b) if b < a => b,
-                _ => a,
-            }
-        }
-        let mut t = self
-            .tokens
-            .next_rotation()
-            .min(self.confirm_at)
-            .min(self.expire_at);
-        t = earliest(t, self.rpc.next_deadline());
-        t = earliest(t, self.reassembler.next_deadline());
-        t = earliest(t, self.storage.next_expiry());
-        t = earliest(t, self.bootstrap_at);
-        t = earliest(t, self.config.replicate.then_some(self.replicate_at));
-        t = earliest(t, self.search_timers.first().map(|t| t.0));
-        if !self.dirty.is_empty() {
-            t = t.min(self.last_input);
-        }
-        Some(t)
-    }
-
     pub(super) fn emit(&mut self, mut e: Event) {
         if let Some(me) = &self.config.identity {
             if let Event::Values { values, .. }
@@ -77,12 +32,9 @@ impl Node {
                 return;
             }
         }
-        if let Event::Values { op, .. } | Event::GetDone { op, .. } | Event::PutDone { op, .. } = &e
-            && self.internal_ops.contains(op)
-        {
-            self.internal_events.push(e);
+        let Some(e) = self.ops.hold_internal(e) else {
             return;
-        }
+        };
         if self.events.len() >= self.config.max_event_queue {
             self.stats.event_overflow += 1;
             return;
@@ -279,19 +231,19 @@ impl Node {
                         self.deliver(op, &values);
                     }
                 }
-                self.dirty.insert(skey);
+                self.searches.mark(skey);
             }
             Purpose::Put { key, family, vid } | Purpose::Refresh { key, family, vid } => {
                 if let Some(s) = self.searches.get_mut(&(family, key)) {
                     s.on_ack(now, &reply.id, vid);
-                    self.dirty.insert((family, key));
+                    self.searches.mark((family, key));
                 }
             }
             Purpose::Listen { key, family } => {
                 let public_stable = self.config.public_stable;
                 if let Some(s) = self.searches.get_mut(&(family, key)) {
                     s.on_listen_reply(now, &reply.id, reply.token.as_ref(), public_stable);
-                    self.dirty.insert((family, key));
+                    self.searches.mark((family, key));
                 }
             }
         }
@@ -304,7 +256,7 @@ impl Node {
                 // The storer lost it: a full put follows on the next step.
                 if let Some(s) = self.searches.get_mut(&(*family, *key)) {
                     s.on_put_failed(&p.node, *vid);
-                    self.dirty.insert((*family, *key));
+                    self.searches.mark((*family, *key));
                 }
             }
             (
@@ -325,12 +277,10 @@ impl Node {
                 {
                     s.on_put_failed(&p.node, vid);
                 }
-                for (k, s) in self.searches.iter_mut() {
-                    if k.0 == fam {
-                        s.on_unauthorized(&p.node);
-                        self.dirty.insert(*k);
-                    }
-                }
+                self.searches.for_family(fam, |_, s| {
+                    s.on_unauthorized(&p.node);
+                    true
+                });
             }
             _ => {
                 let _ = from;
@@ -353,7 +303,7 @@ impl Node {
                     && let Some(s) = self.searches.get_mut(&(family, key))
                 {
                     s.on_get_slow(&node, tid);
-                    self.dirty.insert((family, key));
+                    self.searches.mark((family, key));
                 }
             }
             Timeout::Expired { to, pending } => {
@@ -372,11 +322,7 @@ impl Node {
         }
         let fam = Family::of(&to);
         self.tables[fam].mark_expired(&id);
-        for (k, s) in self.searches.iter_mut() {
-            if k.0 == fam && s.on_node_expired(now, &id) {
-                self.dirty.insert(*k);
-            }
-        }
+        self.searches.for_family(fam, |_, s| s.on_node_expired(now, &id));
     }
 }
 

@@ -1,12 +1,191 @@
-//! The searches: stepping them and sending what they ask for.
+//! The set of searches (one per key and family), their wake-ups, the searches touched by the
+//! last input and the listen socket ids we handed out; and the node's stepping of them, which
+//! sends what they ask for.
 
 use super::*;
+
+/// Every search of the node, and when each wants to step again.
+#[derive(Debug)]
+pub(super) struct Searches {
+    map: BTreeMap<SearchKey, Search>,
+    /// Wake-ups, earliest first (with `wakeups`, each search's current one, to move it).
+    timers: BTreeSet<(Instant, SearchKey)>,
+    wakeups: BTreeMap<SearchKey, Instant>,
+    /// Searches touched since they last stepped: they step before the input returns.
+    dirty: BTreeSet<SearchKey>,
+    /// Listen socket ids we handed out (per peer address), and the search each belongs to.
+    sockets: BTreeMap<(SocketAddr, Tid), SearchKey>,
+    /// `Config::max_searches`.
+    max: usize,
+}
+
+impl Searches {
+    pub(super) fn new(max: usize) -> Searches {
+        Searches {
+            map: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            wakeups: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            sockets: BTreeMap::new(),
+            max,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub(super) fn get(&self, skey: &SearchKey) -> Option<&Search> {
+        self.map.get(skey)
+    }
+
+    pub(super) fn get_mut(&mut self, skey: &SearchKey) -> Option<&mut Search> {
+        self.map.get_mut(skey)
+    }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &Search> {
+        self.map.values()
+    }
+
+    /// Whether a search of `family` exists.
+    pub(super) fn any_of(&self, family: Family) -> bool {
+        self.map
+            .range((family, InfoHash::ZERO)..=(family, InfoHash([0xff; 20])))
+            .next()
+            .is_some()
+    }
+
+    /// Runs `f` on every search of `family`, in key order; those for which it returns true
+    /// step before the input returns.
+    pub(super) fn for_family(&mut self, family: Family, mut f: impl FnMut(&SearchKey, &mut Search) -> bool) {
+        for (k, s) in self
+            .map
+            .range_mut((family, InfoHash::ZERO)..=(family, InfoHash([0xff; 20])))
+        {
+            if f(k, s) {
+                self.dirty.insert(*k);
+            }
+        }
+    }
+
+    /// Runs `f` on every search; all of them step before the input returns.
+    pub(super) fn for_all(&mut self, mut f: impl FnMut(&mut Search)) {
+        for (k, s) in self.map.iter_mut() {
+            f(s);
+            self.dirty.insert(*k);
+        }
+    }
+
+    /// A command on `key` needs room for its two searches, unless they exist.
+    pub(super) fn check_room(&self, key: &InfoHash) -> Result<(), CommandError> {
+        let missing = Family::ALL
+            .iter()
+            .filter(|f| !self.map.contains_key(&(**f, *key)))
+            .count();
+        if self.map.len() + missing > self.max {
+            return Err(CommandError::TooManySearches(self.max));
+        }
+        Ok(())
+    }
+
+    /// The search of (`family`, `key`), created if there is room; it steps before the input
+    /// returns.
+    pub(super) fn ensure(&mut self, now: Instant, family: Family, key: InfoHash) -> Option<&mut Search> {
+        let skey = (family, key);
+        if !self.map.contains_key(&skey) {
+            if self.map.len() >= self.max {
+                return None;
+            }
+            self.map.insert(skey, Search::new(now, key, family));
+        }
+        self.dirty.insert(skey);
+        self.map.get_mut(&skey)
+    }
+
+    /// The search steps before the input returns.
+    pub(super) fn mark(&mut self, skey: SearchKey) {
+        self.dirty.insert(skey);
+    }
+
+    pub(super) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    pub(super) fn take_dirty(&mut self) -> BTreeSet<SearchKey> {
+        core::mem::take(&mut self.dirty)
+    }
+
+    /// After a step: the search's next wake-up, or its end when it has nothing left to do.
+    pub(super) fn reschedule(&mut self, now: Instant, skey: SearchKey) {
+        if let Some(old) = self.wakeups.remove(&skey) {
+            self.timers.remove(&(old, skey));
+        }
+        let Some(s) = self.map.get(&skey) else { return };
+        if s.is_idle() {
+            self.map.remove(&skey);
+            self.sockets.retain(|_, k| *k != skey);
+            return;
+        }
+        if let Some(t) = s.next_wakeup(now) {
+            let t = t.max(now + Duration::from_millis(1));
+            self.wakeups.insert(skey, t);
+            self.timers.insert((t, skey));
+        }
+    }
+
+    /// The earliest wake-up.
+    pub(super) fn next_wakeup(&self) -> Option<Instant> {
+        self.timers.first().map(|t| t.0)
+    }
+
+    /// Searches whose wake-up has come step before the input returns.
+    pub(super) fn wake_due(&mut self, now: Instant) {
+        while let Some(&(t, skey)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            tracing::trace!(reason = ?TimerReason::Search, key = %skey.1, family = ?skey.0, "timer fired");
+            self.timers.remove(&(t, skey));
+            self.wakeups.remove(&skey);
+            self.dirty.insert(skey);
+        }
+    }
+
+    /// The search a listen socket id we handed to `peer` belongs to.
+    pub(super) fn socket(&self, peer: SocketAddr, sid: Tid) -> Option<SearchKey> {
+        self.sockets.get(&(peer, sid)).copied()
+    }
+
+    pub(super) fn bind_socket(&mut self, peer: SocketAddr, sid: Tid, skey: SearchKey) {
+        self.sockets.insert((peer, sid), skey);
+    }
+
+    /// Forgets socket ids of nodes that left their search.
+    pub(super) fn forget_unused_sockets(&mut self) {
+        let map = &self.map;
+        self.sockets
+            .retain(|(_, sid), skey| map.get(skey).is_some_and(|s| s.has_sid(*sid)));
+    }
+
+    pub(super) fn compact(&mut self) {
+        use crate::compact::Compact;
+        self.map.compact();
+        self.timers.compact();
+        self.wakeups.compact();
+        self.dirty.compact();
+        self.sockets.compact();
+    }
+}
 
 impl Node {
     pub(super) fn step_search(&mut self, now: Instant, skey: SearchKey) {
         let (fam, key) = skey;
         let connecting = self.status[fam] != Status::Connected
-            && (self.bootstrap_at.is_some() || self.status[fam] == Status::Connecting);
+            && (self.timers.is_set(Timer::Bootstrap) || self.status[fam] == Status::Connecting);
         let public_stable = self.config.public_stable;
         let Some(s) = self.searches.get_mut(&skey) else {
             return;
@@ -25,21 +204,7 @@ impl Node {
         }
         self.apply_listen_changes(key, changes);
         self.run_actions(now, skey, actions);
-        // Reschedule, or drop a search with nothing left to do.
-        if let Some(old) = self.search_wakeups.remove(&skey) {
-            self.search_timers.remove(&(old, skey));
-        }
-        let Some(s) = self.searches.get(&skey) else { return };
-        if s.is_idle() {
-            self.searches.remove(&skey);
-            self.sockets.retain(|_, k| *k != skey);
-            return;
-        }
-        if let Some(t) = s.next_wakeup(now) {
-            let t = t.max(now + Duration::from_millis(1));
-            self.search_wakeups.insert(skey, t);
-            self.search_timers.insert((t, skey));
-        }
+        self.searches.reschedule(now, skey);
     }
 
     pub(super) fn run_actions(&mut self, now: Instant, skey: SearchKey, actions: Vec<Action>) {
@@ -112,7 +277,7 @@ impl Node {
                     query,
                 } => {
                     let sid = sid.unwrap_or_else(|| self.rpc.next_tid(to.addr, &mut self.rng));
-                    self.sockets.insert((to.addr, sid), skey);
+                    self.searches.bind_socket(to.addr, sid, skey);
                     let kind = RequestKind::Listen {
                         key,
                         token,

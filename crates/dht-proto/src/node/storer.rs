@@ -202,8 +202,7 @@ impl Node {
         let fresh = self.storage.get_value(&key, v.id).is_none();
         // Most stored values have no one listening: no copies made for them.
         let vid = v.id;
-        let heard =
-            !self.storage.listeners_of(&key).is_empty() || self.listens.values().any(|l| l.key == key);
+        let heard = !self.storage.listeners_of(&key).is_empty() || self.ops.listening_to(&key);
         let copy = heard.then(|| v.clone());
         let mut evicted = Vec::new();
         let outcome = self
@@ -348,7 +347,7 @@ impl Node {
     ) {
         let r = self.plain_reply(&from);
         self.send_reply(from, tid, r, &[]);
-        let Some(&skey) = self.sockets.get(&(from, sid)) else {
+        let Some(skey) = self.searches.socket(from, sid) else {
             return;
         };
         let (values, refreshed, expired) = match payload {
@@ -383,7 +382,7 @@ impl Node {
             &|v| types.value_type(v.value_type).expiration,
         );
         let key = s.key;
-        self.dirty.insert(skey);
+        self.searches.mark(skey);
         self.apply_listen_changes(key, changes);
     }
 }

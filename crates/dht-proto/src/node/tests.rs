@@ -1265,7 +1265,7 @@ fn the_listen_cache_is_bounded_and_evictions_are_reported() {
         ),
     );
     // Cancelled: the values it held expire, and no listen goes out any more.
-    let token = n.listens.keys().next().copied().unwrap();
+    let token = n.ops.listen_tokens()[0];
     let _ = events(&mut n);
     n.cancel_listen(Instant::from_secs(25), token).unwrap();
     assert_eq!(n.stats().searches, 0);
@@ -1359,7 +1359,7 @@ fn connectivity_change_makes_nodes_dubious_and_restarts_bootstrap() {
         "{out:?}"
     );
     assert_eq!(
-        n.bootstrap_at,
+        n.timers.get(Timer::Bootstrap),
         Some(t(3) + BOOTSTRAP_PERIOD * 2),
         "bootstrap is running again"
     );
