@@ -1,6 +1,118 @@
-//! Connectivity: status per family, bootstrap, maintenance of the routing tables (§4.3–§4.6).
+//! Connectivity: status per family, the public addresses peers see us at (§4.7), the
+//! bootstrap list and its back-off, and the node's maintenance of its routing tables
+//! (§4.3–§4.6).
 
 use super::*;
+
+/// Public addresses tallied per family.
+pub(super) const MAX_PUBLIC_ADDRS: usize = 32;
+/// First bootstrap retry, doubling up to a day.
+pub(super) const BOOTSTRAP_PERIOD: Duration = Duration::from_secs(10);
+const BOOTSTRAP_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// How the node is connected: per family, its status and the addresses peers report for us;
+/// the nodes to bootstrap from and how long to wait before pinging them again.
+#[derive(Debug)]
+pub(super) struct Connectivity {
+    status: PerFamily<Status>,
+    /// Each address peers reported for us, and how many times.
+    public_addrs: PerFamily<Vec<(IpAddr, u32)>>,
+    bootstrap: Vec<SocketAddr>,
+    bootstrap_period: Duration,
+}
+
+impl Connectivity {
+    pub(super) fn new() -> Connectivity {
+        Connectivity {
+            status: PerFamily::new(Status::Disconnected, Status::Disconnected),
+            public_addrs: PerFamily::default(),
+            bootstrap: Vec::new(),
+            bootstrap_period: BOOTSTRAP_PERIOD,
+        }
+    }
+
+    pub(super) fn status(&self, family: Family) -> Status {
+        self.status[family]
+    }
+
+    /// Records a new status; whether it changed.
+    pub(super) fn set_status(&mut self, family: Family, status: Status) -> bool {
+        let changed = self.status[family] != status;
+        self.status[family] = status;
+        changed
+    }
+
+    pub(super) fn any_connected(&self) -> bool {
+        self.status.iter().any(|s| *s == Status::Connected)
+    }
+
+    /// Our public addresses as peers report them, most reported first.
+    pub(super) fn public_addresses(&self, family: Family) -> Vec<IpAddr> {
+        let mut v = self.public_addrs[family].clone();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.into_iter().map(|(ip, _)| ip).collect()
+    }
+
+    /// The first of [`Connectivity::public_addresses`], without building the list (this runs
+    /// for every reply that reports our address).
+    fn top_public_address(&self, family: Family) -> Option<IpAddr> {
+        self.public_addrs[family]
+            .iter()
+            .min_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)))
+            .map(|e| e.0)
+    }
+
+    /// A peer reported `ip` as our address; the family's new top address when it changed.
+    pub(super) fn tally_public_address(&mut self, ip: IpAddr) -> Option<(Family, IpAddr)> {
+        let fam = Family::of_ip(&ip);
+        let before = self.top_public_address(fam);
+        let list = &mut self.public_addrs[fam];
+        if let Some(e) = list.iter_mut().find(|e| e.0 == ip) {
+            e.1 = e.1.saturating_add(1);
+        } else if list.len() < MAX_PUBLIC_ADDRS {
+            list.push((ip, 1));
+        }
+        let after = self.top_public_address(fam);
+        match after {
+            Some(addr) if after != before => Some((fam, addr)),
+            _ => None,
+        }
+    }
+
+    pub(super) fn forget_public_addresses(&mut self, family: Family) {
+        self.public_addrs[family].clear();
+    }
+
+    /// Adds a bootstrap node (forgetting the oldest past `max`); the back-off starts over.
+    pub(super) fn add_bootstrap(&mut self, addr: SocketAddr, max: usize) {
+        if !self.bootstrap.contains(&addr) {
+            if self.bootstrap.len() >= max && !self.bootstrap.is_empty() {
+                self.bootstrap.remove(0);
+            }
+            self.bootstrap.push(addr);
+        }
+        self.bootstrap_period = BOOTSTRAP_PERIOD;
+    }
+
+    pub(super) fn bootstrap_nodes(&self) -> &[SocketAddr] {
+        &self.bootstrap
+    }
+
+    /// Whether there are bootstrap nodes; if so the back-off starts over.
+    pub(super) fn restart_bootstrap(&mut self) -> bool {
+        if self.bootstrap.is_empty() {
+            return false;
+        }
+        self.bootstrap_period = BOOTSTRAP_PERIOD;
+        true
+    }
+
+    /// The wait before the next bootstrap round, doubled each time up to a day.
+    pub(super) fn next_bootstrap_wait(&mut self) -> Duration {
+        self.bootstrap_period = (self.bootstrap_period * 2).min(BOOTSTRAP_MAX);
+        self.bootstrap_period
+    }
+}
 
 impl Node {
     /// Starts bootstrapping from `addr` (port 0 means 4222): pings it now and, while no family
@@ -11,12 +123,7 @@ impl Node {
         if addr.port() == 0 {
             addr.set_port(crate::DEFAULT_PORT);
         }
-        if !self.bootstrap.contains(&addr) {
-            if self.bootstrap.len() >= self.config.max_bootstrap && !self.bootstrap.is_empty() {
-                self.bootstrap.remove(0);
-            }
-            self.bootstrap.push(addr);
-        }
+        self.connectivity.add_bootstrap(addr, self.config.max_bootstrap);
         self.send_request(
             now,
             addr,
@@ -25,7 +132,6 @@ impl Node {
             Purpose::Bootstrap,
             &[],
         );
-        self.bootstrap_period = BOOTSTRAP_PERIOD;
         self.timers.set(Timer::Bootstrap, now + BOOTSTRAP_PERIOD);
         self.after_input(now);
     }
@@ -35,7 +141,7 @@ impl Node {
     pub fn connectivity_changed(&mut self, now: Instant, family: Family) {
         self.last_input = self.last_input.max(now);
         self.tables[family].reset_times();
-        self.public_addrs[family].clear();
+        self.connectivity.forget_public_addresses(family);
         let mut all = Vec::new();
         self.searches.for_family(family, |k, s| {
             all.push((k.1, s.reset(now)));
@@ -44,8 +150,7 @@ impl Node {
         for (key, changes) in all {
             self.apply_listen_changes(key, changes);
         }
-        if !self.bootstrap.is_empty() {
-            self.bootstrap_period = BOOTSTRAP_PERIOD;
+        if self.connectivity.restart_bootstrap() {
             self.timers.set(Timer::Bootstrap, now);
         }
         self.after_input(now);
@@ -59,10 +164,9 @@ impl Node {
             if st == Status::Disconnected && self.rpc.is_bootstrapping() {
                 st = Status::Connecting;
             }
-            if st == self.status[fam] {
+            if !self.connectivity.set_status(fam, st) {
                 continue;
             }
-            self.status[fam] = st;
             self.emit(Event::StatusChanged {
                 family: fam,
                 status: st,
@@ -95,11 +199,11 @@ impl Node {
     }
 
     pub(super) fn bootstrap_job(&mut self, now: Instant) {
-        if self.status.iter().any(|s| *s == Status::Connected) {
+        if self.connectivity.any_connected() {
             self.timers.stop(Timer::Bootstrap);
             return;
         }
-        for addr in self.bootstrap.clone() {
+        for addr in self.connectivity.bootstrap_nodes().to_vec() {
             if !self.rpc.has_pending_to(addr) {
                 self.send_request(
                     now,
@@ -111,8 +215,8 @@ impl Node {
                 );
             }
         }
-        self.bootstrap_period = (self.bootstrap_period * 2).min(BOOTSTRAP_MAX);
-        self.timers.set(Timer::Bootstrap, now + self.bootstrap_period);
+        let wait = self.connectivity.next_bootstrap_wait();
+        self.timers.set(Timer::Bootstrap, now + wait);
     }
 
     /// `confirmNodes`: bucket maintenance, else neighbourhood maintenance (§4.3).
@@ -120,7 +224,7 @@ impl Node {
         let mut sent = false;
         let dual = self.config.dual_stack;
         for fam in Family::ALL {
-            if self.status[fam] == Status::Connected {
+            if self.connectivity.status(fam) == Status::Connected {
                 self.start_join(now, fam);
             }
             let rpc = &self.rpc;

@@ -5,10 +5,10 @@ use super::*;
 
 /// An encrypted put waiting for its recipient's public key.
 #[derive(Debug)]
-pub(super) struct KeyWait {
+struct KeyWait {
     id: InfoHash,
     found: Option<crate::crypto::PublicKey>,
-    puts: Vec<(OpId, InfoHash, Value, PutOptions)>,
+    puts: Vec<WaitingPut>,
 }
 
 /// Public keys remembered from lookups.
@@ -22,6 +22,80 @@ const KEY_VALUE_TYPE: u16 = 8;
 /// certificates at SHA-1 of the key's long id).
 pub fn public_key_location(id: &InfoHash) -> InfoHash {
     InfoHash::get(id.as_bytes())
+}
+
+/// The public-key book: keys found by lookups (bounded), the lookups in progress with the puts
+/// waiting for them, and whether our own key has been announced.
+#[derive(Debug, Default)]
+pub(super) struct KeyBook {
+    /// Public key lookups in progress, by their get.
+    waits: BTreeMap<OpId, KeyWait>,
+    /// Public keys found, by short id (bounded).
+    known: BTreeMap<InfoHash, crate::crypto::PublicKey>,
+    /// Our public key has been announced.
+    announced: bool,
+}
+
+type WaitingPut = (OpId, InfoHash, Value, PutOptions);
+
+impl KeyBook {
+    /// The key with short id `id`, if a lookup found it.
+    fn known(&self, id: &InfoHash) -> Option<crate::crypto::PublicKey> {
+        self.known.get(id).copied()
+    }
+
+    /// Adds `put` to the lookup of `id` in progress; gives it back when there is none.
+    fn join_lookup(&mut self, id: InfoHash, put: WaitingPut) -> Option<WaitingPut> {
+        match self.waits.values_mut().find(|w| w.id == id) {
+            Some(w) => {
+                w.puts.push(put);
+                None
+            }
+            None => Some(put),
+        }
+    }
+
+    /// A lookup of `id` by the get `op`, with its first waiting put.
+    fn start_lookup(&mut self, op: OpId, id: InfoHash, put: WaitingPut) {
+        let wait = KeyWait {
+            id,
+            found: None,
+            puts: vec![put],
+        };
+        self.waits.insert(op, wait);
+    }
+
+    /// Values found by the get `op`: the key it looks for, if one of them announces it.
+    fn found(&mut self, op: OpId, values: &[Value]) {
+        let Some(w) = self.waits.get_mut(&op) else { return };
+        for v in values {
+            if let Ok(pk) = crate::crypto::verify_value(v)
+                && pk.id() == w.id
+                && v.data == pk.to_spki_der()
+            {
+                w.found = Some(pk);
+            }
+        }
+    }
+
+    /// The get `op` is done: its lookup ends, and a key it found is remembered.
+    fn finish_lookup(&mut self, op: OpId) -> Option<KeyWait> {
+        let w = self.waits.remove(&op)?;
+        if let Some(pk) = w.found {
+            if self.known.len() >= MAX_KNOWN_KEYS
+                && let Some(first) = self.known.keys().next().copied()
+            {
+                self.known.remove(&first);
+            }
+            self.known.insert(w.id, pk);
+        }
+        Some(w)
+    }
+
+    pub(super) fn compact(&mut self) {
+        use crate::compact::Compact;
+        self.waits.compact();
+    }
 }
 
 impl Node {
@@ -39,7 +113,7 @@ impl Node {
         if self.config.identity.is_none() {
             return Err(CommandError::NoIdentity);
         }
-        if let Some(pk) = self.known_keys.get(&to).copied() {
+        if let Some(pk) = self.keys.known(&to) {
             return self.put_encrypted(now, key, &pk, value, opts);
         }
         self.accept_command(now, &key)?;
@@ -47,11 +121,9 @@ impl Node {
         let vid = value.id;
         let op = OpId(self.new_op());
         // One lookup per id, however many puts wait for it.
-        let waiting = self.key_waits.iter_mut().find(|(_, w)| w.id == to);
-        if let Some((_, w)) = waiting {
-            w.puts.push((op, key, value, opts));
+        let Some(put) = self.keys.join_lookup(to, (op, key, value, opts)) else {
             return Ok(PutHandle { op, vid });
-        }
+        };
         let query = Query::new(
             crate::value::Select::all(),
             crate::value::Where::any()
@@ -62,14 +134,7 @@ impl Node {
         self.accept_command(now, &location)?;
         // The wait exists before the get starts: our own storage may answer at once.
         let get = OpId(self.new_op());
-        self.key_waits.insert(
-            get,
-            KeyWait {
-                id: to,
-                found: None,
-                puts: vec![(op, key, value, opts)],
-            },
-        );
+        self.keys.start_lookup(get, to, put);
         self.start_get_with_op(now, location, query, true, get)?;
         Ok(PutHandle { op, vid })
     }
@@ -79,10 +144,10 @@ impl Node {
         let Some(me) = self.config.identity.clone() else {
             return;
         };
-        if self.key_announced || self.shutting_down {
+        if self.keys.announced || self.shutting_down {
             return;
         }
-        self.key_announced = true;
+        self.keys.announced = true;
         let public = me.public();
         let mut v = Value::new(KEY_VALUE_ID, public.to_spki_der());
         v.value_type = KEY_VALUE_TYPE;
@@ -114,30 +179,13 @@ impl Node {
             for e in events {
                 match e {
                     Event::Values { op, values, .. } => {
-                        if let Some(w) = self.key_waits.get_mut(&op) {
-                            for v in &values {
-                                if let Ok(pk) = crate::crypto::verify_value(v)
-                                    && pk.id() == w.id
-                                    && v.data == pk.to_spki_der()
-                                {
-                                    w.found = Some(pk);
-                                }
-                            }
-                        }
+                        self.keys.found(op, &values);
                     }
                     Event::GetDone { op, .. } => {
                         self.ops.unmark_internal(op);
-                        let Some(w) = self.key_waits.remove(&op) else {
+                        let Some(w) = self.keys.finish_lookup(op) else {
                             continue;
                         };
-                        if let Some(pk) = w.found {
-                            if self.known_keys.len() >= MAX_KNOWN_KEYS
-                                && let Some(first) = self.known_keys.keys().next().copied()
-                            {
-                                self.known_keys.remove(&first);
-                            }
-                            self.known_keys.insert(w.id, pk);
-                        }
                         for (pop, key, value, opts) in w.puts {
                             let sealed = match (w.found, self.config.identity.clone()) {
                                 (Some(pk), Some(me)) => Some(crate::crypto::encrypt_value(

@@ -30,7 +30,7 @@ use crate::event::{
     CommandError, DropReason, Event, Family, ListenToken, MessageKind, OpId, PerFamily, PutOutcome, Stats,
     Status, Transmit,
 };
-use crate::routing::{Confirm, MAX_AUTH_ERRORS, RoutingTable};
+use crate::routing::{Confirm, RoutingTable};
 use crate::rpc::{self, Blacklist, Pending, Purpose, RateLimiter, Rpc, Timeout, Tokens};
 use crate::search::{
     Action, Announce, ListenChange, REANNOUNCE_MARGIN, Search, Sent, Speculation, TARGET_NODES,
@@ -46,11 +46,6 @@ use crate::{InfoHash, Instant};
 
 /// A listen push is split once about this many bytes of values are in one update.
 const MAX_MESSAGE_VALUE_SIZE: usize = 56 * 1024;
-/// Public addresses tallied per family.
-const MAX_PUBLIC_ADDRS: usize = 32;
-/// First bootstrap retry, doubling up to a day.
-const BOOTSTRAP_PERIOD: Duration = Duration::from_secs(10);
-const BOOTSTRAP_MAX: Duration = Duration::from_secs(24 * 3600);
 /// Neighbourhood maintenance runs while our bucket grew within this window.
 const NEIGHBOURHOOD_WINDOW: Duration = Duration::from_secs(150);
 
@@ -107,22 +102,15 @@ pub struct Node {
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
     stats: Stats,
-    status: PerFamily<Status>,
-    public_addrs: PerFamily<Vec<(IpAddr, u32)>>,
-    bootstrap: Vec<SocketAddr>,
-    bootstrap_period: Duration,
+    connectivity: Connectivity,
     /// The node's own periodic jobs.
     timers: TimerTable,
     /// (monotonic, Unix seconds) at one moment, when the driver gave us the wall clock.
     unix: Option<(Instant, i64)>,
     shutting_down: bool,
     shutdown_reported: bool,
-    /// Public key lookups in progress, by their get.
-    key_waits: BTreeMap<OpId, KeyWait>,
-    /// Public keys found, by short id (bounded).
-    known_keys: BTreeMap<InfoHash, crate::crypto::PublicKey>,
-    /// Our public key has been announced.
-    key_announced: bool,
+    /// Public keys: ours announced, others looked up.
+    keys: KeyBook,
     last_input: Instant,
     /// Whether searches should explore as OpenDHT's do, or frugally (see [`Speculation`]).
     speculation: Speculation,
@@ -142,7 +130,10 @@ mod tests;
 mod timers;
 
 pub use commands::PutHandle;
-use keys::KeyWait;
+use connectivity::Connectivity;
+#[cfg(test)]
+use connectivity::{BOOTSTRAP_PERIOD, MAX_PUBLIC_ADDRS};
+use keys::KeyBook;
 pub use keys::public_key_location;
 use ops::Operations;
 use requester::{message_kind, value_of_row};
@@ -197,17 +188,12 @@ impl Node {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
-            status: PerFamily::new(Status::Disconnected, Status::Disconnected),
-            public_addrs: PerFamily::default(),
-            bootstrap: Vec::new(),
-            bootstrap_period: BOOTSTRAP_PERIOD,
+            connectivity: Connectivity::new(),
             timers,
             unix: None,
             shutting_down: false,
             shutdown_reported: false,
-            key_waits: BTreeMap::new(),
-            known_keys: BTreeMap::new(),
-            key_announced: false,
+            keys: KeyBook::default(),
             last_input: now,
             speculation: Speculation::new(),
             rng,
@@ -232,7 +218,7 @@ impl Node {
 
     /// Connectivity of `family`.
     pub fn status(&self, family: Family) -> Status {
-        self.status[family]
+        self.connectivity.status(family)
     }
 
     /// Counters and gauges.
@@ -261,18 +247,7 @@ impl Node {
 
     /// Our public addresses as peers report them, most reported first (ports unknown).
     pub fn public_addresses(&self, family: Family) -> Vec<IpAddr> {
-        let mut v = self.public_addrs[family].clone();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v.into_iter().map(|(ip, _)| ip).collect()
-    }
-
-    /// The first of [`Node::public_addresses`], without building the list (this runs for every
-    /// reply that reports our address).
-    fn top_public_address(&self, family: Family) -> Option<IpAddr> {
-        self.public_addrs[family]
-            .iter()
-            .min_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)))
-            .map(|e| e.0)
+        self.connectivity.public_addresses(family)
     }
 
     /// The routing table of `family`, one bucket per paragraph, for display.
@@ -464,7 +439,7 @@ impl Node {
         self.ops.compact();
         self.transmits.compact();
         self.events.compact();
-        self.key_waits.compact();
+        self.keys.compact();
     }
 
     /// Steps the searches touched by the last input, then updates statuses.

@@ -183,19 +183,8 @@ impl Node {
     }
 
     pub(super) fn tally_public_address(&mut self, ip: IpAddr) {
-        let fam = Family::of_ip(&ip);
-        let before = self.top_public_address(fam);
-        let list = &mut self.public_addrs[fam];
-        if let Some(e) = list.iter_mut().find(|e| e.0 == ip) {
-            e.1 = e.1.saturating_add(1);
-        } else if list.len() < MAX_PUBLIC_ADDRS {
-            list.push((ip, 1));
-        }
-        let after = self.top_public_address(fam);
-        if after != before
-            && let Some(addr) = after
-        {
-            self.emit(Event::PublicAddressChanged { family: fam, addr });
+        if let Some((family, addr)) = self.connectivity.tally_public_address(ip) {
+            self.emit(Event::PublicAddressChanged { family, addr });
         }
     }
 }

@@ -53,13 +53,7 @@ impl Node {
                 continue;
             }
             self.storage.set_replicated(&key, fp);
-            let responsible = self.tables.iter().any(|t| {
-                let c = t.closest(now, &key, TARGET_NODES, false);
-                !c.is_empty()
-                    && (c.len() < TARGET_NODES
-                        || c.last()
-                            .is_some_and(|far| key.xor_cmp(&self.id, &far.id) == core::cmp::Ordering::Less))
-            });
+            let responsible = self.tables.iter().any(|t| t.responsible_for(now, &key, &self.id));
             if !responsible {
                 continue;
             }

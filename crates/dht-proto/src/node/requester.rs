@@ -266,12 +266,7 @@ impl Node {
                 ErrorCode::UNAUTHORIZED,
             ) => {
                 let fam = *family;
-                if let Some(n) = self.tables[fam].get_mut(&p.node) {
-                    n.auth_errors = n.auth_errors.saturating_add(1);
-                    if n.auth_errors > MAX_AUTH_ERRORS {
-                        n.expired = true;
-                    }
-                }
+                self.tables[fam].on_auth_error(&p.node);
                 if let Purpose::Put { vid, key, .. } | Purpose::Refresh { vid, key, .. } = p.purpose
                     && let Some(s) = self.searches.get_mut(&(fam, key))
                 {

@@ -184,8 +184,9 @@ impl Searches {
 impl Node {
     pub(super) fn step_search(&mut self, now: Instant, skey: SearchKey) {
         let (fam, key) = skey;
-        let connecting = self.status[fam] != Status::Connected
-            && (self.timers.is_set(Timer::Bootstrap) || self.status[fam] == Status::Connecting);
+        let status = self.connectivity.status(fam);
+        let connecting = status != Status::Connected
+            && (self.timers.is_set(Timer::Bootstrap) || status == Status::Connecting);
         let public_stable = self.config.public_stable;
         let Some(s) = self.searches.get_mut(&skey) else {
             return;

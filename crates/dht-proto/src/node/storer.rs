@@ -153,11 +153,7 @@ impl Node {
         // Values arrive inline here: fragmented ones were reassembled first.
         let Values::Inline(values) = values else { return };
         // §7.3: we are not among the closest nodes we know for the key: drop silently.
-        let closest = self.tables[Family::of(&from)].closest(now, &key, 14, true);
-        let too_far = closest.len() >= TARGET_NODES
-            && closest
-                .last()
-                .is_some_and(|far| key.xor_cmp(&far.id, &self.id) == core::cmp::Ordering::Less);
+        let too_far = !self.tables[Family::of(&from)].takes_store(now, &key, &self.id);
         let created = self.instant_of_unix(now, created);
         for v in values {
             if v.id == 0 {

@@ -999,7 +999,7 @@ fn bounded_queues_count_what_they_drop() {
     for i in 1..=5u8 {
         n.bootstrap(t(0), SocketAddr::from(([10, 9, 0, i], 4222)));
     }
-    assert_eq!(n.bootstrap.len(), 2);
+    assert_eq!(n.connectivity.bootstrap_nodes().len(), 2);
     // Reported public addresses.
     let mut n = node();
     for i in 0..100u8 {
