@@ -226,9 +226,14 @@ impl Node {
     ) {
         let fresh = self.storage.get_value(&key, v.id).is_none();
         let mut evicted = Vec::new();
-        let outcome = self
-            .storage
-            .store(now, key, v.clone(), created, expiration, None, &mut evicted);
+        let outcome = self.storage.store(
+            now,
+            key,
+            v.clone(),
+            Life { created, expiration },
+            None,
+            &mut evicted,
+        );
         self.on_evicted(now, evicted);
         match outcome {
             StoreOutcome::Stored => self.tell_stored(now, key, v, fresh),

@@ -33,9 +33,9 @@ use crate::event::{
 use crate::routing::{Confirm, RoutingTable};
 use crate::rpc::{self, Blacklist, Pending, Purpose, RateLimiter, Rpc, Timeout, Tokens};
 use crate::search::{
-    Action, Announce, ListenChange, REANNOUNCE_MARGIN, Search, Sent, Speculation, TARGET_NODES,
+    Action, Announce, ListenChange, ListenUpdate, REANNOUNCE_MARGIN, Search, Sent, Speculation, TARGET_NODES,
 };
-use crate::storage::{self, Evicted, RemoteListener, Storage, StoreOutcome};
+use crate::storage::{self, Evicted, Life, RemoteListener, Storage, StoreOutcome};
 use crate::value::{FieldRow, FieldValue, Query, Value, ValueId};
 use crate::wire::fragment::{self, Progress, Reassembler};
 use crate::wire::{

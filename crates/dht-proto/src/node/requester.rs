@@ -125,8 +125,18 @@ impl Node {
             self.stats.count_out(MessageKind::ValueData);
             self.queue(to, p.clone());
         }
-        self.rpc
-            .start(now, &mut self.rng, to, tid, node, purpose, packet, parts);
+        self.rpc.start(
+            now,
+            &mut self.rng,
+            rpc::Outgoing {
+                to,
+                tid,
+                node,
+                purpose,
+                packet,
+                parts,
+            },
+        );
         Some(tid)
     }
 

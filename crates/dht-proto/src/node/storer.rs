@@ -2,8 +2,24 @@
 
 use super::*;
 
+/// Who sent the request being answered.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Asker {
+    /// Its address.
+    from: SocketAddr,
+    /// The request's transaction id.
+    tid: Tid,
+    /// Its node id.
+    id: InfoHash,
+}
+
 impl Node {
     pub(super) fn on_request(&mut self, now: Instant, from: SocketAddr, tid: Tid, req: Request) {
+        let asker = Asker {
+            from,
+            tid,
+            id: req.id,
+        };
         match req.kind {
             RequestKind::Ping => {
                 let r = self.plain_reply(&from);
@@ -19,18 +35,18 @@ impl Node {
                 values,
                 created,
                 token,
-            } => self.on_put(now, from, tid, key, values, created, &token),
+            } => self.on_put(now, asker, key, values, created, &token),
             RequestKind::Listen {
                 key,
                 token,
                 sid,
                 query,
                 ..
-            } => self.on_listen(now, from, tid, req.id, key, &token, sid, query),
+            } => self.on_listen(now, asker, key, &token, sid, query),
             RequestKind::Refresh { key, vid, token } => self.on_refresh(now, from, tid, key, vid, &token),
             RequestKind::Update {
                 sid, token, payload, ..
-            } => self.on_update(now, from, tid, req.id, sid, token, payload),
+            } => self.on_update(now, asker, sid, token, payload),
         }
     }
 
@@ -136,17 +152,16 @@ impl Node {
         true
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_put(
         &mut self,
         now: Instant,
-        from: SocketAddr,
-        tid: Tid,
+        asker: Asker,
         key: InfoHash,
         values: Values,
         created: Option<i64>,
         token: &[u8],
     ) {
+        let Asker { from, tid, .. } = asker;
         if !self.write_allowed(from, tid, &key, token, "Put") {
             return;
         }
@@ -203,7 +218,7 @@ impl Node {
         let mut evicted = Vec::new();
         let outcome = self
             .storage
-            .store(now, key, v, created, expiration, source, &mut evicted);
+            .store(now, key, v, Life { created, expiration }, source, &mut evicted);
         self.on_evicted(now, evicted);
         match outcome {
             StoreOutcome::Stored => {
@@ -259,18 +274,16 @@ impl Node {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_listen(
         &mut self,
         now: Instant,
-        from: SocketAddr,
-        tid: Tid,
-        node: InfoHash,
+        asker: Asker,
         key: InfoHash,
         token: &[u8],
         sid: Tid,
         query: Query,
     ) {
+        let Asker { from, tid, id: node } = asker;
         if !self.write_allowed(from, tid, &key, token, "Listen") {
             return;
         }
@@ -330,17 +343,15 @@ impl Node {
     }
 
     /// A push from a node we listen to (§2.10 step 4). Always answered, even for an unknown sid.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_update(
         &mut self,
         now: Instant,
-        from: SocketAddr,
-        tid: Tid,
-        node: InfoHash,
+        asker: Asker,
         sid: Tid,
         token: Option<Vec<u8>>,
         payload: UpdatePayload,
     ) {
+        let Asker { from, tid, id: node } = asker;
         let r = self.plain_reply(&from);
         self.send_reply(from, tid, r, &[]);
         let Some(skey) = self.searches.socket(from, sid) else {
@@ -358,6 +369,12 @@ impl Node {
             UpdatePayload::Refreshed(r) => (Vec::new(), r, Vec::new()),
             UpdatePayload::Expired(e) => (Vec::new(), Vec::new(), e),
         };
+        let update = ListenUpdate {
+            token,
+            values,
+            refreshed,
+            expired,
+        };
         let max_cache = self.config.max_listen_cache;
         let types = &self.config;
         let Some(s) = self.searches.get_mut(&skey) else {
@@ -366,17 +383,9 @@ impl Node {
         if !s.has_socket(&node, sid) {
             return;
         }
-        let changes = s.on_update(
-            now,
-            &node,
-            sid,
-            token.as_ref(),
-            values,
-            &refreshed,
-            &expired,
-            max_cache,
-            &|v| types.value_type(v.value_type).expiration,
-        );
+        let changes = s.on_update(now, &node, sid, update, max_cache, &|v| {
+            types.value_type(v.value_type).expiration
+        });
         let key = s.key;
         self.searches.mark(skey);
         self.apply_listen_changes(key, changes);
