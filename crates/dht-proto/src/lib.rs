@@ -114,25 +114,29 @@
 mod compact;
 mod config;
 pub mod crypto;
+mod error;
 mod event;
+mod family;
 mod infohash;
+mod msgpack;
 mod node;
 mod routing;
 mod rpc;
 mod search;
 pub mod state;
+mod stats;
 mod storage;
 mod time;
 pub mod value;
 pub mod wire;
 
 pub use config::Config;
-pub use event::{
-    CommandError, DropReason, Event, Family, ListenToken, MessageKind, OpId, PutOutcome, Stats, Status,
-    Transmit,
-};
+pub use error::CommandError;
+pub use event::{Event, ListenToken, OpId, PutOutcome, Transmit};
+pub use family::{Family, Status};
 pub use infohash::{HASH_LEN, InfoHash, ParseHashError};
 pub use node::{ExportedValue, Node, PutHandle, PutOptions, TimerReason, public_key_location};
+pub use stats::{DropReason, MessageKind, Stats};
 pub use time::Instant;
 
 /// OpenDHT's default UDP port.

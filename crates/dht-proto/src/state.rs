@@ -27,7 +27,7 @@ use crate::node::ExportedValue;
 use crate::value::Value;
 use rmp::Marker;
 
-use crate::wire::msgpack::{Reader, write};
+use crate::msgpack::{Reader, write};
 use crate::wire::{DecodeError, NodeInfo};
 use crate::{HASH_LEN, InfoHash};
 

@@ -50,6 +50,7 @@ impl Node {
     /// Looks `key` up: values stored here come at once, then values found on the network, each
     /// in [`Event::Values`]; [`Event::GetDone`] ends it.
     pub fn get(&mut self, now: Instant, key: InfoHash, query: Query) -> Result<OpId, CommandError> {
+        tracing::debug!(%key, "command: get");
         self.start_get(now, key, query, false)
     }
 
@@ -97,6 +98,7 @@ impl Node {
 
     /// Stops a get: no more events for it.
     pub fn cancel_get(&mut self, now: Instant, op: OpId) -> Result<(), CommandError> {
+        tracing::debug!(?op, "command: cancel_get");
         let key = self.ops.remove_get(op).ok_or(CommandError::UnknownOperation)?;
         for fam in Family::ALL {
             if let Some(s) = self.searches.get_mut(&(fam, key)) {
@@ -156,6 +158,7 @@ impl Node {
         mut value: Value,
         opts: PutOptions,
     ) -> Result<PutHandle, CommandError> {
+        tracing::debug!(%key, vid = value.id, permanent = opts.permanent, "command: put");
         self.accept_command(now, &key)?;
         let size = value.size();
         if size > crate::value::MAX_VALUE_SIZE {
@@ -246,6 +249,7 @@ impl Node {
     /// Stops announcing value `vid` at `key` and drops our copy. A put still in progress reports
     /// done with what was acknowledged so far.
     pub fn cancel_put(&mut self, now: Instant, key: InfoHash, vid: ValueId) -> Result<(), CommandError> {
+        tracing::debug!(%key, vid, "command: cancel_put");
         self.last_input = self.last_input.max(now);
         let mut found = false;
         for fam in Family::ALL {
@@ -287,6 +291,7 @@ impl Node {
     /// Listens to `key`: [`Event::ListenAdded`] for values present now and added later,
     /// [`Event::ListenExpired`] when they go.
     pub fn listen(&mut self, now: Instant, key: InfoHash, query: Query) -> Result<ListenToken, CommandError> {
+        tracing::debug!(%key, "command: listen");
         self.accept_command(now, &key)?;
         let token = ListenToken(self.new_op());
         let local: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
@@ -309,6 +314,7 @@ impl Node {
 
     /// Stops a listen. Remote nodes forget it on their own when it is no longer renewed.
     pub fn cancel_listen(&mut self, now: Instant, token: ListenToken) -> Result<(), CommandError> {
+        tracing::debug!(?token, "command: cancel_listen");
         self.last_input = self.last_input.max(now);
         let key = self
             .ops
@@ -329,6 +335,7 @@ impl Node {
     /// refreshed, and puts in progress go on; [`Event::ShutdownComplete`] follows once they are
     /// done. The driver decides how long to wait for it.
     pub fn shutdown(&mut self, now: Instant) {
+        tracing::debug!("command: shutdown");
         self.last_input = self.last_input.max(now);
         self.shutting_down = true;
         let gets = self.ops.get_ids();

@@ -118,6 +118,7 @@ impl Node {
     /// Starts bootstrapping from `addr` (port 0 means 4222): pings it now and, while no family
     /// is connected, again after 10 s, 20 s, … up to once a day.
     pub fn bootstrap(&mut self, now: Instant, addr: SocketAddr) {
+        tracing::debug!(%addr, "command: bootstrap");
         self.last_input = self.last_input.max(now);
         let mut addr = rpc::unmap(addr);
         if addr.port() == 0 {
@@ -139,6 +140,7 @@ impl Node {
     /// The network of `family` changed (new interface, address, …): every node becomes dubious,
     /// searches start over and bootstrap resumes if needed.
     pub fn connectivity_changed(&mut self, now: Instant, family: Family) {
+        tracing::debug!(?family, "command: connectivity_changed");
         self.last_input = self.last_input.max(now);
         self.tables[family].reset_times();
         self.connectivity.forget_public_addresses(family);

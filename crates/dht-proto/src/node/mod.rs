@@ -26,15 +26,15 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::config::Config;
-use crate::event::{
-    CommandError, DropReason, Event, Family, ListenToken, MessageKind, OpId, PerFamily, PutOutcome, Stats,
-    Status, Transmit,
-};
+use crate::error::CommandError;
+use crate::event::{Event, ListenToken, OpId, PutOutcome, Transmit};
+use crate::family::{Family, PerFamily, Status};
 use crate::routing::{Confirm, RoutingTable};
 use crate::rpc::{self, Blacklist, Pending, Purpose, RateLimiter, Rpc, Timeout, Tokens};
 use crate::search::{
     Action, Announce, ListenChange, ListenUpdate, REANNOUNCE_MARGIN, Search, Sent, Speculation, TARGET_NODES,
 };
+use crate::stats::{DropReason, MessageKind, Stats};
 use crate::storage::{self, Evicted, Life, RemoteListener, Storage, StoreOutcome};
 use crate::value::{FieldRow, FieldValue, Query, Value, ValueId};
 use crate::wire::fragment::{self, Progress, Reassembler};

@@ -13,20 +13,20 @@ impl Node {
     pub(super) fn receive(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let from = rpc::unmap(from);
         if rpc::is_martian(&from) {
-            return self.stats.drop(DropReason::Martian);
+            return self.drop_datagram(from, DropReason::Martian);
         }
         if self.blacklist.contains(&from) {
-            return self.stats.drop(DropReason::Blacklisted);
+            return self.drop_datagram(from, DropReason::Blacklisted);
         }
         if data.len() > wire::MAX_DATAGRAM {
-            return self.stats.drop(DropReason::TooLarge);
+            return self.drop_datagram(from, DropReason::TooLarge);
         }
         let msg = match wire::decode(data) {
             Ok(m) => m,
-            Err(_) => return self.stats.drop(DropReason::Malformed),
+            Err(_) => return self.drop_datagram(from, DropReason::Malformed),
         };
         if msg.network != self.config.network {
-            return self.stats.drop(DropReason::WrongNetwork);
+            return self.drop_datagram(from, DropReason::WrongNetwork);
         }
         self.stats.count_in(message_kind(&msg));
         if let Body::ValueData(parts) = msg.body {
@@ -37,13 +37,13 @@ impl Node {
             match self.reassembler.on_parts(now, from, msg.tid, parts) {
                 Ok(Progress::Complete(m)) => self.process(now, from, m),
                 Ok(Progress::Pending { .. }) => {}
-                Err(_) => self.stats.drop(DropReason::Reassembly),
+                Err(_) => self.drop_datagram(from, DropReason::Reassembly),
             }
             return;
         }
         match msg.sender_id() {
             Some(id) if *id != self.id && !id.is_zero() => {}
-            _ => return self.stats.drop(DropReason::BadSenderId),
+            _ => return self.drop_datagram(from, DropReason::BadSenderId),
         }
         let is_request = matches!(msg.body, Body::Request(_));
         if fragment::is_fragmented(&msg) {
@@ -52,12 +52,12 @@ impl Node {
                     return;
                 }
             } else if self.rpc.get(from, msg.tid).is_none() {
-                return self.stats.drop(DropReason::Unexpected);
+                return self.drop_datagram(from, DropReason::Unexpected);
             }
             match self.reassembler.on_header(now, from, msg) {
                 Ok(Progress::Complete(m)) => self.process(now, from, m),
                 Ok(Progress::Pending { .. }) => {}
-                Err(_) => self.stats.drop(DropReason::Reassembly),
+                Err(_) => self.drop_datagram(from, DropReason::Reassembly),
             }
             return;
         }
@@ -71,11 +71,11 @@ impl Node {
         match self.limiter.admit(now, &from.ip()) {
             Ok(()) => true,
             Err(rpc::Refusal::Peer) => {
-                self.stats.drop(DropReason::RateLimitedPeer);
+                self.drop_datagram(*from, DropReason::RateLimitedPeer);
                 false
             }
             Err(rpc::Refusal::Global) => {
-                self.stats.drop(DropReason::RateLimitedGlobal);
+                self.drop_datagram(*from, DropReason::RateLimitedGlobal);
                 false
             }
         }
@@ -186,5 +186,11 @@ impl Node {
         if let Some((family, addr)) = self.connectivity.tally_public_address(ip) {
             self.emit(Event::PublicAddressChanged { family, addr });
         }
+    }
+
+    /// Drops a datagram from `from`: counted by reason, and traced.
+    fn drop_datagram(&mut self, from: SocketAddr, reason: DropReason) {
+        tracing::debug!(%from, ?reason, "datagram dropped");
+        self.stats.drop(reason);
     }
 }

@@ -36,6 +36,7 @@ impl Node {
             return;
         };
         if self.events.len() >= self.config.max_event_queue {
+            tracing::debug!("event dropped: the event queue is full");
             self.stats.event_overflow += 1;
             return;
         }
@@ -44,6 +45,7 @@ impl Node {
 
     pub(super) fn queue(&mut self, to: SocketAddr, data: Vec<u8>) {
         if self.transmits.len() >= self.config.max_transmit_queue {
+            tracing::debug!(%to, "transmit dropped: the transmit queue is full");
             self.stats.transmit_overflow += 1;
             return;
         }
@@ -112,6 +114,7 @@ impl Node {
         data: &[Vec<u8>],
     ) -> Option<Tid> {
         if self.rpc.is_full() {
+            tracing::debug!(%to, "request not sent: the pending table is full");
             self.stats.pending_overflow += 1;
             return None;
         }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use rand_core::RngCore;
 
-use crate::event::{Family, Status};
+use crate::family::{Family, Status};
 use crate::wire::NodeInfo;
 use crate::{InfoHash, Instant};
 

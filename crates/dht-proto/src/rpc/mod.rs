@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use rand_core::RngCore;
 
-use crate::event::Family;
+use crate::family::Family;
 use crate::value::ValueId;
 use crate::wire::Tid;
 use crate::{InfoHash, Instant};

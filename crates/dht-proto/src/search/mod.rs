@@ -10,7 +10,8 @@ use core::time::Duration;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use crate::event::{Family, ListenToken, OpId};
+use crate::event::{ListenToken, OpId};
+use crate::family::Family;
 use crate::value::{Query, Value, ValueId};
 use crate::wire::{NodeInfo, Tid, Token};
 use crate::{InfoHash, Instant};

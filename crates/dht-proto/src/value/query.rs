@@ -12,8 +12,8 @@ use core::fmt;
 
 use super::Value;
 use crate::InfoHash;
+use crate::msgpack::{Reader, Seen, write};
 use crate::wire::DecodeError;
-use crate::wire::msgpack::{Reader, Seen, write};
 
 /// A value field that a query can select or match (OpenDHT's `Value::Field` ids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{MAX_VALUE_SIZE, Value};
 use crate::InfoHash;
-use crate::wire::msgpack::{Reader, write};
+use crate::msgpack::{Reader, write};
 
 /// The numeric id of a [`ValueType`], as carried in a value's body.
 pub type ValueTypeId = u16;

@@ -5,9 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use rmp::Marker;
 
 use super::DecodeError;
-use super::msgpack::{Reader, Seen, write};
 use super::node_info::NodeInfo;
 use crate::InfoHash;
+use crate::msgpack::{Reader, Seen, write};
 use crate::value::{Field, FieldRow, FieldValue, Query, Value, ValueId};
 
 /// A transaction id. Requests carry a fresh one; replies echo it.

@@ -1,8 +1,8 @@
 //! Codec tests: byte-exact examples, receiver rules, round trips and hostile input.
 
-use super::msgpack::write;
 use super::*;
 use crate::InfoHash;
+use crate::msgpack::write;
 use crate::value::tests::arb_value;
 use crate::value::{Field, FieldRow, FieldValue, Query, Select, Value, Where};
 use proptest::prelude::*;
