@@ -1,5 +1,6 @@
 //! What the node tells its driver: events and transmits, and the ids that name operations.
 
+use crate::prelude::*;
 use core::net::{IpAddr, SocketAddr};
 
 use crate::InfoHash;

@@ -109,7 +109,21 @@
 //! assert!(wire::decode(&[0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
 //! ```
 
+#![no_std]
 #![deny(rustdoc::broken_intra_doc_links)]
+
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+/// The `alloc` types every module uses, which `no_std` leaves out of the language prelude.
+mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::format;
+    pub(crate) use alloc::string::String;
+    pub(crate) use alloc::vec;
+    pub(crate) use alloc::vec::Vec;
+}
 
 mod compact;
 mod config;

@@ -4,6 +4,7 @@
 //! against the bytes that remain before anything is taken, and skipping an unknown value walks
 //! nested containers with an explicit, bounded stack. Markers are classified by `rmp`.
 
+use crate::prelude::*;
 use rmp::Marker;
 
 /// The largest datagram OpenDHT receives (its receive buffer).
@@ -471,6 +472,7 @@ impl Blob<'_> {
 /// Writer helpers over `Vec<u8>`: writing to a vector cannot fail, so the `rmp` results are
 /// discarded in one place.
 pub(crate) mod write {
+    use crate::prelude::*;
     use rmp::encode;
 
     pub(crate) fn map(out: &mut Vec<u8>, n: u32) {

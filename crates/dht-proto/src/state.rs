@@ -21,7 +21,8 @@
 //! assert_eq!(back, values);
 //! ```
 
-use std::time::Duration;
+use crate::prelude::*;
+use core::time::Duration;
 
 use crate::node::ExportedValue;
 use crate::value::Value;

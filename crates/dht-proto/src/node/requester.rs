@@ -62,8 +62,9 @@ impl Node {
     /// thread's that keeps its capacity: a message costs one allocation, and a request kept for
     /// retransmission holds no spare capacity. (A buffer per thread, not per node: a thread
     /// may carry thousands of nodes.)
+    #[cfg(feature = "std")]
     pub(super) fn encode(&self, msg: Message) -> Vec<u8> {
-        thread_local! {
+        std::thread_local! {
             static SCRATCH: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
         }
         let msg = self.stamp(msg);
@@ -80,6 +81,13 @@ impl Node {
             }
             Err(_) => msg.encode_to_vec(),
         })
+    }
+
+    /// Encodes `msg` (stamped). Without std there are no threads to keep a scratch buffer
+    /// in: the same bytes, through a growing buffer.
+    #[cfg(not(feature = "std"))]
+    pub(super) fn encode(&self, msg: Message) -> Vec<u8> {
+        self.stamp(msg).encode_to_vec()
     }
 
     pub(super) fn send_message(&mut self, to: SocketAddr, msg: Message, kind: MessageKind) {

@@ -65,7 +65,7 @@ fn drain(n: &mut Node) -> Vec<(SocketAddr, Message)> {
 }
 
 fn events(n: &mut Node) -> Vec<Event> {
-    std::iter::from_fn(|| n.poll_event()).collect()
+    core::iter::from_fn(|| n.poll_event()).collect()
 }
 
 fn only_reply(out: &[(SocketAddr, Message)]) -> &Reply {
@@ -1055,7 +1055,7 @@ fn same_seed_same_inputs_same_bytes() {
             while let Some(tx) = n.poll_transmit(Instant::ZERO, &mut buf) {
                 wire_out.push((tx.destination, buf.clone()));
             }
-            evs.extend(std::iter::from_fn(|| n.poll_event()));
+            evs.extend(core::iter::from_fn(|| n.poll_event()));
         };
         n.bootstrap(t(0), peer(1).1);
         pump(&mut n);
@@ -1869,7 +1869,7 @@ fn get_asking(peers: &[(InfoHash, SocketAddr)], holders: &[usize]) -> (Vec<usize
     let key = InfoHash::get("k");
     let op = n.get(t(1), key, Query::default()).unwrap();
     let (mut asked, mut found) = (Vec::new(), false);
-    let mut queue = std::collections::VecDeque::new();
+    let mut queue = alloc::collections::VecDeque::new();
     let mut now = 2;
     for _ in 0..400 {
         for (to, m) in drain(&mut n) {

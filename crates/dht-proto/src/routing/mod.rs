@@ -2,8 +2,9 @@
 //! OpenDHT's rules, node states, the bucket's replacement candidate, closest-node lookup and the
 //! maintenance that keeps buckets fresh.
 
+use crate::prelude::*;
+use core::net::SocketAddr;
 use core::time::Duration;
-use std::net::SocketAddr;
 
 use rand_core::RngCore;
 
@@ -138,7 +139,7 @@ pub(crate) struct RoutingTable {
     bootstrap_mode: bool,
     buckets: Vec<Bucket>,
     /// Nodes removed as expired, tried again later (bounded).
-    graveyard: std::collections::VecDeque<Grave>,
+    graveyard: alloc::collections::VecDeque<Grave>,
     /// Last time a node was added to our own bucket.
     pub grow_time: Option<Instant>,
 }
@@ -155,7 +156,7 @@ impl RoutingTable {
             own,
             bootstrap_mode,
             buckets: vec![Bucket::new(InfoHash::ZERO)],
-            graveyard: std::collections::VecDeque::new(),
+            graveyard: alloc::collections::VecDeque::new(),
             grow_time: None,
         }
     }

@@ -8,9 +8,10 @@
 mod limiter;
 mod token;
 
+use crate::prelude::*;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
 
 use rand_core::RngCore;
 

@@ -6,9 +6,10 @@
 //! A search never sends anything itself: [`Search::step`] returns [`Action`]s, the node sends
 //! them and reports the transaction ids back with [`Search::sent`].
 
+use crate::prelude::*;
+use alloc::collections::BTreeMap;
+use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use crate::event::{ListenToken, OpId};
 use crate::family::Family;
@@ -1152,6 +1153,7 @@ impl Search {
 #[cfg(test)]
 mod tests {
     use super::Speculation;
+    use crate::prelude::*;
 
     #[test]
     fn speculation_stops_when_it_finds_nothing_and_comes_back_when_it_pays() {

@@ -2,9 +2,10 @@
 //! edit policy, quotas per key, per source address and in total, and the remote listeners that
 //! are told of changes.
 
+use crate::prelude::*;
+use alloc::collections::{BTreeMap, BTreeSet};
+use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 
 use crate::rpc::ip_key;
 use crate::value::{Query, Value, ValueId};

@@ -18,6 +18,7 @@ pub use types::{StorePolicy, ValueType, ValueTypeId, decode_sockaddr, encode_soc
 
 use crate::InfoHash;
 use crate::msgpack::{Reader, Seen, write};
+use crate::prelude::*;
 use crate::wire::DecodeError;
 
 /// A value id: chosen by the writer, random by default; 0 is invalid.

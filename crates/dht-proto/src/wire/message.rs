@@ -1,6 +1,7 @@
 //! Typed messages, and their decoding and encoding.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use crate::prelude::*;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rmp::Marker;
 
