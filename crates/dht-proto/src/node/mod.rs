@@ -1,22 +1,39 @@
-//! The node: one owner that routes between the sub-machines. Where each protocol rule lives:
+//! The node: one owner that routes between the sub-machines. [`Node`] itself (this file) holds
+//! the inputs, the outputs and the timer dispatch; each concern is a type of its own, in its own
+//! file, that the node owns and routes between:
+//!
+//! | file | owns |
+//! |---|---|
+//! | `timers.rs` | [`TimerTable`]: the node's own periodic jobs, named by [`TimerReason`] |
+//! | `searches.rs` | [`Searches`]: every search, its wake-up, the dirty set, listen socket ids; stepping them, `run_actions` |
+//! | `ops.rs` | [`Operations`]: our gets, puts, listens and their op ids, internal operations |
+//! | `connectivity.rs` | [`Connectivity`]: status, public addresses, bootstrap; routing maintenance |
+//! | `keys.rs` | [`KeyBook`]: our key's announce, key lookups, keys found |
+//! | `replicator.rs` | [`Replicator`]: re-replication of values we store for others |
+//! | `receive.rs` | the receive pipeline: admission, reassembly, learning senders |
+//! | `storer.rs` | the storer role: answering requests, pushing to remote listeners |
+//! | `requester.rs` | the requester role: sending requests; their replies, errors, timeouts |
+//! | `commands.rs` | the user's commands |
+//!
+//! Where each protocol rule lives:
 //!
 //! | rule (`opendht-wire.md`) | where |
 //! |---|---|
-//! | receive pipeline, §2.12 | [`Node::handle_datagram`] → `receive` → `process` |
+//! | receive pipeline, §2.12 | [`Node::handle_datagram`] → `receive` → `process` (`receive.rs`) |
 //! | martian sources, IPv4-mapped sources, §8.3 | `rpc::is_martian`, `rpc::unmap` |
 //! | rate limits, §8.1 | `rpc::RateLimiter`, charged in `receive` |
 //! | fragments, §1.2 | `wire::fragment` (`Reassembler`), fed in `receive`; sent by `send_request` / `send_reply` |
-//! | per-peer tids, retransmission, timeouts, §2.4 | `rpc::Rpc`; timeouts handled in `on_timeout` |
-//! | tokens, §2.9 | `rpc::Tokens`; checked in `on_put`, `on_listen`, `on_refresh` |
-//! | answering requests, §2.5–§2.7, §7.3 | `on_request` and the `on_*` handlers below it |
-//! | routing table, node states, §4.1–§4.2 | `routing::RoutingTable`; fed by `learn` |
-//! | maintenance, bootstrap, status, §4.3–§4.6 | `maintenance`, `bootstrap_job`, `update_status` |
-//! | public address, §4.7 | `tally_public_address` |
-//! | searches: get, put, listen, §5 | `search::Search`; actions run by `run_actions` |
-//! | storage, quotas, expiry, edit policy, §7 | `storage::Storage`; `store_value`, `store_local`; expiry in `handle_timeout` → `report_removed` |
-//! | listen pushes to remote listeners, §2.10 | `notify_listeners` |
-//! | listen results for our own listens | `apply_listen_changes` |
-//! | re-replication (our departure) | `replicate` |
+//! | per-peer tids, retransmission, timeouts, §2.4 | `rpc::Rpc`; timeouts handled in `on_timeout` (`requester.rs`) |
+//! | tokens, §2.9 | `rpc::Tokens`; checked in `on_put`, `on_listen`, `on_refresh` (`storer.rs`) |
+//! | answering requests, §2.5–§2.7, §7.3 | `on_request` and the `on_*` handlers (`storer.rs`); "among the closest": `RoutingTable::takes_store` |
+//! | routing table, node states, §4.1–§4.2 | `routing::RoutingTable`; fed by `learn`; auth errors: `RoutingTable::on_auth_error` |
+//! | maintenance, bootstrap, status, §4.3–§4.6 | `maintenance`, `bootstrap_job`, `update_status` (`connectivity.rs`) |
+//! | public address, §4.7 | `Connectivity::tally_public_address` |
+//! | searches: get, put, listen, §5 | `search::Search`; actions run by `run_actions` (`searches.rs`) |
+//! | storage, quotas, expiry, edit policy, §7 | `storage::Storage`; `store_value` (`storer.rs`), `store_local` (`commands.rs`); expiry in `handle_timeout` → `report_removed` |
+//! | listen pushes to remote listeners, §2.10 | `notify_listeners` (`storer.rs`) |
+//! | listen results for our own listens | `Operations::listen_changes` |
+//! | re-replication (our departure) | `replicate`, `Replicator` (`replicator.rs`) |
 
 use crate::prelude::*;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -83,8 +100,60 @@ pub struct ExportedValue {
 
 type SearchKey = (Family, InfoHash);
 
-/// The sans-IO DHT node. See the crate docs for the run loop and `docs/architecture.md` for
-/// the contract.
+/// The sans-IO DHT node: a state machine that never reads a clock, a socket or an OS random
+/// source. The driver gives it everything, and follows this contract:
+///
+/// 1. **Create** it with [`Node::new`]`(config, seed, now)`. Every random choice comes from
+///    ChaCha20 streams derived from `seed`; `now` is the driver's monotonic clock as an
+///    [`Instant`] (any origin). If it knows the wall clock, it calls [`Node::set_unix_time`].
+/// 2. **Feed inputs**: [`Node::handle_datagram`] for every datagram received (either family), and
+///    [`Node::handle_timeout`] when the time [`Node::poll_timeout`] named has come (early or
+///    late is harmless; never is not: retransmissions, searches and expiry stall).
+/// 3. **Issue commands** whenever the user asks ([`Node::bootstrap`], [`Node::get`],
+///    [`Node::put`], [`Node::listen`], their cancels, [`Node::shutdown`], …). They return at once
+///    (an id, or a [`CommandError`] for the caller's mistakes); results come later as events.
+/// 4. **After every input and every command, drain the outputs**: [`Node::poll_transmit`] until
+///    `None` (send each from the socket of its destination's family), and [`Node::poll_event`]
+///    until `None`.
+/// 5. **Sleep** until the next datagram or [`Node::poll_timeout`], whichever comes first
+///    ([`Node::next_timer`] also says why, as a [`TimerReason`]).
+/// 6. **Shut down** with [`Node::shutdown`]: gets end, listens drop, puts in progress finish,
+///    then [`Event::ShutdownComplete`]. The driver decides how long to wait for it.
+///
+/// Queues are bounded: a driver that does not drain them loses the overflow, counted in
+/// [`Stats`]. Bad remote input is never an error: it is dropped and counted by [`DropReason`].
+/// The same seed and the same calls give byte-identical outputs. `docs/architecture.md` has the
+/// long form; the crate docs show two nodes talking.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use dht_proto::{Config, Event, Instant, Node, TimerReason};
+///
+/// let mut now = Instant::ZERO;
+/// let mut node = Node::new(Config::default(), [7; 32], now);
+/// let peer: SocketAddr = "192.0.2.1:4222".parse().unwrap();
+///
+/// // A command, then drain: the bootstrap ping, for the driver's IPv4 socket.
+/// node.bootstrap(now, peer);
+/// let mut buf = Vec::new();
+/// while let Some(t) = node.poll_transmit(now, &mut buf) {
+///     assert_eq!(t.destination, peer);
+///     let _datagram: &[u8] = &buf[..t.len];
+/// }
+/// while let Some(_event) = node.poll_event() {}
+///
+/// // No reply comes: sleep until the node's next timer (the ping's retransmission), then feed it.
+/// let (at, why) = node.next_timer().unwrap();
+/// assert_eq!(why, TimerReason::Request);
+/// now = at;
+/// node.handle_timeout(now);
+/// assert!(node.poll_transmit(now, &mut buf).is_some(), "the ping again");
+///
+/// // Shut down: nothing is pending, so it completes at once.
+/// node.shutdown(now);
+/// let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
+/// assert!(events.contains(&Event::ShutdownComplete));
+/// ```
 #[derive(Debug)]
 pub struct Node {
     config: Config,
@@ -113,6 +182,8 @@ pub struct Node {
     /// Public keys: ours announced, others looked up.
     keys: KeyBook,
     last_input: Instant,
+    /// Re-replication of the values we store for others.
+    replicator: Replicator,
     /// Whether searches should explore as OpenDHT's do, or frugally (see [`Speculation`]).
     speculation: Speculation,
 }
@@ -137,6 +208,7 @@ use connectivity::{BOOTSTRAP_PERIOD, MAX_PUBLIC_ADDRS};
 use keys::KeyBook;
 pub use keys::public_key_location;
 use ops::Operations;
+use replicator::Replicator;
 use requester::{message_kind, value_of_row};
 use searches::Searches;
 use storer::Notice;
@@ -196,6 +268,7 @@ impl Node {
             shutdown_reported: false,
             keys: KeyBook::default(),
             last_input: now,
+            replicator: Replicator::new(config.replicate_period),
             speculation: Speculation::new(),
             rng,
             secret_rng,
