@@ -244,6 +244,7 @@ impl Rpc {
 
     /// The next request whose timer has passed: retransmitted (its datagrams are pushed to
     /// `out`) or expired.
+    #[must_use]
     pub(crate) fn poll_timeout(
         &mut self,
         now: Instant,
