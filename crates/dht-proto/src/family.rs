@@ -44,19 +44,47 @@ pub enum Status {
 }
 
 /// One `T` per family, indexed by [`Family`] (no index can be out of range).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct PerFamily<T> {
+///
+/// ```
+/// use dht_proto::{Family, PerFamily};
+///
+/// let mut nodes = PerFamily::new(3, 0);
+/// *nodes.get_mut(Family::V6) += 2;
+/// assert_eq!(nodes[Family::V6], 2);
+/// assert_eq!(nodes.iter().sum::<i32>(), 5);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PerFamily<T> {
+    /// The IPv4 value.
     pub v4: T,
+    /// The IPv6 value.
     pub v6: T,
 }
 
 impl<T> PerFamily<T> {
-    pub(crate) fn new(v4: T, v6: T) -> PerFamily<T> {
+    /// The IPv4 and IPv6 values.
+    pub const fn new(v4: T, v6: T) -> PerFamily<T> {
         PerFamily { v4, v6 }
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+    /// The value of `family`.
+    pub fn get(&self, family: Family) -> &T {
+        &self[family]
+    }
+
+    /// The value of `family`, to change.
+    pub fn get_mut(&mut self, family: Family) -> &mut T {
+        &mut self[family]
+    }
+
+    /// Both values, IPv4 first.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
         [&self.v4, &self.v6].into_iter()
+    }
+
+    /// Each family with its value, IPv4 first.
+    pub fn pairs(&self) -> impl Iterator<Item = (Family, &T)> {
+        [(Family::V4, &self.v4), (Family::V6, &self.v6)].into_iter()
     }
 }
 

@@ -147,7 +147,7 @@ pub mod wire;
 pub use config::Config;
 pub use error::CommandError;
 pub use event::{Event, ListenToken, OpId, PutOutcome, Transmit};
-pub use family::{Family, Status};
+pub use family::{Family, PerFamily, Status};
 pub use infohash::{HASH_LEN, InfoHash, ParseHashError};
 pub use node::{ExportedValue, Node, PutHandle, PutOptions, TimerReason, public_key_location};
 pub use stats::{DropReason, MessageKind, Stats};

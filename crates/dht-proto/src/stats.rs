@@ -141,6 +141,22 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Nodes in the routing table of `family`.
+    pub fn nodes_in(&self, family: crate::Family) -> usize {
+        match family {
+            crate::Family::V4 => self.nodes[0],
+            crate::Family::V6 => self.nodes[1],
+        }
+    }
+
+    /// Good nodes in the routing table of `family`.
+    pub fn good_nodes_in(&self, family: crate::Family) -> usize {
+        match family {
+            crate::Family::V4 => self.good_nodes[0],
+            crate::Family::V6 => self.good_nodes[1],
+        }
+    }
+
     /// Datagrams received of `kind`.
     pub fn received(&self, kind: MessageKind) -> u64 {
         self.received.get(kind as usize).copied().unwrap_or(0)
