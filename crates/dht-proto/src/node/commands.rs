@@ -80,7 +80,13 @@ impl Node {
             self.ops.mark_internal(op);
         }
         self.ops.add_get(op, key, query.clone());
-        let local: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
+        let local: Vec<Value> = self
+            .storer
+            .storage
+            .get(&key, &query)
+            .into_iter()
+            .cloned()
+            .collect();
         self.deliver(op, &local);
         let wide = self.speculation.next_search();
         for fam in Family::ALL {
@@ -123,7 +129,7 @@ impl Node {
         let me = self.config.identity.clone().ok_or(CommandError::NoIdentity)?;
         self.fill_id(&mut value);
         let owner = me.public().to_spki_der();
-        if let Some(old) = self.storage.get_value(&key, value.id)
+        if let Some(old) = self.storer.storage.get_value(&key, value.id)
             && old.value.owner.as_ref() == Some(&owner)
         {
             value.seq = value.seq.max(old.value.seq.saturating_add(1));
@@ -227,9 +233,9 @@ impl Node {
         created: Instant,
         expiration: Option<Instant>,
     ) {
-        let fresh = self.storage.get_value(&key, v.id).is_none();
+        let fresh = self.storer.storage.get_value(&key, v.id).is_none();
         let mut evicted = Vec::new();
-        let outcome = self.storage.store(
+        let outcome = self.storer.storage.store(
             now,
             key,
             v.clone(),
@@ -264,12 +270,13 @@ impl Node {
             }
         }
         if self
+            .storer
             .storage
             .get_value(&key, vid)
             .is_some_and(|s| s.source.is_none())
         {
             found = true;
-            if let Some(v) = self.storage.remove(&key, vid) {
+            if let Some(v) = self.storer.storage.remove(&key, vid) {
                 self.report_removed(now, vec![(key, v)]);
             }
         }
@@ -294,7 +301,13 @@ impl Node {
         tracing::debug!(%key, "command: listen");
         self.accept_command(now, &key)?;
         let token = ListenToken(self.new_op());
-        let local: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
+        let local: Vec<Value> = self
+            .storer
+            .storage
+            .get(&key, &query)
+            .into_iter()
+            .cloned()
+            .collect();
         self.ops.add_listen(token, key, query.clone(), &local);
         if !local.is_empty() {
             self.emit(Event::ListenAdded {
@@ -382,7 +395,8 @@ impl Node {
     /// Every stored value with the life it has left.
     pub fn export_values(&self) -> Vec<ExportedValue> {
         let now = self.last_input;
-        self.storage
+        self.storer
+            .storage
             .all()
             .flat_map(|(k, entries)| {
                 entries.iter().map(move |s| ExportedValue {

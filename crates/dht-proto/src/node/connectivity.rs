@@ -283,7 +283,7 @@ impl Node {
             let pings = self.tables[fam].expire(now);
             self.ping_all(now, pings);
         }
-        self.storage.expire_listeners(now);
+        self.storer.storage.expire_listeners(now);
         // Socket ids of nodes that left their search.
         self.searches.forget_unused_sockets();
         self.timers.set(

@@ -11,8 +11,8 @@
 //! | `keys.rs` | [`KeyBook`]: our key's announce, key lookups, keys found |
 //! | `replicator.rs` | [`Replicator`]: re-replication of values we store for others |
 //! | `receive.rs` | the receive pipeline: admission, reassembly, learning senders |
-//! | `storer.rs` | the storer role: answering requests, pushing to remote listeners |
-//! | `requester.rs` | the requester role: sending requests; their replies, errors, timeouts |
+//! | `storer.rs` | [`Storer`] (storage and write tokens): the storer role, answering requests and pushing to remote listeners |
+//! | `requester.rs` | the requester role (its state: `rpc::Rpc`): sending requests; their replies, errors, timeouts |
 //! | `commands.rs` | the user's commands |
 //!
 //! Where each protocol rule lives:
@@ -161,12 +161,12 @@ pub struct Node {
     rng: ChaCha20Rng,
     secret_rng: ChaCha20Rng,
     rpc: Rpc,
-    tokens: Tokens,
     limiter: RateLimiter,
     blacklist: Blacklist,
     reassembler: Reassembler,
     tables: PerFamily<RoutingTable>,
-    storage: Storage,
+    /// The storer role's state: what we store for others and ourselves, and write tokens.
+    storer: Storer,
     searches: Searches,
     ops: Operations,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -211,7 +211,7 @@ use ops::Operations;
 use replicator::Replicator;
 use requester::{message_kind, value_of_row};
 use searches::Searches;
-use storer::Notice;
+use storer::{Notice, Storer};
 pub use timers::TimerReason;
 use timers::{Timer, TimerTable};
 
@@ -242,7 +242,10 @@ impl Node {
         }
         Node {
             rpc: Rpc::new(config.max_pending_requests),
-            tokens: Tokens::new(now, &mut secret_rng),
+            storer: Storer {
+                tokens: Tokens::new(now, &mut secret_rng),
+                storage: Storage::new(limits),
+            },
             limiter: RateLimiter::new(
                 now,
                 config.max_req_per_sec,
@@ -255,7 +258,6 @@ impl Node {
                 RoutingTable::new(Family::V4, id, config.bootstrap_mode),
                 RoutingTable::new(Family::V6, id, config.bootstrap_mode),
             ),
-            storage: Storage::new(limits),
             searches: Searches::new(config.max_searches),
             ops: Operations::new(),
             transmits: VecDeque::new(),
@@ -305,10 +307,10 @@ impl Node {
         s.nodes = [n4, n6];
         s.good_nodes = [g4, g6];
         s.searches = self.searches.len();
-        s.stored_keys = self.storage.keys();
-        s.stored_values = self.storage.values();
-        s.stored_bytes = self.storage.bytes();
-        s.remote_listeners = self.storage.listeners();
+        s.stored_keys = self.storer.storage.keys();
+        s.stored_values = self.storer.storage.values();
+        s.stored_bytes = self.storer.storage.bytes();
+        s.remote_listeners = self.storer.storage.listeners();
         s.pending_requests = self.rpc.len();
         s.operations = self.ops.len();
         s
@@ -339,7 +341,8 @@ impl Node {
 
     /// Values stored here at `key`.
     pub fn local_values(&self, key: &InfoHash) -> Vec<Value> {
-        self.storage
+        self.storer
+            .storage
             .entries(key)
             .iter()
             .map(|s| s.value.clone())
@@ -350,7 +353,8 @@ impl Node {
     /// memory benchmark).
     pub fn heap_bytes(&self) -> usize {
         let tables: usize = self.tables.iter().map(RoutingTable::heap_bytes).sum();
-        let values: usize = self.storage.bytes() + self.storage.values() * size_of::<storage::Stored>();
+        let values: usize =
+            self.storer.storage.bytes() + self.storer.storage.values() * size_of::<storage::Stored>();
         let searches = self.searches.len() * size_of::<Search>();
         tables + values + searches
     }
@@ -420,7 +424,7 @@ impl Node {
     #[must_use]
     pub fn next_timer(&self) -> Option<(Instant, TimerReason)> {
         // Called after every input: folded by hand over what each sub-machine reports.
-        let mut next = (self.tokens.next_rotation(), TimerReason::TokenRotation);
+        let mut next = (self.storer.tokens.next_rotation(), TimerReason::TokenRotation);
         let mut consider = |at: Option<Instant>, why: TimerReason| {
             if let Some(at) = at
                 && at < next.0
@@ -433,7 +437,7 @@ impl Node {
         }
         consider(self.rpc.next_deadline(), TimerReason::Request);
         consider(self.reassembler.next_deadline(), TimerReason::Reassembly);
-        consider(self.storage.next_expiry(), TimerReason::ValueExpiry);
+        consider(self.storer.storage.next_expiry(), TimerReason::ValueExpiry);
         consider(self.searches.next_wakeup(), TimerReason::Search);
         if self.searches.has_dirty() {
             consider(Some(self.last_input), TimerReason::SearchStep);
@@ -468,15 +472,15 @@ impl Node {
             self.on_timeout(now, t);
         }
         self.reassembler.expire(now);
-        let removed = self.storage.expire(now);
+        let removed = self.storer.storage.expire(now);
         if !removed.is_empty() {
             tracing::trace!(reason = ?TimerReason::ValueExpiry, values = removed.len(), "timer fired");
         }
         self.report_removed(now, removed);
-        if self.tokens.next_rotation() <= now {
+        if self.storer.tokens.next_rotation() <= now {
             tracing::trace!(reason = ?TimerReason::TokenRotation, "timer fired");
         }
-        self.tokens.maybe_rotate(now, &mut self.secret_rng);
+        self.storer.tokens.maybe_rotate(now, &mut self.secret_rng);
         if self.fires(Timer::Bootstrap, now) {
             self.bootstrap_job(now);
         }
@@ -505,7 +509,7 @@ impl Node {
         self.blacklist.compact();
         self.limiter.compact();
         self.reassembler.compact();
-        self.storage.compact();
+        self.storer.storage.compact();
         for f in Family::ALL {
             self.tables[f].compact();
         }

@@ -83,7 +83,7 @@ impl Node {
         if self.shutting_down || self.unix.is_none() {
             return;
         }
-        let keys = self.storage.remote_keys();
+        let keys = self.storer.storage.remote_keys();
         let pings = self.replicator.quiet_replicas(&self.tables, now, &keys);
         self.ping_all(now, pings);
         for (key, last) in keys {
@@ -91,12 +91,12 @@ impl Node {
             if last == Some(fp) {
                 continue;
             }
-            self.storage.set_replicated(&key, fp);
+            self.storer.storage.set_replicated(&key, fp);
             let responsible = self.tables.iter().any(|t| t.responsible_for(now, &key, &self.id));
             if !responsible {
                 continue;
             }
-            let values = Replicator::values_to_announce(&self.storage, now, &key);
+            let values = Replicator::values_to_announce(&self.storer.storage, now, &key);
             if values.is_empty() {
                 continue;
             }

@@ -2,6 +2,52 @@
 
 use super::*;
 
+/// The storer role's state: the values and remote listeners we hold, and the write tokens we
+/// hand out and check (§2.9). The requester role's state is [`Rpc`], the requests in flight.
+#[derive(Debug)]
+pub(super) struct Storer {
+    pub(super) storage: Storage,
+    pub(super) tokens: Tokens,
+}
+
+impl Storer {
+    /// Values stored at `key` that match `query`, in order, while they fit in `budget` bytes.
+    fn values_within(&self, key: &InfoHash, query: &Query, budget: usize) -> Vec<Value> {
+        let mut budget = budget;
+        self.storage
+            .get(key, query)
+            .into_iter()
+            .take_while(|v| {
+                let size = v.size();
+                let fits = size <= budget;
+                budget = budget.saturating_sub(size);
+                fits
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// `values` cut into the batches of one `update` each, about 56 KiB of values per batch.
+    fn batches(values: Vec<Value>) -> Vec<Vec<Value>> {
+        let mut batch: Vec<Value> = Vec::new();
+        let mut size = 0;
+        let mut batches = Vec::new();
+        for v in values {
+            let s = v.size();
+            if !batch.is_empty() && size + s > MAX_MESSAGE_VALUE_SIZE {
+                batches.push(core::mem::take(&mut batch));
+                size = 0;
+            }
+            size += s;
+            batch.push(v);
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+        batches
+    }
+}
+
 /// Who sent the request being answered.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Asker {
@@ -75,7 +121,7 @@ impl Node {
         if want.ipv6 {
             r.nodes6 = self.tables[Family::V6].closest(now, target, TARGET_NODES, true);
         }
-        r.token = Some(self.tokens.make(from));
+        r.token = Some(self.storer.tokens.make(from));
         r
     }
 
@@ -97,19 +143,9 @@ impl Node {
             );
         }
         let mut r = self.nodes_reply(now, &from, &key, want);
-        let mut budget = self.config.max_reply_values_bytes;
-        let values: Vec<Value> = self
-            .storage
-            .get(&key, &query)
-            .into_iter()
-            .take_while(|v| {
-                let size = v.size();
-                let fits = size <= budget;
-                budget = budget.saturating_sub(size);
-                fits
-            })
-            .cloned()
-            .collect();
+        let values = self
+            .storer
+            .values_within(&key, &query, self.config.max_reply_values_bytes);
         let mut data = Vec::new();
         if !query.select.is_empty() {
             // A select is answered with the selected fields only (`fileds`).
@@ -144,7 +180,7 @@ impl Node {
             self.send_error(from, tid, ErrorCode::NON_AUTHORITATIVE_INFORMATION, &text);
             return false;
         }
-        if !self.tokens.check(&from, token) {
+        if !self.storer.tokens.check(&from, token) {
             let text = format!("{what} with wrong token");
             self.send_error(from, tid, ErrorCode::UNAUTHORIZED, &text);
             return false;
@@ -210,15 +246,16 @@ impl Node {
             return false;
         };
         let expiration = Some(created + ty.expiration);
-        let fresh = self.storage.get_value(&key, v.id).is_none();
+        let fresh = self.storer.storage.get_value(&key, v.id).is_none();
         // Most stored values have no one listening: no copies made for them.
         let vid = v.id;
-        let heard = !self.storage.listeners_of(&key).is_empty() || self.ops.listening_to(&key);
+        let heard = !self.storer.storage.listeners_of(&key).is_empty() || self.ops.listening_to(&key);
         let copy = heard.then(|| v.clone());
         let mut evicted = Vec::new();
-        let outcome = self
-            .storage
-            .store(now, key, v, Life { created, expiration }, source, &mut evicted);
+        let outcome =
+            self.storer
+                .storage
+                .store(now, key, v, Life { created, expiration }, source, &mut evicted);
         self.on_evicted(now, evicted);
         match outcome {
             StoreOutcome::Stored => {
@@ -226,7 +263,7 @@ impl Node {
                     // The putter reaches the closest nodes itself; we re-announce only once
                     // that set changes.
                     let fp = self.closest_fingerprint(now, &key);
-                    self.storage.set_replicated(&key, fp);
+                    self.storer.storage.set_replicated(&key, fp);
                 }
                 if let Some(v) = copy {
                     self.tell_stored(now, key, v, fresh);
@@ -294,13 +331,19 @@ impl Node {
             query: query.clone(),
             last: now,
         };
-        let added = self.storage.add_listener(now, key, l.clone());
+        let added = self.storer.storage.add_listener(now, key, l.clone());
         let mut r = self.plain_reply(&from);
-        r.token = Some(self.tokens.make(&from));
+        r.token = Some(self.storer.tokens.make(&from));
         self.send_reply(from, tid, r, &[]);
         match added {
             Some(true) => {
-                let values: Vec<Value> = self.storage.get(&key, &query).into_iter().cloned().collect();
+                let values: Vec<Value> = self
+                    .storer
+                    .storage
+                    .get(&key, &query)
+                    .into_iter()
+                    .cloned()
+                    .collect();
                 if !values.is_empty() {
                     self.push_to(now, &l, key, Notice::Values(values));
                 }
@@ -319,15 +362,16 @@ impl Node {
         vid: ValueId,
         token: &[u8],
     ) {
-        if !self.tokens.check(&from, token) {
+        if !self.storer.tokens.check(&from, token) {
             return self.send_error(from, tid, ErrorCode::UNAUTHORIZED, "Refresh with wrong token");
         }
         let life = self
+            .storer
             .storage
             .get_value(&key, vid)
             .map(|s| self.config.value_type(s.value.value_type).expiration)
             .unwrap_or(Duration::ZERO);
-        if self.storage.refresh(now, &key, vid, life).is_none() {
+        if self.storer.storage.refresh(now, &key, vid, life).is_none() {
             return self.send_error(
                 from,
                 tid,
@@ -403,7 +447,7 @@ pub(super) enum Notice {
 impl Node {
     /// Tells every remote listener of `key` (§2.10 step 5).
     pub(super) fn notify_listeners(&mut self, now: Instant, key: InfoHash, notice: Notice) {
-        let listeners: Vec<RemoteListener> = self.storage.listeners_of(&key).to_vec();
+        let listeners: Vec<RemoteListener> = self.storer.storage.listeners_of(&key).to_vec();
         if listeners.is_empty() {
             return;
         }
@@ -425,25 +469,10 @@ impl Node {
 
     /// Sends `notice` to one listener as `update` requests, values split in ~56 KiB batches.
     pub(super) fn push_to(&mut self, now: Instant, l: &RemoteListener, key: InfoHash, notice: Notice) {
-        let token = Some(self.tokens.make(&l.addr));
+        let token = Some(self.storer.tokens.make(&l.addr));
         match notice {
             Notice::Values(values) => {
-                let mut batch: Vec<Value> = Vec::new();
-                let mut size = 0;
-                let mut batches = Vec::new();
-                for v in values {
-                    let s = v.size();
-                    if !batch.is_empty() && size + s > MAX_MESSAGE_VALUE_SIZE {
-                        batches.push(core::mem::take(&mut batch));
-                        size = 0;
-                    }
-                    size += s;
-                    batch.push(v);
-                }
-                if !batch.is_empty() {
-                    batches.push(batch);
-                }
-                for b in batches {
+                for b in Storer::batches(values) {
                     let out = fragment::prepare(&b);
                     let kind = RequestKind::Update {
                         key,
