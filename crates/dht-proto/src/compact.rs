@@ -5,7 +5,8 @@
 //! for a moment (a search, a request in flight) and then sit empty for minutes; together they
 //! would be most of an idle node's heap. [`Compact::compact`] drops what an empty one holds.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::prelude::*;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A container that can let go of the memory it holds while empty.
 pub(crate) trait Compact {
@@ -48,7 +49,7 @@ impl<T> Compact for Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::Compact;
-    use std::collections::{BTreeMap, VecDeque};
+    use alloc::collections::{BTreeMap, VecDeque};
 
     #[test]
     fn empty_containers_are_reset_and_full_ones_kept() {

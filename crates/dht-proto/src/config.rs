@@ -2,6 +2,7 @@
 //! constants (`opendht-wire.md` §15) where OpenDHT has one, and a stated choice of ours where it
 //! has none.
 
+use crate::prelude::*;
 use core::time::Duration;
 
 use crate::InfoHash;

@@ -28,6 +28,7 @@
 //! assert!(open(&alice, &boxed, b"context").is_err());
 //! ```
 
+use crate::prelude::*;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
@@ -125,8 +126,8 @@ pub struct Identity {
     signing: SigningKey,
 }
 
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // Never print the secret.
         f.debug_struct("Identity")
             .field("public", &self.public())

@@ -280,9 +280,11 @@ impl AsRef<[u8]> for InfoHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
     use proptest::prelude::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
+    use std::string::ToString;
 
     fn h(bytes: &[u8]) -> InfoHash {
         let mut b = [0u8; HASH_LEN];

@@ -109,30 +109,48 @@
 //! assert!(wire::decode(&[0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
 //! ```
 
+#![no_std]
 #![deny(rustdoc::broken_intra_doc_links)]
+
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+/// The `alloc` types every module uses, which `no_std` leaves out of the language prelude.
+mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::format;
+    pub(crate) use alloc::string::String;
+    pub(crate) use alloc::vec;
+    pub(crate) use alloc::vec::Vec;
+}
 
 mod compact;
 mod config;
 pub mod crypto;
+mod error;
 mod event;
+mod family;
 mod infohash;
+mod msgpack;
 mod node;
 mod routing;
 mod rpc;
 mod search;
 pub mod state;
+mod stats;
 mod storage;
 mod time;
 pub mod value;
 pub mod wire;
 
 pub use config::Config;
-pub use event::{
-    CommandError, DropReason, Event, Family, ListenToken, MessageKind, OpId, PutOutcome, Stats, Status,
-    Transmit,
-};
+pub use error::CommandError;
+pub use event::{Event, ListenToken, OpId, PutOutcome, Transmit};
+pub use family::{Family, PerFamily, Status};
 pub use infohash::{HASH_LEN, InfoHash, ParseHashError};
-pub use node::{ExportedValue, Node, PutHandle, PutOptions, public_key_location};
+pub use node::{ExportedValue, Node, PutHandle, PutOptions, TimerReason, public_key_location};
+pub use stats::{DropReason, MessageKind, Stats};
 pub use time::Instant;
 
 /// OpenDHT's default UDP port.

@@ -21,13 +21,14 @@
 //! assert_eq!(back, values);
 //! ```
 
-use std::time::Duration;
+use crate::prelude::*;
+use core::time::Duration;
 
 use crate::node::ExportedValue;
 use crate::value::Value;
 use rmp::Marker;
 
-use crate::wire::msgpack::{Reader, write};
+use crate::msgpack::{Reader, write};
 use crate::wire::{DecodeError, NodeInfo};
 use crate::{HASH_LEN, InfoHash};
 

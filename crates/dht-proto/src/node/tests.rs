@@ -65,7 +65,7 @@ fn drain(n: &mut Node) -> Vec<(SocketAddr, Message)> {
 }
 
 fn events(n: &mut Node) -> Vec<Event> {
-    std::iter::from_fn(|| n.poll_event()).collect()
+    core::iter::from_fn(|| n.poll_event()).collect()
 }
 
 fn only_reply(out: &[(SocketAddr, Message)]) -> &Reply {
@@ -999,7 +999,7 @@ fn bounded_queues_count_what_they_drop() {
     for i in 1..=5u8 {
         n.bootstrap(t(0), SocketAddr::from(([10, 9, 0, i], 4222)));
     }
-    assert_eq!(n.bootstrap.len(), 2);
+    assert_eq!(n.connectivity.bootstrap_nodes().len(), 2);
     // Reported public addresses.
     let mut n = node();
     for i in 0..100u8 {
@@ -1055,7 +1055,7 @@ fn same_seed_same_inputs_same_bytes() {
             while let Some(tx) = n.poll_transmit(Instant::ZERO, &mut buf) {
                 wire_out.push((tx.destination, buf.clone()));
             }
-            evs.extend(std::iter::from_fn(|| n.poll_event()));
+            evs.extend(core::iter::from_fn(|| n.poll_event()));
         };
         n.bootstrap(t(0), peer(1).1);
         pump(&mut n);
@@ -1265,7 +1265,7 @@ fn the_listen_cache_is_bounded_and_evictions_are_reported() {
         ),
     );
     // Cancelled: the values it held expire, and no listen goes out any more.
-    let token = n.listens.keys().next().copied().unwrap();
+    let token = n.ops.listen_tokens()[0];
     let _ = events(&mut n);
     n.cancel_listen(Instant::from_secs(25), token).unwrap();
     assert_eq!(n.stats().searches, 0);
@@ -1359,7 +1359,7 @@ fn connectivity_change_makes_nodes_dubious_and_restarts_bootstrap() {
         "{out:?}"
     );
     assert_eq!(
-        n.bootstrap_at,
+        n.timers.get(Timer::Bootstrap),
         Some(t(3) + BOOTSTRAP_PERIOD * 2),
         "bootstrap is running again"
     );
@@ -1869,7 +1869,7 @@ fn get_asking(peers: &[(InfoHash, SocketAddr)], holders: &[usize]) -> (Vec<usize
     let key = InfoHash::get("k");
     let op = n.get(t(1), key, Query::default()).unwrap();
     let (mut asked, mut found) = (Vec::new(), false);
-    let mut queue = std::collections::VecDeque::new();
+    let mut queue = alloc::collections::VecDeque::new();
     let mut now = 2;
     for _ in 0..400 {
         for (to, m) in drain(&mut n) {

@@ -2,12 +2,13 @@
 //! OpenDHT's rules, node states, the bucket's replacement candidate, closest-node lookup and the
 //! maintenance that keeps buckets fresh.
 
+use crate::prelude::*;
+use core::net::SocketAddr;
 use core::time::Duration;
-use std::net::SocketAddr;
 
 use rand_core::RngCore;
 
-use crate::event::{Family, Status};
+use crate::family::{Family, Status};
 use crate::wire::NodeInfo;
 use crate::{InfoHash, Instant};
 
@@ -18,7 +19,12 @@ pub(crate) const NODE_GOOD_TIME: Duration = Duration::from_secs(120 * 60);
 /// A node not heard from for this long is "old" (`NODE_EXPIRE_TIME`).
 pub(crate) const NODE_EXPIRE_TIME: Duration = Duration::from_secs(10 * 60);
 /// Auth errors after which a node is expired (`MAX_AUTH_ERRORS`).
-pub(crate) const MAX_AUTH_ERRORS: u8 = 3;
+const MAX_AUTH_ERRORS: u8 = 3;
+/// The nodes a value is stored on, closest first (OpenDHT's `TARGET_NODES`).
+const REPLICAS: usize = 8;
+/// How many good nodes a storer compares itself with before it takes a put (§7.3; OpenDHT's
+/// `SEARCH_NODES`).
+const STORE_WINDOW: usize = 14;
 /// Removed nodes remembered for another try.
 const GRAVEYARD_SIZE: usize = 64;
 /// First retry of a removed node; the wait then doubles.
@@ -133,7 +139,7 @@ pub(crate) struct RoutingTable {
     bootstrap_mode: bool,
     buckets: Vec<Bucket>,
     /// Nodes removed as expired, tried again later (bounded).
-    graveyard: std::collections::VecDeque<Grave>,
+    graveyard: alloc::collections::VecDeque<Grave>,
     /// Last time a node was added to our own bucket.
     pub grow_time: Option<Instant>,
 }
@@ -150,7 +156,7 @@ impl RoutingTable {
             own,
             bootstrap_mode,
             buckets: vec![Bucket::new(InfoHash::ZERO)],
-            graveyard: std::collections::VecDeque::new(),
+            graveyard: alloc::collections::VecDeque::new(),
             grow_time: None,
         }
     }
@@ -278,6 +284,45 @@ impl RoutingTable {
             }
             return false;
         }
+    }
+
+    /// A node answered our put, refresh or listen with "wrong token": past
+    /// `MAX_AUTH_ERRORS` of them it is expired.
+    pub(crate) fn on_auth_error(&mut self, id: &InfoHash) {
+        if let Some(n) = self.get_mut(id) {
+            n.auth_errors = n.auth_errors.saturating_add(1);
+            if n.auth_errors > MAX_AUTH_ERRORS {
+                n.expired = true;
+            }
+        }
+    }
+
+    /// Whether `me` belongs among the `count` nodes closest to `key` that this table knows (good
+    /// ones only, or every non-expired one): when fewer than [`REPLICAS`] are known, or `me` is
+    /// closer than the farthest of them. `None` when none is known.
+    fn among_closest(
+        &self,
+        now: Instant,
+        key: &InfoHash,
+        me: &InfoHash,
+        count: usize,
+        good_only: bool,
+    ) -> Option<bool> {
+        let closest = self.closest(now, key, count, good_only);
+        let far = closest.last()?;
+        Some(closest.len() < REPLICAS || key.xor_cmp(me, &far.id) == core::cmp::Ordering::Less)
+    }
+
+    /// A storer's check before it takes a put for `key` (§7.3): unless it knows enough good
+    /// nodes closer to the key than itself (`me`), the put is for it.
+    pub(crate) fn takes_store(&self, now: Instant, key: &InfoHash, me: &InfoHash) -> bool {
+        self.among_closest(now, key, me, STORE_WINDOW, true) != Some(false)
+    }
+
+    /// Whether `me` is among the closest live nodes of `key` this table knows, and the table
+    /// knows some: a storer responsible for re-replicating the key.
+    pub(crate) fn responsible_for(&self, now: Instant, key: &InfoHash, me: &InfoHash) -> bool {
+        self.among_closest(now, key, me, REPLICAS, false) == Some(true)
     }
 
     /// Marks a node expired (a request timed out, or too many auth errors).

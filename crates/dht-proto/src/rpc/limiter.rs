@@ -6,9 +6,9 @@
 //! the window. The estimate is within one request of the exact count for a steady stream and
 //! takes 32 bytes per address instead of up to 8 KiB.
 
+use alloc::collections::BTreeMap;
+use core::net::IpAddr;
 use core::time::Duration;
-use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use super::ip_key;
 use crate::Instant;
@@ -125,6 +125,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

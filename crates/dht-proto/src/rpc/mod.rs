@@ -8,13 +8,14 @@
 mod limiter;
 mod token;
 
+use crate::prelude::*;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
 
 use rand_core::RngCore;
 
-use crate::event::Family;
+use crate::family::Family;
 use crate::value::ValueId;
 use crate::wire::Tid;
 use crate::{InfoHash, Instant};
@@ -103,6 +104,23 @@ pub(crate) struct Rpc {
     bootstrapping: usize,
 }
 
+/// A request the node sends now, as [`Rpc::start`] records it.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// Its destination.
+    pub to: SocketAddr,
+    /// Its transaction id, from [`Rpc::next_tid`].
+    pub tid: Tid,
+    /// The node we expect to answer (zero when unknown, as for a bootstrap ping).
+    pub node: InfoHash,
+    /// What its reply is for.
+    pub purpose: Purpose,
+    /// The encoded request.
+    pub packet: Vec<u8>,
+    /// Value-data datagrams that follow it.
+    pub parts: Vec<Vec<u8>>,
+}
+
 impl Rpc {
     /// Frees what emptied tables hold (see [`crate::compact`]).
     pub(crate) fn compact(&mut self) {
@@ -149,18 +167,15 @@ impl Rpc {
     }
 
     /// Records a request that the caller sends now (`packet` then `parts`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn start(
-        &mut self,
-        now: Instant,
-        rng: &mut impl RngCore,
-        to: SocketAddr,
-        tid: Tid,
-        node: InfoHash,
-        purpose: Purpose,
-        packet: Vec<u8>,
-        parts: Vec<Vec<u8>>,
-    ) {
+    pub(crate) fn start(&mut self, now: Instant, rng: &mut impl RngCore, req: Outgoing) {
+        let Outgoing {
+            to,
+            tid,
+            node,
+            purpose,
+            packet,
+            parts,
+        } = req;
         if purpose == Purpose::Bootstrap {
             self.bootstrapping += 1;
         }
@@ -229,6 +244,7 @@ impl Rpc {
 
     /// The next request whose timer has passed: retransmitted (its datagrams are pushed to
     /// `out`) or expired.
+    #[must_use]
     pub(crate) fn poll_timeout(
         &mut self,
         now: Instant,
@@ -364,12 +380,14 @@ mod tests {
         rpc.start(
             Instant::ZERO,
             &mut rng,
-            to,
-            tid,
-            InfoHash::ZERO,
-            Purpose::Ping,
-            vec![1],
-            vec![vec![2]],
+            Outgoing {
+                to,
+                tid,
+                node: InfoHash::ZERO,
+                purpose: Purpose::Ping,
+                packet: vec![1],
+                parts: vec![vec![2]],
+            },
         );
         let mut out = Vec::new();
         let mut sends = vec![Instant::ZERO];
@@ -417,12 +435,14 @@ mod tests {
         rpc.start(
             Instant::ZERO,
             &mut rng,
-            a,
-            tid,
-            InfoHash::ZERO,
-            Purpose::Ping,
-            vec![],
-            vec![],
+            Outgoing {
+                to: a,
+                tid,
+                node: InfoHash::ZERO,
+                purpose: Purpose::Ping,
+                packet: vec![],
+                parts: vec![],
+            },
         );
         assert!(rpc.complete(addr("10.0.0.2:1"), tid).is_none());
         assert!(rpc.complete(a, tid.wrapping_add(1)).is_none());
@@ -442,12 +462,14 @@ mod tests {
             rpc.start(
                 Instant::ZERO,
                 rng,
-                to,
-                tid,
-                InfoHash::ZERO,
-                Purpose::Ping,
-                vec![],
-                vec![],
+                Outgoing {
+                    to,
+                    tid,
+                    node: InfoHash::ZERO,
+                    purpose: Purpose::Ping,
+                    packet: vec![],
+                    parts: vec![],
+                },
             );
             tid
         };

@@ -5,8 +5,9 @@
 //! length up to 64 is accepted by its requesters). Two 16-byte secrets are kept, current and
 //! previous; the current one is replaced every 15–45 minutes, drawn from the node's seeded RNG.
 
+use crate::prelude::*;
+use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
-use std::net::{IpAddr, SocketAddr};
 
 use rand_core::RngCore;
 use sha1::{Digest, Sha1};

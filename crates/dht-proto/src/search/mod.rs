@@ -6,11 +6,13 @@
 //! A search never sends anything itself: [`Search::step`] returns [`Action`]s, the node sends
 //! them and reports the transaction ids back with [`Search::sent`].
 
+use crate::prelude::*;
+use alloc::collections::BTreeMap;
+use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
-use crate::event::{Family, ListenToken, OpId};
+use crate::event::{ListenToken, OpId};
+use crate::family::Family;
 use crate::value::{Query, Value, ValueId};
 use crate::wire::{NodeInfo, Tid, Token};
 use crate::{InfoHash, Instant};
@@ -34,6 +36,19 @@ const MAX_BAD_NODES: usize = 25;
 const SYNC_TIME: Duration = Duration::from_secs(10 * 60);
 /// Announces and listens are renewed this long before they lapse (`REANNOUNCE_MARGIN`).
 pub(crate) const REANNOUNCE_MARGIN: Duration = Duration::from_secs(10);
+
+/// What a listened node pushed to one listen socket (an `update`, §2.10 step 4).
+#[derive(Debug, Default)]
+pub(crate) struct ListenUpdate {
+    /// A fresh token from the node, if it sent one.
+    pub token: Option<Token>,
+    /// Values new or changed.
+    pub values: Vec<Value>,
+    /// Values whose life was extended.
+    pub refreshed: Vec<ValueId>,
+    /// Values gone.
+    pub expired: Vec<ValueId>,
+}
 /// A storer forgets a listen after this (`LISTEN_EXPIRE_TIME`), or 5 min for public-stable nodes.
 const LISTEN_EXPIRE: Duration = Duration::from_secs(30);
 const LISTEN_EXPIRE_PUBLIC: Duration = Duration::from_secs(5 * 60);
@@ -662,25 +677,27 @@ impl Search {
     }
 
     /// The listen socket `sid` of node `id` was told of values, refreshes or expiries.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_update(
         &mut self,
         now: Instant,
         id: &InfoHash,
         sid: Tid,
-        token: Option<&Token>,
-        values: Vec<Value>,
-        refreshed: &[ValueId],
-        expired: &[ValueId],
+        update: ListenUpdate,
         max_cache: usize,
         life_of: &dyn Fn(&Value) -> Duration,
     ) -> Vec<ListenChange> {
+        let ListenUpdate {
+            token,
+            values,
+            refreshed,
+            expired,
+        } = update;
         let mut out = Vec::new();
         let Some(n) = self.nodes.iter_mut().find(|n| n.id == *id) else {
             return out;
         };
         if let Some(t) = token.filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN) {
-            n.token = Some(t.clone());
+            n.token = Some(t);
         }
         let Some(l) = n.listen.as_mut().filter(|l| l.sid == sid) else {
             return out;
@@ -690,12 +707,12 @@ impl Search {
             let first = l.cache.insert(v.id, (now + life, life)).is_none();
             out.push(ListenChange::Added { value: v, first });
         }
-        for vid in refreshed {
+        for vid in &refreshed {
             if let Some((until, life)) = l.cache.get_mut(vid) {
                 *until = (*until).max(now + *life);
             }
         }
-        for vid in expired {
+        for vid in &expired {
             if l.cache.remove(vid).is_some() {
                 out.push(ListenChange::Removed(*vid));
             }
@@ -1136,6 +1153,7 @@ impl Search {
 #[cfg(test)]
 mod tests {
     use super::Speculation;
+    use crate::prelude::*;
 
     #[test]
     fn speculation_stops_when_it_finds_nothing_and_comes_back_when_it_pays() {

@@ -2,9 +2,10 @@
 //! edit policy, quotas per key, per source address and in total, and the remote listeners that
 //! are told of changes.
 
+use crate::prelude::*;
+use alloc::collections::{BTreeMap, BTreeSet};
+use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 
 use crate::rpc::ip_key;
 use crate::value::{Query, Value, ValueId};
@@ -80,6 +81,15 @@ pub(crate) struct Storage {
     values: usize,
     listeners: usize,
     limits: Limits,
+}
+
+/// When a value was created and when it expires (`None`: a permanent local value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Life {
+    /// Its creation time.
+    pub created: Instant,
+    /// Its end.
+    pub expiration: Option<Instant>,
 }
 
 impl Storage {
@@ -175,17 +185,16 @@ impl Storage {
 
     /// Stores `value` at `key` (§7.2, §7.3 step 4). `expiration` is `None` for a permanent local
     /// value. Values evicted from other sources to make room are appended to `evicted`.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn store(
         &mut self,
         now: Instant,
         key: InfoHash,
         value: Value,
-        created: Instant,
-        expiration: Option<Instant>,
+        life: Life,
         source: Option<SocketAddr>,
         evicted: &mut Evicted,
     ) -> StoreOutcome {
+        let Life { created, expiration } = life;
         if expiration.is_some_and(|e| e <= now) {
             return StoreOutcome::Refused;
         }
@@ -500,11 +509,31 @@ mod tests {
         let k = InfoHash([1; 20]);
         let mut ev = Vec::new();
         assert_eq!(
-            s.store(T, k, val(1, 10), T, exp(600), Some(addr(1)), &mut ev),
+            s.store(
+                T,
+                k,
+                val(1, 10),
+                Life {
+                    created: T,
+                    expiration: exp(600)
+                },
+                Some(addr(1)),
+                &mut ev
+            ),
             StoreOutcome::Stored
         );
         assert_eq!(
-            s.store(T, k, val(1, 10), T, exp(700), Some(addr(2)), &mut ev),
+            s.store(
+                T,
+                k,
+                val(1, 10),
+                Life {
+                    created: T,
+                    expiration: exp(700)
+                },
+                Some(addr(2)),
+                &mut ev
+            ),
             StoreOutcome::Refreshed
         );
         assert_eq!(s.next_expiry(), Some(Instant::from_secs(700)));
@@ -528,8 +557,10 @@ mod tests {
                 Instant::from_secs(10),
                 k,
                 val(2, 1),
-                T,
-                exp(5),
+                Life {
+                    created: T,
+                    expiration: exp(5)
+                },
                 Some(addr(1)),
                 &mut ev
             ),
@@ -542,14 +573,44 @@ mod tests {
         let mut s = Storage::new(limits());
         let k = InfoHash([1; 20]);
         let mut ev = Vec::new();
-        s.store(T, k, val(1, 10), T, exp(600), Some(addr(1)), &mut ev);
+        s.store(
+            T,
+            k,
+            val(1, 10),
+            Life {
+                created: T,
+                expiration: exp(600),
+            },
+            Some(addr(1)),
+            &mut ev,
+        );
         // Another address may not change it; the one that stored it may.
         assert_eq!(
-            s.store(T, k, val(1, 11), T, exp(600), Some(addr(2)), &mut ev),
+            s.store(
+                T,
+                k,
+                val(1, 11),
+                Life {
+                    created: T,
+                    expiration: exp(600)
+                },
+                Some(addr(2)),
+                &mut ev
+            ),
             StoreOutcome::Refused
         );
         assert_eq!(
-            s.store(T, k, val(1, 12), T, exp(600), Some(addr(1)), &mut ev),
+            s.store(
+                T,
+                k,
+                val(1, 12),
+                Life {
+                    created: T,
+                    expiration: exp(600)
+                },
+                Some(addr(1)),
+                &mut ev
+            ),
             StoreOutcome::Stored
         );
         assert_eq!(s.get(&k, &Query::default())[0].data.len(), 12);
@@ -557,24 +618,64 @@ mod tests {
         let mut signed = val(2, 5);
         signed.owner = Some(vec![1, 2, 3]);
         signed.seq = 5;
-        s.store(T, k, signed.clone(), T, exp(600), Some(addr(1)), &mut ev);
+        s.store(
+            T,
+            k,
+            signed.clone(),
+            Life {
+                created: T,
+                expiration: exp(600),
+            },
+            Some(addr(1)),
+            &mut ev,
+        );
         let mut same_seq = signed.clone();
         same_seq.data = vec![1];
         assert_eq!(
-            s.store(T, k, same_seq.clone(), T, exp(600), Some(addr(1)), &mut ev),
+            s.store(
+                T,
+                k,
+                same_seq.clone(),
+                Life {
+                    created: T,
+                    expiration: exp(600)
+                },
+                Some(addr(1)),
+                &mut ev
+            ),
             StoreOutcome::Refused
         );
         let mut other_owner = same_seq.clone();
         other_owner.seq = 6;
         other_owner.owner = Some(vec![9]);
         assert_eq!(
-            s.store(T, k, other_owner, T, exp(600), Some(addr(1)), &mut ev),
+            s.store(
+                T,
+                k,
+                other_owner,
+                Life {
+                    created: T,
+                    expiration: exp(600)
+                },
+                Some(addr(1)),
+                &mut ev
+            ),
             StoreOutcome::Refused
         );
         let mut newer = same_seq;
         newer.seq = 6;
         assert_eq!(
-            s.store(T, k, newer, T, exp(600), Some(addr(3)), &mut ev),
+            s.store(
+                T,
+                k,
+                newer,
+                Life {
+                    created: T,
+                    expiration: exp(600)
+                },
+                Some(addr(3)),
+                &mut ev
+            ),
             StoreOutcome::Stored
         );
     }
@@ -586,12 +687,32 @@ mod tests {
         let k = InfoHash([1; 20]);
         for i in 0..3 {
             assert_eq!(
-                s.store(T, k, val(i, 10), T, exp(600), Some(addr(1)), &mut ev),
+                s.store(
+                    T,
+                    k,
+                    val(i, 10),
+                    Life {
+                        created: T,
+                        expiration: exp(600)
+                    },
+                    Some(addr(1)),
+                    &mut ev
+                ),
                 StoreOutcome::Stored
             );
         }
         assert_eq!(
-            s.store(T, k, val(9, 10), T, exp(600), Some(addr(1)), &mut ev),
+            s.store(
+                T,
+                k,
+                val(9, 10),
+                Life {
+                    created: T,
+                    expiration: exp(600)
+                },
+                Some(addr(1)),
+                &mut ev
+            ),
             StoreOutcome::Refused,
             "per key"
         );
@@ -599,7 +720,18 @@ mod tests {
         let mut refused = 0;
         for i in 0..100u8 {
             let key = InfoHash([10 + i; 20]);
-            if s.store(T, key, val(1, 100), T, exp(600), Some(addr(1)), &mut ev) == StoreOutcome::Refused {
+            if s.store(
+                T,
+                key,
+                val(1, 100),
+                Life {
+                    created: T,
+                    expiration: exp(600),
+                },
+                Some(addr(1)),
+                &mut ev,
+            ) == StoreOutcome::Refused
+            {
                 refused += 1;
             }
         }
@@ -610,7 +742,17 @@ mod tests {
         // Local values have their own limit.
         let local_key = InfoHash([2; 20]);
         assert_eq!(
-            s.store(T, local_key, val(1, 600), T, None, None, &mut ev),
+            s.store(
+                T,
+                local_key,
+                val(1, 600),
+                Life {
+                    created: T,
+                    expiration: None
+                },
+                None,
+                &mut ev
+            ),
             StoreOutcome::Refused
         );
     }
@@ -627,14 +769,44 @@ mod tests {
         let mut ev = Vec::new();
         let k = InfoHash([1; 20]);
         for i in 0..5 {
-            s.store(T, k, val(i, 80), T, exp(600 + i), Some(addr(1)), &mut ev);
+            s.store(
+                T,
+                k,
+                val(i, 80),
+                Life {
+                    created: T,
+                    expiration: exp(600 + i),
+                },
+                Some(addr(1)),
+                &mut ev,
+            );
         }
         for i in 10..14 {
-            s.store(T, k, val(i, 80), T, exp(600 + i), Some(addr(2)), &mut ev);
+            s.store(
+                T,
+                k,
+                val(i, 80),
+                Life {
+                    created: T,
+                    expiration: exp(600 + i),
+                },
+                Some(addr(2)),
+                &mut ev,
+            );
         }
         assert!(ev.is_empty());
         assert_eq!(s.values(), 9);
-        s.store(T, k, val(20, 80), T, exp(900), Some(addr(3)), &mut ev);
+        s.store(
+            T,
+            k,
+            val(20, 80),
+            Life {
+                created: T,
+                expiration: exp(900),
+            },
+            Some(addr(3)),
+            &mut ev,
+        );
         assert!(s.remote_bytes() <= 9 * size + size / 2);
         // addr(1) held the most: its earliest-expiring value went.
         assert_eq!(ev.len(), 1);

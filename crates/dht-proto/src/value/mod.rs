@@ -17,8 +17,9 @@ pub use query::{Field, FieldRow, FieldValue, Query, QueryParseError, Select, Whe
 pub use types::{StorePolicy, ValueType, ValueTypeId, decode_sockaddr, encode_sockaddr};
 
 use crate::InfoHash;
+use crate::msgpack::{Reader, Seen, write};
+use crate::prelude::*;
 use crate::wire::DecodeError;
-use crate::wire::msgpack::{Reader, Seen, write};
 
 /// A value id: chosen by the writer, random by default; 0 is invalid.
 pub type ValueId = u64;

@@ -8,12 +8,13 @@
 //! FieldValue := map{ "f": field id, "v": uint64 (id, value_type) | bin20 (owner_pk) | bin (user_type) }
 //! ```
 
+use crate::prelude::*;
 use core::fmt;
 
 use super::Value;
 use crate::InfoHash;
+use crate::msgpack::{Reader, Seen, write};
 use crate::wire::DecodeError;
-use crate::wire::msgpack::{Reader, Seen, write};
 
 /// A value field that a query can select or match (OpenDHT's `Value::Field` ids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -588,6 +589,7 @@ impl FieldRow {
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::string::ToString;
 
     pub(crate) fn arb_field() -> impl Strategy<Value = Field> {
         (1u64..=5).prop_map(|i| Field::from_id(i).unwrap())

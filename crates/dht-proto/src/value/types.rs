@@ -1,12 +1,13 @@
 //! Value types: how long a value of each type lives and which values a storing node accepts.
 
+use crate::prelude::*;
+use alloc::borrow::Cow;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::time::Duration;
-use std::borrow::Cow;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{MAX_VALUE_SIZE, Value};
 use crate::InfoHash;
-use crate::wire::msgpack::{Reader, write};
+use crate::msgpack::{Reader, write};
 
 /// The numeric id of a [`ValueType`], as carried in a value's body.
 pub type ValueTypeId = u16;

@@ -30,9 +30,10 @@
 //! assert!(done.is_some());
 //! ```
 
+use crate::prelude::*;
+use alloc::collections::BTreeMap;
+use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use super::message::MAX_FRAGMENTED_VALUE;
 use super::{Body, DecodeError, Message, RequestKind, Tid, UpdatePayload, ValuePart, Values};

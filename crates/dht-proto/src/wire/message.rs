@@ -1,13 +1,14 @@
 //! Typed messages, and their decoding and encoding.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use crate::prelude::*;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rmp::Marker;
 
 use super::DecodeError;
-use super::msgpack::{Reader, Seen, write};
 use super::node_info::NodeInfo;
 use crate::InfoHash;
+use crate::msgpack::{Reader, Seen, write};
 use crate::value::{Field, FieldRow, FieldValue, Query, Value, ValueId};
 
 /// A transaction id. Requests carry a fresh one; replies echo it.

@@ -3,7 +3,8 @@
 //! IPv4 entry: id (20) ‖ address (4) ‖ port (2, big-endian) = 26 bytes.
 //! IPv6 entry: id (20) ‖ address (16) ‖ port (2, big-endian) = 38 bytes.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use crate::prelude::*;
+use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use super::DecodeError;
 use crate::InfoHash;

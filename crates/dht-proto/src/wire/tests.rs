@@ -1,12 +1,14 @@
 //! Codec tests: byte-exact examples, receiver rules, round trips and hostile input.
 
-use super::msgpack::write;
 use super::*;
 use crate::InfoHash;
+use crate::msgpack::write;
+use crate::prelude::*;
 use crate::value::tests::arb_value;
 use crate::value::{Field, FieldRow, FieldValue, Query, Select, Value, Where};
+use core::net::SocketAddr;
 use proptest::prelude::*;
-use std::net::SocketAddr;
+use std::string::ToString;
 
 fn id() -> InfoHash {
     let mut b = [0u8; 20];
@@ -469,9 +471,9 @@ fn arb_kind() -> impl Strategy<Value = RequestKind> {
 fn arb_node(v6: bool) -> impl Strategy<Value = NodeInfo> {
     (arb_hash(), any::<[u8; 16]>(), any::<u16>()).prop_map(move |(id, ip, port)| {
         let addr: SocketAddr = if v6 {
-            (std::net::Ipv6Addr::from(ip), port).into()
+            (core::net::Ipv6Addr::from(ip), port).into()
         } else {
-            (std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]), port).into()
+            (core::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]), port).into()
         };
         NodeInfo { id, addr }
     })
@@ -499,8 +501,8 @@ fn arb_reply() -> impl Strategy<Value = Reply> {
     (
         arb_hash(),
         proptest::option::of(prop_oneof![
-            any::<[u8; 4]>().prop_map(std::net::IpAddr::from),
-            any::<[u8; 16]>().prop_map(std::net::IpAddr::from),
+            any::<[u8; 4]>().prop_map(core::net::IpAddr::from),
+            any::<[u8; 16]>().prop_map(core::net::IpAddr::from),
         ]),
         proptest::collection::vec(arb_node(false), 0..9),
         proptest::collection::vec(arb_node(true), 0..9),
@@ -541,7 +543,7 @@ pub(crate) fn arb_message() -> impl Strategy<Value = Message> {
                 0..4
             )
             .prop_map(|mut parts| {
-                let mut seen = std::collections::BTreeSet::new();
+                let mut seen = alloc::collections::BTreeSet::new();
                 parts.retain(|p| seen.insert(p.index));
                 Body::ValueData(parts)
             }),

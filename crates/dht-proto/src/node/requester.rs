@@ -1,0 +1,358 @@
+//! The requester role: sending requests, and the replies, errors and timeouts they meet (§2.4, §2.7).
+
+use super::*;
+
+impl Node {
+    pub(super) fn emit(&mut self, mut e: Event) {
+        if let Some(me) = &self.config.identity {
+            if let Event::Values { values, .. }
+            | Event::ListenAdded { values, .. }
+            | Event::ListenExpired { values, .. } = &mut e
+                && values.iter().any(Value::is_encrypted)
+            {
+                let before = values.len();
+                let opened: Vec<Value> = core::mem::take(values)
+                    .into_iter()
+                    .filter_map(|v| {
+                        if v.is_encrypted() {
+                            crate::crypto::decrypt_value(&v, me).ok()
+                        } else {
+                            Some(v)
+                        }
+                    })
+                    .collect();
+                self.stats.unreadable += (before - opened.len()) as u64;
+                *values = opened;
+            }
+            if let Event::Values { values, .. }
+            | Event::ListenAdded { values, .. }
+            | Event::ListenExpired { values, .. } = &e
+                && values.is_empty()
+            {
+                return;
+            }
+        }
+        let Some(e) = self.ops.hold_internal(e) else {
+            return;
+        };
+        if self.events.len() >= self.config.max_event_queue {
+            tracing::debug!("event dropped: the event queue is full");
+            self.stats.event_overflow += 1;
+            return;
+        }
+        self.events.push_back(e);
+    }
+
+    pub(super) fn queue(&mut self, to: SocketAddr, data: Vec<u8>) {
+        if self.transmits.len() >= self.config.max_transmit_queue {
+            tracing::debug!(%to, "transmit dropped: the transmit queue is full");
+            self.stats.transmit_overflow += 1;
+            return;
+        }
+        self.transmits.push_back((to, data));
+    }
+
+    pub(super) fn stamp(&self, mut msg: Message) -> Message {
+        msg.network = self.config.network;
+        msg.is_client = self.config.is_client;
+        msg
+    }
+
+    /// Encodes `msg` (stamped) into an exact-size buffer, through a scratch buffer of the
+    /// thread's that keeps its capacity: a message costs one allocation, and a request kept for
+    /// retransmission holds no spare capacity. (A buffer per thread, not per node: a thread
+    /// may carry thousands of nodes.)
+    #[cfg(feature = "std")]
+    pub(super) fn encode(&self, msg: Message) -> Vec<u8> {
+        std::thread_local! {
+            static SCRATCH: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
+        }
+        let msg = self.stamp(msg);
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                crate::wire::encode(&msg, &mut buf);
+                let out = buf.to_vec();
+                if buf.capacity() > 4096 {
+                    // A big message passed: do not keep its buffer.
+                    *buf = Vec::new();
+                }
+                out
+            }
+            Err(_) => msg.encode_to_vec(),
+        })
+    }
+
+    /// Encodes `msg` (stamped). Without std there are no threads to keep a scratch buffer
+    /// in: the same bytes, through a growing buffer.
+    #[cfg(not(feature = "std"))]
+    pub(super) fn encode(&self, msg: Message) -> Vec<u8> {
+        self.stamp(msg).encode_to_vec()
+    }
+
+    pub(super) fn send_message(&mut self, to: SocketAddr, msg: Message, kind: MessageKind) {
+        let data = self.encode(msg);
+        self.stats.count_out(kind);
+        self.queue(to, data);
+    }
+
+    /// Value-data datagrams carrying `data` for the message `tid`.
+    pub(super) fn value_parts(&self, tid: Tid, data: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        fragment::slices(data)
+            .map(|parts| {
+                self.stamp(Message {
+                    tid,
+                    network: 0,
+                    is_client: false,
+                    body: Body::ValueData(parts),
+                })
+                .encode_to_vec()
+            })
+            .collect()
+    }
+
+    /// Sends a request and records it; `None` when the pending table is full.
+    pub(super) fn send_request(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        node: InfoHash,
+        kind: RequestKind,
+        purpose: Purpose,
+        data: &[Vec<u8>],
+    ) -> Option<Tid> {
+        if self.rpc.is_full() {
+            tracing::debug!(%to, "request not sent: the pending table is full");
+            self.stats.pending_overflow += 1;
+            return None;
+        }
+        let tid = self.rpc.next_tid(to, &mut self.rng);
+        let mk = request_kind(&kind);
+        let packet = self.encode(Message::request(tid, self.id, kind));
+        let parts = self.value_parts(tid, data);
+        self.stats.count_out(mk);
+        self.queue(to, packet.clone());
+        for p in &parts {
+            self.stats.count_out(MessageKind::ValueData);
+            self.queue(to, p.clone());
+        }
+        self.rpc.start(
+            now,
+            &mut self.rng,
+            rpc::Outgoing {
+                to,
+                tid,
+                node,
+                purpose,
+                packet,
+                parts,
+            },
+        );
+        Some(tid)
+    }
+
+    pub(super) fn send_reply(&mut self, to: SocketAddr, tid: Tid, reply: Reply, data: &[Vec<u8>]) {
+        self.send_message(to, Message::reply(tid, reply), MessageKind::Reply);
+        for p in self.value_parts(tid, data) {
+            self.stats.count_out(MessageKind::ValueData);
+            self.queue(to, p);
+        }
+    }
+
+    pub(super) fn send_error(&mut self, to: SocketAddr, tid: Tid, code: u16, text: &str) {
+        self.stats.errors_sent += 1;
+        self.send_message(to, Message::error(tid, self.id, code, text), MessageKind::Error);
+    }
+
+    pub(super) fn plain_reply(&self, to: &SocketAddr) -> Reply {
+        Reply {
+            id: self.id,
+            addr: Some(to.ip()),
+            ..Reply::default()
+        }
+    }
+}
+
+pub(super) fn request_kind(k: &RequestKind) -> MessageKind {
+    match k {
+        RequestKind::Ping => MessageKind::Ping,
+        RequestKind::Find { .. } => MessageKind::Find,
+        RequestKind::Get { .. } => MessageKind::Get,
+        RequestKind::Listen { .. } => MessageKind::Listen,
+        RequestKind::Put { .. } => MessageKind::Put,
+        RequestKind::Refresh { .. } => MessageKind::Refresh,
+        RequestKind::Update { .. } => MessageKind::Update,
+    }
+}
+
+pub(super) fn message_kind(m: &Message) -> MessageKind {
+    match &m.body {
+        Body::Request(r) => request_kind(&r.kind),
+        Body::Reply(_) | Body::LegacyUpdate(_) => MessageKind::Reply,
+        Body::Error(_) => MessageKind::Error,
+        Body::ValueData(_) => MessageKind::ValueData,
+    }
+}
+
+impl Node {
+    pub(super) fn on_reply(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: Tid,
+        p: Pending,
+        mut reply: Reply,
+    ) {
+        match p.purpose {
+            Purpose::Ping | Purpose::Bootstrap | Purpose::Update => {}
+            Purpose::Maintenance => {
+                let mut nodes = reply.nodes4;
+                nodes.extend(reply.nodes6);
+                let learned = self.learn(now, from, &nodes);
+                for n in learned {
+                    self.offer_to_searches(now, n);
+                }
+            }
+            Purpose::SearchGet { key, family } => {
+                let skey = (family, key);
+                let ok = match self.searches.get_mut(&skey) {
+                    Some(s) => s.on_get_reply(now, &reply.id, tid, reply.token.as_ref()),
+                    None => true,
+                };
+                if !ok {
+                    // A find or get reply without a token: OpenDHT blacklists the replier.
+                    self.blacklist.insert(from);
+                    self.tables[family].mark_expired(&reply.id);
+                }
+                let mut nodes = core::mem::take(&mut reply.nodes4);
+                nodes.append(&mut reply.nodes6);
+                let learned = self.learn(now, from, &nodes);
+                let mut changes = Vec::new();
+                if let Some(s) = self.searches.get_mut(&skey) {
+                    let wide = s.asked_wide(&reply.id);
+                    for n in learned {
+                        s.insert_node(now, n, wide, &mut changes);
+                    }
+                }
+                self.apply_listen_changes(key, changes);
+                let mut values = match reply.values {
+                    Some(Values::Inline(v)) => v,
+                    _ => Vec::new(),
+                };
+                self.drop_forged(&mut values);
+                if let Some(rows) = reply.fields {
+                    values.extend(rows.rows.iter().map(value_of_row));
+                }
+                if !values.is_empty()
+                    && let Some(s) = self.searches.get_mut(&skey)
+                {
+                    s.on_values(&values);
+                    let ops: Vec<OpId> = s.gets.iter().map(|g| g.op).collect();
+                    for op in ops {
+                        self.deliver(op, &values);
+                    }
+                }
+                self.searches.mark(skey);
+            }
+            Purpose::Put { key, family, vid } | Purpose::Refresh { key, family, vid } => {
+                if let Some(s) = self.searches.get_mut(&(family, key)) {
+                    s.on_ack(now, &reply.id, vid);
+                    self.searches.mark((family, key));
+                }
+            }
+            Purpose::Listen { key, family } => {
+                let public_stable = self.config.public_stable;
+                if let Some(s) = self.searches.get_mut(&(family, key)) {
+                    s.on_listen_reply(now, &reply.id, reply.token.as_ref(), public_stable);
+                    self.searches.mark((family, key));
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_error(&mut self, now: Instant, from: SocketAddr, p: Pending, code: u16) {
+        let _ = now;
+        match (&p.purpose, code) {
+            (Purpose::Refresh { key, family, vid }, ErrorCode::NOT_FOUND) => {
+                // The storer lost it: a full put follows on the next step.
+                if let Some(s) = self.searches.get_mut(&(*family, *key)) {
+                    s.on_put_failed(&p.node, *vid);
+                    self.searches.mark((*family, *key));
+                }
+            }
+            (
+                Purpose::Put { family, .. }
+                | Purpose::Refresh { family, .. }
+                | Purpose::Listen { family, .. },
+                ErrorCode::UNAUTHORIZED,
+            ) => {
+                let fam = *family;
+                self.tables[fam].on_auth_error(&p.node);
+                if let Purpose::Put { vid, key, .. } | Purpose::Refresh { vid, key, .. } = p.purpose
+                    && let Some(s) = self.searches.get_mut(&(fam, key))
+                {
+                    s.on_put_failed(&p.node, vid);
+                }
+                self.searches.for_family(fam, |_, s| {
+                    s.on_unauthorized(&p.node);
+                    true
+                });
+            }
+            _ => {
+                let _ = from;
+            }
+        }
+    }
+
+    pub(super) fn on_timeout(&mut self, now: Instant, t: Timeout) {
+        match t {
+            Timeout::Retransmit {
+                node,
+                purpose,
+                second,
+                tid,
+                ..
+            } => {
+                self.stats.retransmits += 1;
+                if second
+                    && let Purpose::SearchGet { key, family } = purpose
+                    && let Some(s) = self.searches.get_mut(&(family, key))
+                {
+                    s.on_get_slow(&node, tid);
+                    self.searches.mark((family, key));
+                }
+            }
+            Timeout::Expired { to, pending } => {
+                self.stats.timeouts += 1;
+                self.node_expired(now, to, pending.node);
+            }
+        }
+    }
+
+    /// A request to `id` at `to` went unanswered: the node is expired everywhere, and every
+    /// other request to it is dropped (§2.4).
+    pub(super) fn node_expired(&mut self, now: Instant, to: SocketAddr, id: InfoHash) {
+        let _ = self.rpc.take_all_to(to);
+        if id.is_zero() {
+            return;
+        }
+        let fam = Family::of(&to);
+        self.tables[fam].mark_expired(&id);
+        self.searches.for_family(fam, |_, s| s.on_node_expired(now, &id));
+    }
+}
+
+/// A `fileds` row as a value carrying just the selected fields.
+pub(super) fn value_of_row(row: &FieldRow) -> Value {
+    let mut v = Value::default();
+    for f in &row.values {
+        match f {
+            FieldValue::Id(id) => v.id = *id,
+            FieldValue::ValueType(t) => v.value_type = u16::try_from(*t).unwrap_or(u16::MAX),
+            FieldValue::SeqNum(s) => v.seq = u16::try_from(*s).unwrap_or(u16::MAX),
+            FieldValue::UserType(u) => v.user_type = String::from_utf8_lossy(u).into_owned(),
+            FieldValue::OwnerPk(_) => {}
+        }
+    }
+    v
+}
