@@ -95,9 +95,11 @@ mod client;
 mod dht;
 mod gateway;
 mod json;
+mod mio;
 mod push;
 mod route;
 mod server;
+mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -105,12 +107,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use body::Body;
-pub use client::{ClientConfig, ClientError, ListenStream, ProxyClient, ValueStream};
+pub use client::{ClientConfig, ClientError, ListenStream, ProxyClient, PushNotificationResult, ValueStream};
 pub use dht::{BoxFuture, BoxStream, Dht, FamilyInfo, ListenEvent, NodeInfo, PutResult};
 pub use gateway::{Gateway, GatewayConfig, GatewayStats};
 pub use json::{ValueJsonError, owner_to_pem, value_from_json, value_line};
 pub use push::{Platform, PushNotification, PushSink};
 pub use route::parse_key;
+pub use tls::{ClientTls, ServerTls, TlsError};
 
 /// Limits that keep one client from hurting the others.
 #[derive(Clone, Debug)]
@@ -244,7 +247,20 @@ impl ProxyServer {
     /// Binds `addr` (port 0 picks one) and starts serving `dht`.
     pub async fn bind(addr: SocketAddr, dht: Arc<dyn Dht>, config: Config) -> io::Result<ProxyServer> {
         Ok(ProxyServer {
-            inner: server::Server::bind(addr, dht, config)?,
+            inner: server::Server::bind(addr, dht, config, None)?,
+        })
+    }
+
+    /// Binds `addr` and serves `dht` over HTTPS (OpenDHT's `--proxyserverssl`): the same
+    /// routes, after a TLS handshake bounded by the header timeout.
+    pub async fn bind_tls(
+        addr: SocketAddr,
+        dht: Arc<dyn Dht>,
+        config: Config,
+        tls: ServerTls,
+    ) -> io::Result<ProxyServer> {
+        Ok(ProxyServer {
+            inner: server::Server::bind(addr, dht, config, Some(tls))?,
         })
     }
 

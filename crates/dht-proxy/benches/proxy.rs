@@ -1,0 +1,3 @@
+//! The proxy bench (written in a later step).
+
+fn main() {}
