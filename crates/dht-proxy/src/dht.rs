@@ -1,4 +1,5 @@
-//! The DHT node the proxy serves, as a small trait, and its implementation for a `dht-smol` node.
+//! The DHT node the proxy serves, as a small trait, and its implementations for a `dht-smol`
+//! node and (in `mio.rs`) a `dht-mio` one.
 //!
 //! The server needs five things of a node: get (values as they arrive), put (plain or
 //! permanent), cancel a permanent put, listen (additions and expirations) and a description of
@@ -84,6 +85,23 @@ pub trait Dht: Send + Sync + 'static {
     fn listen(&self, key: InfoHash) -> BoxStream<ListenEvent>;
     /// A description of the node; `None` when it cannot be had (node shut down).
     fn info(&self) -> BoxFuture<Option<NodeInfo>>;
+    /// Puts `value` signed with the node's identity (`POST /key/{h}/sign`). The default
+    /// refuses: a node without an identity cannot sign.
+    fn put_signed(&self, key: InfoHash, value: Value) -> BoxFuture<Result<PutResult, String>> {
+        let _ = (key, value);
+        Box::pin(async { Err("the node has no identity".to_owned()) })
+    }
+    /// Puts `value` encrypted to the public key whose id is `to` (`POST /key/{h}/encrypt`).
+    /// The default refuses, as [`Dht::put_signed`] does.
+    fn put_encrypted(
+        &self,
+        key: InfoHash,
+        to: InfoHash,
+        value: Value,
+    ) -> BoxFuture<Result<PutResult, String>> {
+        let _ = (key, to, value);
+        Box::pin(async { Err("the node has no identity".to_owned()) })
+    }
 }
 
 impl Dht for dht_smol::Handle {
@@ -109,6 +127,37 @@ impl Dht for dht_smol::Handle {
 
     fn cancel_put(&self, key: InfoHash, id: u64) {
         let _ = dht_smol::Handle::cancel_put(self, key, id);
+    }
+
+    fn put_signed(&self, key: InfoHash, value: Value) -> BoxFuture<Result<PutResult, String>> {
+        let node = self.clone();
+        Box::pin(async move {
+            node.put_signed(key, value)
+                .await
+                .map(|s| PutResult {
+                    id: s.vid,
+                    ok: s.outcome.ok(),
+                })
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn put_encrypted(
+        &self,
+        key: InfoHash,
+        to: InfoHash,
+        value: Value,
+    ) -> BoxFuture<Result<PutResult, String>> {
+        let node = self.clone();
+        Box::pin(async move {
+            node.put_encrypted_to_id(key, to, value)
+                .await
+                .map(|s| PutResult {
+                    id: s.vid,
+                    ok: s.outcome.ok(),
+                })
+                .map_err(|e| e.to_string())
+        })
     }
 
     fn listen(&self, key: InfoHash) -> BoxStream<ListenEvent> {

@@ -137,12 +137,17 @@ pub(crate) struct Target {
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) path: String,
+    /// `https://`: a proxy client speaks TLS to it (gateways do not, yet).
+    pub(crate) tls: bool,
 }
 
 impl Target {
     /// `http://host[:port][/path]`; `https` is refused (no TLS yet).
     fn from_url(url: &str) -> Option<Target> {
-        let rest = url.strip_prefix("http://")?;
+        let (rest, tls) = match url.strip_prefix("http://") {
+            Some(rest) => (rest, false),
+            None => (url.strip_prefix("https://")?, true),
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => rest.split_at(i),
             None => (rest, "/"),
@@ -152,8 +157,13 @@ impl Target {
         } else {
             path.to_owned()
         };
-        let (host, port) = split_host_port(authority, 80)?;
-        Some(Target { host, port, path })
+        let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })?;
+        Some(Target {
+            host,
+            port,
+            path,
+            tls,
+        })
     }
 
     /// A proxy server: `host:port`, `host` (port 80) or an `http://` URL.
@@ -166,18 +176,20 @@ impl Target {
             host,
             port,
             path: "/".into(),
+            tls: false,
         })
     }
 
     /// OpenDHT's `--pushserver`: `host:port`, a bare port (`localhost:port`), or a URL.
     fn gateway(s: &str) -> Option<Target> {
         let base = if s.contains("://") {
-            Target::from_url(s)?
+            Target::from_url(s).filter(|t| !t.tls)?
         } else if let Ok(port) = s.parse::<u16>() {
             Target {
                 host: "localhost".into(),
                 port,
                 path: "/".into(),
+                tls: false,
             }
         } else {
             let (host, port) = split_host_port(s, 80)?;
@@ -185,6 +197,7 @@ impl Target {
                 host,
                 port,
                 path: "/".into(),
+                tls: false,
             }
         };
         Some(Target {
@@ -199,7 +212,7 @@ impl Target {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == if self.tls { 443 } else { 80 } {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -278,7 +291,11 @@ enum Outcome {
 
 async fn deliver(config: &GatewayConfig, counters: &Counters, n: &PushNotification) {
     let (target, body, unified) = if n.platform == Platform::UnifiedPush {
-        (Target::from_url(&n.token), to_ascii_json(&n.data), true)
+        (
+            Target::from_url(&n.token).filter(|t| !t.tls),
+            to_ascii_json(&n.data),
+            true,
+        )
     } else {
         let target = config.gateway.as_deref().and_then(Target::gateway);
         (target, gorush_body(n, unix_secs()), false)
@@ -382,6 +399,7 @@ mod tests {
             host: host.into(),
             port,
             path: path.into(),
+            tls: false,
         })
     }
 

@@ -5,7 +5,10 @@
 //! put and listen over HTTP, and OpenDHT's own proxy client (`dhtnode --proxyclient`) works
 //! against it unchanged. [`Gateway`] sends its push notifications; [`ProxyClient`] is the other
 //! side, working against our server or OpenDHT's. HTTP/1.1 through hyper 1 on smol; no tokio
-//! runtime.
+//! runtime. HTTPS through rustls (ring provider): [`ProxyServer::bind_tls`] with a
+//! [`ServerTls`], and `https://` URLs for the client with a [`ClientTls`]. The node behind the
+//! server is any [`Dht`]: a `dht_smol::Handle` or a `dht_mio::Handle` (as `dhtnode
+//! --proxyserver` serves it).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -46,6 +49,7 @@
 //! | SUBSCRIBE | `/key/{h}`, `/{h}` | push subscription (24 h, reminder at 22 h) |
 //! | UNSUBSCRIBE | `/key/{h}`, `/{h}` | ends push subscriptions of a (token, client id) |
 //! | POST | `/node/pingPush` | a test push (only with a [`PushSink`]) |
+//! | POST | `/key/{h}/sign`, `/key/{h}/encrypt` | a put signed, or encrypted to `"to"`, by the node's identity |
 //!
 //! A `{h}` segment is a key: its first 40 characters when they are hex, otherwise SHA-1 of the
 //! segment as written ([`parse_key`]). Values are JSON as OpenDHT writes them ([`value_line`]):
@@ -73,15 +77,20 @@
 //! - Pushes: the server computes them (spec §6) and hands them to a [`PushSink`]; [`Gateway`]
 //!   sends them over plain HTTP to a gorush gateway in 2.4.12's format and to UnifiedPush
 //!   endpoints, keeping the endpoint's port (2.4.12 drops it) and adding `TTL`/`Urgency`, with a
-//!   bounded queue and bounded retries with backoff. Not done yet: HTTPS gateways and endpoints
-//!   (no TLS), RFC 8291 encryption of UnifiedPush bodies, HEAD's Android format.
+//!   bounded queue and bounded retries with backoff. Not done yet: HTTPS gateways and endpoints,
+//!   RFC 8291 encryption of UnifiedPush bodies, HEAD's Android format.
+//! - The identity routes (`/sign`, `/encrypt`) are served (OpenDHT: identity builds only); they
+//!   answer the value as posted with its id. `GET /key/{h}/{value id}` and `GET /{h}/listen`
+//!   stay 501, as in OpenDHT 2.4.12 and HEAD.
 //!
 //! ## The client
 //!
 //! [`ProxyClient`] gets (a stream), puts, keeps permanent puts alive (re-POSTed every 22 h and
 //! after each reconnection) and listens (a stream that re-opens its connection after a break and
-//! reports only changes), over plain HTTP. Not done yet: HTTPS, and push mode (device token,
-//! SUBSCRIBE, `push_notification_received`).
+//! reports only changes), over HTTP or HTTPS. In push mode ([`ClientConfig::push_token`]) a
+//! listen is a push subscription instead of a stream, and
+//! [`ProxyClient::push_notification_received`] turns each push into the listen's changes (or a
+//! permanent put's refresh, or a renewed subscription), as OpenDHT's `DhtProxyClient`.
 //!
 //! ## Runtime
 //!
@@ -95,9 +104,11 @@ mod client;
 mod dht;
 mod gateway;
 mod json;
+mod mio;
 mod push;
 mod route;
 mod server;
+mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -105,12 +116,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use body::Body;
-pub use client::{ClientConfig, ClientError, ListenStream, ProxyClient, ValueStream};
+pub use client::{ClientConfig, ClientError, ListenStream, ProxyClient, PushNotificationResult, ValueStream};
 pub use dht::{BoxFuture, BoxStream, Dht, FamilyInfo, ListenEvent, NodeInfo, PutResult};
 pub use gateway::{Gateway, GatewayConfig, GatewayStats};
 pub use json::{ValueJsonError, owner_to_pem, value_from_json, value_line};
 pub use push::{Platform, PushNotification, PushSink};
 pub use route::parse_key;
+pub use tls::{ClientTls, ServerTls, TlsError};
 
 /// Limits that keep one client from hurting the others.
 #[derive(Clone, Debug)]
@@ -244,7 +256,20 @@ impl ProxyServer {
     /// Binds `addr` (port 0 picks one) and starts serving `dht`.
     pub async fn bind(addr: SocketAddr, dht: Arc<dyn Dht>, config: Config) -> io::Result<ProxyServer> {
         Ok(ProxyServer {
-            inner: server::Server::bind(addr, dht, config)?,
+            inner: server::Server::bind(addr, dht, config, None)?,
+        })
+    }
+
+    /// Binds `addr` and serves `dht` over HTTPS (OpenDHT's `--proxyserverssl`): the same
+    /// routes, after a TLS handshake bounded by the header timeout.
+    pub async fn bind_tls(
+        addr: SocketAddr,
+        dht: Arc<dyn Dht>,
+        config: Config,
+        tls: ServerTls,
+    ) -> io::Result<ProxyServer> {
+        Ok(ProxyServer {
+            inner: server::Server::bind(addr, dht, config, Some(tls))?,
         })
     }
 

@@ -33,6 +33,10 @@ pub(crate) enum Route {
     Unsubscribe(InfoHash),
     /// `POST /node/pingPush`.
     PingPush,
+    /// `POST /key/{h}/sign`: a put signed by the proxy's node.
+    Sign(InfoHash),
+    /// `POST /key/{h}/encrypt`: a put encrypted by the proxy's node to the body's `"to"`.
+    Encrypt(InfoHash),
     /// Anything else.
     Unknown,
 }
@@ -53,6 +57,8 @@ pub(crate) fn route(method: &str, path: &str) -> Route {
         ("OPTIONS", [_]) | ("OPTIONS", ["key", _]) | ("OPTIONS", ["key", _, "listen"]) => Route::Options,
         ("GET", ["key", _, "options"]) => Route::Options,
         ("GET", ["key", h, "listen"]) => Route::Listen(parse_key(h)),
+        ("POST", ["key", h, "sign"]) => Route::Sign(parse_key(h)),
+        ("POST", ["key", h, "encrypt"]) => Route::Encrypt(parse_key(h)),
         (m, [h]) | (m, ["key", h]) if !h.is_empty() => match m {
             "GET" => Route::Get(parse_key(h)),
             "POST" => Route::Put(parse_key(h)),
@@ -108,13 +114,16 @@ mod tests {
         assert_eq!(route("SUBSCRIBE", "/foo"), Route::Subscribe(foo));
         assert_eq!(route("UNSUBSCRIBE", "/key/foo"), Route::Unsubscribe(foo));
         assert_eq!(route("POST", "/node/pingPush"), Route::PingPush);
+        assert_eq!(route("POST", "/key/foo/sign"), Route::Sign(foo));
+        assert_eq!(route("POST", "/key/foo/encrypt"), Route::Encrypt(foo));
         for (m, p) in [
             ("PUT", "/key/foo"),
             ("DELETE", "/foo"),
             ("HEAD", "/"),
             ("GET", "/key/foo/123"),
             ("LISTEN", "/key/foo"),
-            ("POST", "/key/foo/sign"),
+            ("GET", "/key/foo/sign"),
+            ("POST", "/foo/sign"),
         ] {
             assert_eq!(route(m, p), Route::Unknown, "{m} {p}");
         }

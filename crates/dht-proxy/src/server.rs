@@ -30,6 +30,7 @@ use crate::dht::{BoxStream, Dht, FamilyInfo, ListenEvent, NodeInfo};
 use crate::json::{Object, error_body, to_ascii_json, value_from_json, value_line};
 use crate::push::{Platform, PushNotification};
 use crate::route::{Route, route};
+use crate::tls::ServerTls;
 use crate::{Config, ServerStats};
 
 /// Connections refused over the limit are answered by at most this many tasks at once; past
@@ -142,7 +143,12 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) fn bind(addr: SocketAddr, dht: Arc<dyn Dht>, config: Config) -> io::Result<Server> {
+    pub(crate) fn bind(
+        addr: SocketAddr,
+        dht: Arc<dyn Dht>,
+        config: Config,
+        tls: Option<ServerTls>,
+    ) -> io::Result<Server> {
         let listener = Async::<TcpListener>::bind(addr)?;
         let addr = listener.get_ref().local_addr()?;
         let shared = Arc::new(Shared {
@@ -155,8 +161,10 @@ impl Server {
             start_unix: unix_ms() / 1000,
         });
         let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-        let accept = smol::spawn(accept_loop(listener, shared.clone(), stop_rx));
-        tracing::debug!(%addr, "proxy server listening");
+        let tls = tls.map(|t| futures_rustls::TlsAcceptor::from(t.config));
+        let https = tls.is_some();
+        let accept = smol::spawn(accept_loop(listener, shared.clone(), stop_rx, tls));
+        tracing::debug!(%addr, https, "proxy server listening");
         Ok(Server {
             addr,
             shared,
@@ -215,7 +223,12 @@ impl Drop for Server {
     }
 }
 
-async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>, stop: smol::channel::Receiver<()>) {
+async fn accept_loop(
+    listener: Async<TcpListener>,
+    shared: Arc<Shared>,
+    stop: smol::channel::Receiver<()>,
+    tls: Option<futures_rustls::TlsAcceptor>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -245,12 +258,18 @@ async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>, stop: sm
         }
         let shared = shared.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         smol::spawn(async move {
-            serve_connection(&shared, stream, peer)
-                .or(async {
-                    let _ = stop.recv().await;
-                })
-                .await;
+            async {
+                let Some(stream) = secure(&shared, stream, tls).await else {
+                    return;
+                };
+                serve_connection(&shared, stream, peer).await;
+            }
+            .or(async {
+                let _ = stop.recv().await;
+            })
+            .await;
             shared.counters.connections.fetch_sub(1, Ordering::AcqRel);
         })
         .detach();
@@ -279,10 +298,79 @@ async fn refuse<S: AsyncWrite + Unpin>(mut stream: S, status: StatusCode, msg: &
     .await;
 }
 
+/// A connection's byte stream: plain TCP (shared, so a 408 can still be written after hyper
+/// gave up on it) or TLS.
+enum Stream {
+    Plain(Arc<Async<TcpStream>>),
+    Tls(Box<futures_rustls::server::TlsStream<Async<TcpStream>>>),
+}
+
+/// The TLS handshake, if the port has TLS, bounded by the header timeout; `None` when it failed.
+async fn secure(
+    shared: &Shared,
+    stream: Async<TcpStream>,
+    tls: Option<futures_rustls::TlsAcceptor>,
+) -> Option<Stream> {
+    let Some(acceptor) = tls else {
+        return Some(Stream::Plain(Arc::new(stream)));
+    };
+    let limit = shared.config.limits.header_read_timeout;
+    let r = async { acceptor.accept(stream).await.map(Some) }
+        .or(async {
+            Timer::after(limit).await;
+            Ok(None)
+        })
+        .await;
+    match r {
+        Ok(Some(s)) => Some(Stream::Tls(Box::new(s))),
+        Ok(None) => {
+            shared.counters.refused_requests.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!("TLS handshake timed out");
+            None
+        }
+        Err(e) => {
+            tracing::trace!(error = %e, "TLS handshake failed");
+            None
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(&mut &**s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(&mut &**s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(&mut &**s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(&mut &**s).poll_close(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_close(cx),
+        }
+    }
+}
+
 /// The socket as hyper sees it: a write that stays blocked past the write timeout fails, and
 /// reads note that a request has begun (so a header timeout can be answered with 408).
 struct Io {
-    inner: Arc<Async<TcpStream>>,
+    inner: Stream,
     write_timeout: Duration,
     blocked: Option<Timer>,
     partial: Arc<AtomicBool>,
@@ -302,7 +390,7 @@ impl Io {
 impl AsyncRead for Io {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let r = Pin::new(&mut &*this.inner).poll_read(cx, buf);
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(n)) = r
             && n > 0
         {
@@ -315,7 +403,7 @@ impl AsyncRead for Io {
 impl AsyncWrite for Io {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut &*this.inner).poll_write(cx, buf) {
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Pending => match this.check_blocked(cx) {
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 _ => Poll::Pending,
@@ -329,7 +417,7 @@ impl AsyncWrite for Io {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut &*this.inner).poll_flush(cx) {
+        match Pin::new(&mut this.inner).poll_flush(cx) {
             Poll::Pending => match this.check_blocked(cx) {
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 _ => Poll::Pending,
@@ -342,16 +430,19 @@ impl AsyncWrite for Io {
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.get_mut().inner).poll_close(cx)
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
     }
 }
 
-async fn serve_connection(shared: &Arc<Shared>, stream: Async<TcpStream>, peer: SocketAddr) {
+async fn serve_connection(shared: &Arc<Shared>, stream: Stream, peer: SocketAddr) {
     let limits = &shared.config.limits;
-    let stream = Arc::new(stream);
+    let plain = match &stream {
+        Stream::Plain(s) => Some(s.clone()),
+        Stream::Tls(_) => None,
+    };
     let partial = Arc::new(AtomicBool::new(false));
     let io = Io {
-        inner: stream.clone(),
+        inner: stream,
         write_timeout: limits.write_timeout,
         blocked: None,
         partial: partial.clone(),
@@ -375,7 +466,10 @@ async fn serve_connection(shared: &Arc<Shared>, stream: Async<TcpStream>, peer: 
         tracing::trace!(%peer, error = %e, "connection ended");
         if e.is_timeout() && partial.load(Ordering::Relaxed) {
             shared.counters.refused_requests.fetch_add(1, Ordering::Relaxed);
-            refuse(&*stream, StatusCode::REQUEST_TIMEOUT, "Request header timeout").await;
+            // Over TLS the stream went down with hyper: the connection just closes.
+            if let Some(stream) = plain {
+                refuse(&*stream, StatusCode::REQUEST_TIMEOUT, "Request header timeout").await;
+            }
         }
     }
 }
@@ -447,6 +541,14 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) 
         },
         Route::PingPush => match read_json(shared, req).await {
             Ok(j) => ping_push(shared, &j, close),
+            Err(r) => *r,
+        },
+        Route::Sign(key) => match read_json(shared, req).await {
+            Ok(j) => put_by_node(shared, key, j, false, close).await,
+            Err(r) => *r,
+        },
+        Route::Encrypt(key) => match read_json(shared, req).await {
+            Ok(j) => put_by_node(shared, key, j, true, close).await,
             Err(r) => *r,
         },
         Route::Unknown => error(StatusCode::NOT_IMPLEMENTED, "Not implemented", true),
@@ -723,6 +825,49 @@ async fn put(shared: &Arc<Shared>, key: InfoHash, j: Json, close: bool) -> Respo
             if created {
                 let _ = lock(&shared.state).remove_put(&key, value.id);
             }
+            error(StatusCode::BAD_GATEWAY, "Put failed", close)
+        }
+    }
+}
+
+/// `POST /key/{h}/sign` and `/encrypt` (OpenDHT's identity builds): the node signs, or
+/// encrypts to the public key whose id is `"to"`, with its own identity. The answer is the value
+/// as posted with its id (the node signs or encrypts its own copy).
+async fn put_by_node(
+    shared: &Arc<Shared>,
+    key: InfoHash,
+    j: Json,
+    encrypt: bool,
+    close: bool,
+) -> Response<Body> {
+    let Some(obj) = j.as_object() else {
+        return error(StatusCode::BAD_REQUEST, "Value must be a JSON object", close);
+    };
+    let mut value = match value_from_json(&j) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string(), close),
+    };
+    let r = if encrypt {
+        let to = obj
+            .get("to")
+            .and_then(Json::as_str)
+            .and_then(|t| InfoHash::from_hex(t).ok())
+            .filter(|t| !t.is_zero());
+        let Some(to) = to else {
+            return error(StatusCode::BAD_REQUEST, "No destination found", close);
+        };
+        shared.dht.put_encrypted(key, to, value.clone()).await
+    } else {
+        shared.dht.put_signed(key, value.clone()).await
+    };
+    match r {
+        Ok(r) if r.ok => {
+            value.id = r.id;
+            response(StatusCode::OK, Body::full(value_line(&value, false)), close)
+        }
+        Ok(_) => error(StatusCode::BAD_GATEWAY, "Put failed", close),
+        Err(e) => {
+            tracing::debug!(%key, error = %e, "signed or encrypted put refused");
             error(StatusCode::BAD_GATEWAY, "Put failed", close)
         }
     }

@@ -108,7 +108,8 @@ fn our_client_against_our_server_across_a_restart() {
         assert_eq!(client.permanent_puts(), 0);
 
         // Errors: a server that is not there, a bad address.
-        assert!(ProxyClient::new("https://x", quick()).is_err());
+        assert!(ProxyClient::new("ftp://x", quick()).is_err());
+        assert!(ProxyClient::new("https://", quick()).is_err());
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

@@ -74,6 +74,8 @@ pub enum Cmd {
         /// The value's data.
         data: String,
     },
+    /// `rp {json object}`: a push notification's data, handed to the proxy client.
+    Push(String),
     /// An empty line.
     Nothing,
 }
@@ -232,6 +234,12 @@ pub const COMMANDS: &[Command] = &[
         does: "put encrypted to a public key (64 hex) or a key id (40 hex)",
         parse: encrypted_put,
     },
+    Command {
+        names: &["rp"],
+        args: "<json>",
+        does: "hand a push notification's data to the proxy client",
+        parse: push,
+    },
 ];
 
 impl Cmd {
@@ -316,6 +324,14 @@ fn cancel_put(w: Words<'_>) -> Result<Cmd, String> {
     let vid =
         u64::from_str_radix(w.rest, 16).map_err(|_| "cpp: missing or bad value id (hex)".to_string())?;
     Ok(Cmd::CancelPut { key, vid })
+}
+
+fn push(w: Words<'_>) -> Result<Cmd, String> {
+    let text = format!("{} {}", w.first, w.rest);
+    match text.trim() {
+        "" => Err("rp: missing push data (a JSON object)".into()),
+        t => Ok(Cmd::Push(t.to_owned())),
+    }
 }
 
 fn signed_put(w: Words<'_>) -> Result<Cmd, String> {

@@ -1,22 +1,23 @@
-//! [`Console`]: runs one [`Cmd`] against a runner, one method per command, and prints what came
-//! of it.
+//! [`Console`]: runs one [`Cmd`] against a [`Backend`] (a node of ours, or a proxy client), one
+//! method per command, and prints what came of it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use dht_mio::{Change, Handle, ListenId, PutMode, Runner};
+use dht_mio::{Change, PutMode};
 use dht_proto::value::{Query, Value};
 use dht_proto::{InfoHash, PutOptions};
 
+use crate::backend::{Backend, Cancel, Stored};
 use crate::cmd::{Cmd, help_text};
-use crate::show::{self, Out, say, show_value, took};
+use crate::show::{Out, say, show_value, took};
 
-/// Runs commands against a runner.
+/// Runs commands against a backend.
 pub struct Console {
-    handle: Handle,
+    node: Box<dyn Backend>,
     out: Out,
     timeout: Duration,
-    listens: BTreeMap<u64, (InfoHash, ListenId)>,
+    listens: BTreeMap<u64, (InfoHash, Cancel)>,
     next_listen: u64,
     /// The permanent puts made here, by key and value id: the runner cancels a put it does not
     /// have without a word, and `cpp` should say there is no such put.
@@ -24,10 +25,12 @@ pub struct Console {
 }
 
 impl Console {
-    /// A console for `runner`, writing to `out`; `g`/`q`/`p` wait at most `timeout`.
-    pub fn new(runner: &Runner, out: Out, timeout: Duration) -> Console {
+    /// A console for `node` (a runner's [`dht_mio::Handle`], or a
+    /// [`ProxyBackend`](crate::ProxyBackend)), writing to `out`; `g`/`q`/`p` wait at most
+    /// `timeout`.
+    pub fn new(node: Box<dyn Backend>, out: Out, timeout: Duration) -> Console {
         Console {
-            handle: runner.handle(),
+            node,
             out,
             timeout,
             listens: BTreeMap::new(),
@@ -54,7 +57,7 @@ impl Console {
             Cmd::Exit => return false,
             Cmd::Nothing => Ok(()),
             Cmd::Help => self.print(help_text()),
-            Cmd::Info => self.print(show::info(&self.handle)),
+            Cmd::Info => self.print(self.node.info()),
             Cmd::Routing => self.routing(),
             Cmd::Searches => self.searches(),
             Cmd::Storage(key) => self.storage(key.as_deref()),
@@ -68,6 +71,7 @@ impl Console {
             }
             Cmd::EncryptedPut { key, to, data } => self.encrypted_put(&key, &to, data),
             Cmd::CancelPut { key, vid } => self.cancel_put(&key, vid),
+            Cmd::Push(json) => self.push(&json),
         };
         if let Err(e) = done {
             self.print(format!("error: {e}")).ok();
@@ -81,15 +85,12 @@ impl Console {
     }
 
     fn routing(&self) -> Result<(), String> {
-        let text = self.handle.inspect(show::routing).map_err(|e| e.to_string())?;
+        let text = self.node.routing()?;
         self.print(text.trim_end())
     }
 
     fn searches(&self) -> Result<(), String> {
-        let text = self
-            .handle
-            .inspect(|n| n.searches_text())
-            .map_err(|e| e.to_string())?;
+        let text = self.node.searches()?;
         match text.trim_end() {
             "" => self.print("no searches"),
             text => self.print(text),
@@ -98,7 +99,7 @@ impl Console {
 
     fn storage(&self, key: Option<&str>) -> Result<(), String> {
         let key = key.map(InfoHash::from_hex_or_hash);
-        let values = self.handle.export_values().map_err(|e| e.to_string())?;
+        let values = self.node.stored()?;
         let mut n = 0;
         for e in values.iter().filter(|e| key.is_none_or(|k| k == e.key)) {
             n += 1;
@@ -112,8 +113,8 @@ impl Console {
     }
 
     fn bootstrap(&self, host: &str) -> Result<(), String> {
-        let addrs = self.handle.bootstrap_host(host).map_err(|e| e.to_string())?;
-        self.print(format!("bootstrapping from {addrs:?}"))
+        let said = self.node.bootstrap(host)?;
+        self.print(said)
     }
 
     fn get(&self, key: &str, query: &str) -> Result<(), String> {
@@ -130,9 +131,7 @@ impl Console {
         let on_done = move |r| {
             let _ = tx.send(r);
         };
-        self.handle
-            .get(k, query, on_values, on_done)
-            .map_err(|e| e.to_string())?;
+        self.node.get(k, query, Box::new(on_values), Box::new(on_done))?;
         match rx.recv_timeout(self.timeout) {
             Ok(Ok(true)) => self.print(format!("get done{}", took(started))),
             Ok(Ok(false)) => self.print(format!(
@@ -162,24 +161,24 @@ impl Console {
             }
             Change::Failed(e) => say(&out, format!("listen {n} failed: {e}")),
         };
-        let id = self
-            .handle
-            .listen(k, query, on_change)
-            .map_err(|e| e.to_string())?;
+        let cancel = self.node.listen(k, query, Box::new(on_change))?;
         self.next_listen += 1;
-        self.listens.insert(n, (k, id));
+        self.listens.insert(n, (k, cancel));
         self.print(format!("listening on {k} (listen {n})"))
     }
 
     fn cancel_listen(&mut self, key: &str, n: u64) -> Result<(), String> {
         let k = InfoHash::from_hex_or_hash(key);
-        match self.listens.get(&n) {
-            Some(&(lk, id)) if lk == k => {
-                self.handle.cancel_listen(id);
-                self.listens.remove(&n);
+        match self.listens.remove(&n) {
+            Some((lk, cancel)) if lk == k => {
+                cancel();
                 self.print(format!("listen {n} cancelled"))
             }
-            _ => self.print(format!("no listen {n} on {k}")),
+            Some(other) => {
+                self.listens.insert(n, other);
+                self.print(format!("no listen {n} on {k}"))
+            }
+            None => self.print(format!("no listen {n} on {k}")),
         }
     }
 
@@ -219,17 +218,17 @@ impl Console {
         let on_done = move |r| {
             let _ = tx.send(r);
         };
-        let vid = self
-            .handle
-            .put_as(k, value, opts, mode, on_done)
-            .map_err(|e| e.to_string())?;
+        let vid = self.node.put(k, value, opts, mode, Box::new(on_done))?;
         if opts.permanent {
             self.permanent_puts.insert((k, vid));
         }
         match rx.recv_timeout(self.timeout) {
-            Ok(Ok(o)) => self.print(format!(
-                "put {k} id {vid:016x}: stored on {} nodes{note}{}",
-                o.total_acked(),
+            Ok(Ok(Stored::Nodes(n))) => self.print(format!(
+                "put {k} id {vid:016x}: stored on {n} nodes{note}{}",
+                took(started)
+            )),
+            Ok(Ok(_)) => self.print(format!(
+                "put {k} id {vid:016x}: stored through the proxy{note}{}",
                 took(started)
             )),
             Ok(Err(e)) => {
@@ -245,8 +244,28 @@ impl Console {
         if !self.permanent_puts.remove(&(k, vid)) {
             return self.print(format!("no permanent put {vid:016x} on {k}"));
         }
-        self.handle.cancel_put(k, vid);
+        self.node.cancel_put(k, vid);
         self.print(format!("put {vid:016x} on {k} cancelled"))
+    }
+
+    /// `rp {...}`: the members of a JSON object as strings, as a phone hands a push's data over.
+    fn push(&self, json: &str) -> Result<(), String> {
+        let j: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("rp: {e}"))?;
+        let Some(o) = j.as_object() else {
+            return Err("rp: push data must be a JSON object".into());
+        };
+        let data = o
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let said = self.node.push_notification(data)?;
+        self.print(said)
     }
 }
 

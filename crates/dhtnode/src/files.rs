@@ -41,6 +41,9 @@ pub enum CliError {
     /// The runner failed.
     #[error(transparent)]
     Run(#[from] Error),
+    /// A proxy server or client could not start.
+    #[error("proxy: {0}")]
+    Proxy(String),
 }
 
 /// Reads the seed in `path`, or creates the file (mode 0600) with a fresh seed from the OS.

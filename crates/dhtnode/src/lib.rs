@@ -26,6 +26,7 @@
 //! | `cpp <key> <value id>` | cancel a permanent put (its id as `pp` printed it) |
 //! | `s <key> <text>` | put a value signed with the node's identity |
 //! | `e <key> <to> <text>` | put a value encrypted to a public key (64 hex digits) or to the key with a short id (40 hex digits, looked up), as `ll` prints them |
+//! | `rp <json>` | hand a push notification's data (a JSON object) to the proxy client (`--proxyclient` with `--devicekey`) |
 //!
 //! A key is 40 hex digits or any other text, which is hashed (SHA-1) to a key.
 //!
@@ -37,14 +38,17 @@
 //! assert!(Cmd::parse("g").is_err());
 //! ```
 
+mod backend;
 mod cmd;
 mod console;
 mod files;
 pub mod log;
 mod options;
+pub mod proxy;
 mod repl;
 mod show;
 
+pub use backend::{Backend, Cancel, OnChange, OnDone, OnPut, OnValues, ProxyBackend, Stored};
 pub use cmd::{COMMANDS, Cmd, Command, Words, help_text};
 pub use console::{Console, parse_public_key};
 pub use files::{CliError, load_or_create_identity, load_state, save_state};

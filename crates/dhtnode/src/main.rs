@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use dht_mio::{Config, Runner};
-use dhtnode::{CliError, Console, Options, Out, PipedLines, Terminal, run_lines};
+use dhtnode::{Backend, CliError, Console, Options, Out, PipedLines, ProxyBackend, Terminal, run_lines};
 
 fn main() -> ExitCode {
     let opts = Options::parse();
@@ -38,6 +38,9 @@ fn run(opts: Options) -> Result<(), CliError> {
         }
     };
     let identity = dht_proto::crypto::Identity::from_seed(&secret);
+    if let Some(server) = &opts.proxyclient {
+        return run_proxy_client(&opts, server, identity);
+    }
     let mut seed_input = b"rdht node seed".to_vec();
     seed_input.extend_from_slice(&secret);
     let seed = Some(dht_proto::crypto::sha256(&seed_input));
@@ -63,16 +66,25 @@ fn run(opts: Options) -> Result<(), CliError> {
         runner.import_nodes(nodes)?;
         runner.import_values(values)?;
     }
-    if opts.service {
-        let mut signals =
-            signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-                .map_err(|e| CliError::Run(dht_mio::Error::Io(e)))?;
-        if let Some(sig) = signals.forever().next() {
-            tracing::info!(signal = sig, "stopping");
+    let servers = match dhtnode::proxy::start_servers(&opts, &runner.handle()) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = runner.shutdown(Duration::from_secs(5));
+            return Err(e);
         }
+    };
+    if opts.service {
+        wait_for_signal()?;
     } else {
-        console(&runner, &opts);
+        console(Box::new(runner.handle()), &opts, || {
+            println!(
+                "node {} on {:?}; h for help",
+                runner.node_id(),
+                runner.local_addrs()
+            )
+        });
     }
+    smol::block_on(servers.shutdown());
     if let Some(p) = &opts.persist {
         dhtnode::save_state(&runner, p)?;
         tracing::info!(path = %p.display(), "state saved");
@@ -81,24 +93,49 @@ fn run(opts: Options) -> Result<(), CliError> {
     Ok(())
 }
 
-fn console(runner: &Runner, opts: &Options) {
+/// `--proxyclient`: no UDP socket; the console's commands go through the proxy.
+fn run_proxy_client(
+    opts: &Options,
+    server: &str,
+    identity: dht_proto::crypto::Identity,
+) -> Result<(), CliError> {
+    let client = dhtnode::proxy::client(opts, server)?;
+    tracing::info!(server, push = opts.devicekey.is_some(), "proxy client running");
+    let backend = ProxyBackend::new(client, server, identity);
+    if opts.service {
+        wait_for_signal()?;
+    } else {
+        console(Box::new(backend), opts, || {
+            println!("proxy client of {server}; h for help")
+        });
+    }
+    Ok(())
+}
+
+fn wait_for_signal() -> Result<(), CliError> {
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+            .map_err(|e| CliError::Run(dht_mio::Error::Io(e)))?;
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!(signal = sig, "stopping");
+    }
+    Ok(())
+}
+
+fn console(node: Box<dyn Backend>, opts: &Options, banner: impl FnOnce()) {
     let timeout = Duration::from_secs(opts.timeout);
     if std::io::stdin().is_terminal() {
         match Terminal::new() {
             Ok((mut input, out)) => {
-                let mut console = Console::new(runner, out, timeout);
-                println!(
-                    "node {} on {:?}; h for help",
-                    runner.node_id(),
-                    runner.local_addrs()
-                );
+                let mut console = Console::new(node, out, timeout);
+                banner();
                 return run_lines(&mut console, &mut input, &mut std::io::stderr());
             }
             Err(e) => tracing::warn!("no line editing: {e}"),
         }
     }
     let out: Out = Arc::new(Mutex::new(Box::new(std::io::stdout())));
-    let mut console = Console::new(runner, out, timeout);
+    let mut console = Console::new(node, out, timeout);
     let mut input = PipedLines::new(std::io::stdin().lock());
     run_lines(&mut console, &mut input, &mut std::io::stderr());
 }

@@ -52,6 +52,46 @@ pub struct Options {
     /// How long `g`, `q` and `p` wait for their end, in seconds.
     #[arg(long = "timeout", default_value_t = 30)]
     pub timeout: u64,
+    /// Serve OpenDHT's REST proxy API over HTTP on this TCP port (0: any free port; the
+    /// address is printed).
+    #[arg(long = "proxyserver", value_name = "PORT")]
+    pub proxyserver: Option<u16>,
+    /// Serve the proxy API over HTTPS on this TCP port, with `--proxy-certificate` and
+    /// `--proxy-privkey`.
+    #[arg(long = "proxyserverssl", value_name = "PORT", requires_all = ["proxy_certificate", "proxy_privkey"])]
+    pub proxyserverssl: Option<u16>,
+    /// The HTTPS proxy's certificate chain (PEM).
+    #[arg(long = "proxy-certificate", value_name = "FILE")]
+    pub proxy_certificate: Option<PathBuf>,
+    /// The HTTPS proxy's private key (PEM: PKCS#8, PKCS#1 or SEC1, not encrypted).
+    #[arg(long = "proxy-privkey", value_name = "FILE")]
+    pub proxy_privkey: Option<PathBuf>,
+    /// The password of an encrypted private key (OpenDHT's option; refused: decrypt the key
+    /// first, e.g. with `openssl pkey`).
+    #[arg(long = "proxy-privkey-password", value_name = "PASSWORD")]
+    pub proxy_privkey_password: Option<String>,
+    /// The address the proxy servers bind (default: every address, IPv6 and IPv4).
+    #[arg(long = "proxy-addr", value_name = "ADDR")]
+    pub proxy_addr: Option<IpAddr>,
+    /// The push gateway of the proxy server (gorush): `host:port`, a bare port, or an
+    /// `http(s)://` URL.
+    #[arg(long = "pushserver", value_name = "HOST:PORT")]
+    pub pushserver: Option<String>,
+    /// The default push topic (iOS bundle id) of the proxy server.
+    #[arg(long = "bundleid", value_name = "ID")]
+    pub bundleid: Option<String>,
+    /// Run as a client of this DHT proxy (`host:port`, `http://…` or `https://…`), with no
+    /// UDP socket: every command goes through the proxy.
+    #[arg(long = "proxyclient", value_name = "URL", conflicts_with_all = ["proxyserver", "proxyserverssl", "bootstrap", "persist"])]
+    pub proxyclient: Option<String>,
+    /// The proxy client's push token: listens become push subscriptions, and `rp` hands it
+    /// the pushes.
+    #[arg(long = "devicekey", value_name = "TOKEN", requires = "proxyclient")]
+    pub devicekey: Option<String>,
+    /// Trust this root certificate (PEM) for an `https://` proxy instead of the system's
+    /// (not an OpenDHT option: for self-signed proxies).
+    #[arg(long = "proxy-ca", value_name = "FILE", requires = "proxyclient")]
+    pub proxy_ca: Option<PathBuf>,
 }
 
 /// A node to bootstrap from, as typed (`host`, `host:port`, `[v6]:port` or an address; no port
