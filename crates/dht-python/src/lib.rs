@@ -13,8 +13,11 @@
 //!   `DhtConfig.setSharedThread(False)`: many nodes in one process are much faster;
 //! - `run()` on a port in use raises `OSError`; each runner copies its config (no shared default);
 //! - listen tokens cancel on single-stack runners; `Value.owner` of an unsigned value is `None`;
-//! - crypto is ed25519/x25519 where upstream uses RSA: the names are kept, the docstrings say so.
+//! - crypto is ed25519/x25519 where upstream uses RSA: the names are kept, the docstrings say so
+//!   (`Certificate` and `TrustList` are ed25519 certificates of our own layout, not X.509;
+//!   `aesEncrypt` is PBKDF2 + ChaCha20-Poly1305, not Argon2i + AES-GCM).
 
+mod cert;
 mod crypto;
 mod hash;
 mod net;
@@ -78,6 +81,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     hash::register(m)?;
     value::register(m)?;
     crypto::register(m)?;
+    cert::register(m)?;
     net::register(m)?;
     runner::register(m)?;
     Ok(())
