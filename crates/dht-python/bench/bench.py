@@ -18,7 +18,7 @@ import time
 
 dht = importlib.import_module(sys.argv[1] if len(sys.argv) > 1 else "rdht")
 NODES = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-PAIRS = int(sys.argv[3]) if len(sys.argv) > 3 else 300
+PAIRS = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
 
 
 def pct(xs, p):
@@ -82,6 +82,7 @@ def main():
         "get_ms_p50": ms(pct(get_lat, 50)), "get_ms_p99": ms(pct(get_lat, 99)),
         "listen_after_put_ms_p50": ms(pct(listen_lag, 50)),
         "missed_gets": misses,
+        "put_ms_mean": ms(statistics.mean(put_lat)), "get_ms_mean": ms(statistics.mean(get_lat)),
     }), flush=True)
     for r in nodes:
         r.shutdown()
