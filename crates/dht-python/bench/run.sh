@@ -16,11 +16,10 @@ odht4="${RDHT_OPENDHT4_VENV:-$root/target/py-opendht4-venv}/bin/python"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet "maturin>=1.5,<2" || exit 1
-fi
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv" || exit 1
+[ -x "$venv/bin/maturin" ] || "$venv/bin/pip" install --quiet "maturin>=1.5,<2" || exit 1
 # The release build (pip builds through maturin's PEP 517 backend, release by default).
-PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}" MATURIN_PEP517_ARGS="--release" \
+PATH="$venv/bin:$PATH" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}" MATURIN_PEP517_ARGS="--profile release" \
     "$venv/bin/pip" install --quiet --force-reinstall --no-deps --no-build-isolation "$root/crates/dht-python" || exit 1
 
 for r in $(seq "$rounds"); do
