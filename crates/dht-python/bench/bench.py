@@ -5,7 +5,8 @@ loopback. The same script runs on rdht and on OpenDHT (that is the point):
 
 Each pair: a blocking put of a fresh 32-byte value at a fresh key on one node, then a blocking
 get of it on another. A listen on a third node times the listen callback against the put's end.
-Prints one JSON line.
+Prints one JSON line. With RDHT_OWN_THREADS=1, rdht's runners get a thread each (as OpenDHT's)
+instead of sharing one.
 """
 import importlib
 import json
@@ -18,7 +19,7 @@ import time
 
 dht = importlib.import_module(sys.argv[1] if len(sys.argv) > 1 else "rdht")
 NODES = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-PAIRS = int(sys.argv[3]) if len(sys.argv) > 3 else 300
+PAIRS = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
 
 
 def pct(xs, p):
@@ -31,7 +32,12 @@ def main():
     nodes = []
     for _ in range(NODES):
         r = dht.DhtRunner()
-        r.run(port=0, ipv4="127.0.0.1", ipv6="::1")
+        if os.environ.get("RDHT_OWN_THREADS"):  # rdht only: a thread per runner, as OpenDHT
+            cfg = dht.DhtConfig()
+            cfg.setSharedThread(False)
+            r.run(port=0, ipv4="127.0.0.1", ipv6="::1", config=cfg)
+        else:
+            r.run(port=0, ipv4="127.0.0.1", ipv6="::1")
         nodes.append(r)
     port0 = str(nodes[0].getBound().getPort())
     for r in nodes[1:]:
@@ -73,7 +79,7 @@ def main():
     elapsed = time.perf_counter() - start
     ms = lambda x: round(x * 1000, 3)
     print(json.dumps({
-        "module": dht.__name__,
+        "module": dht.__name__ + ("/own-threads" if os.environ.get("RDHT_OWN_THREADS") else ""),
         "version": getattr(dht, "__version__", "2.4.12"),
         "nodes": NODES,
         "pairs": PAIRS,
@@ -82,6 +88,7 @@ def main():
         "get_ms_p50": ms(pct(get_lat, 50)), "get_ms_p99": ms(pct(get_lat, 99)),
         "listen_after_put_ms_p50": ms(pct(listen_lag, 50)),
         "missed_gets": misses,
+        "put_ms_mean": ms(statistics.mean(put_lat)), "get_ms_mean": ms(statistics.mean(get_lat)),
     }), flush=True)
     for r in nodes:
         r.shutdown()

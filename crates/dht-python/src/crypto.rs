@@ -10,6 +10,7 @@ use pyo3::types::PyBytes;
 use rand_core::OsRng;
 
 use crate::bytes_arg;
+use crate::cert::{Cert, PyCertificate, certificate_for};
 use crate::hash::{PyInfoHash, PyPkId};
 
 /// A public key (ed25519; upstream's is RSA). Empty (false) when made without data. A value's
@@ -213,34 +214,50 @@ impl PyPrivateKey {
     }
 }
 
-/// A signing identity: an ed25519 key pair (upstream: an RSA key and an X.509 certificate).
-/// `Identity.generate()` makes one; `save(path)` and `Identity.load(path)` keep it in a file
-/// (the 32-byte secret seed in hex, mode 0600, the format of `dhtnode --identity`).
+/// A signing identity: an ed25519 key pair and, optionally, an ed25519 `Certificate` naming
+/// it (upstream: an RSA key and an X.509 certificate). `Identity.generate()` makes one;
+/// `save(path)` and `Identity.load(path)` keep its key in a file (the 32-byte secret seed in
+/// hex, mode 0600, the format of `dhtnode --identity`; the certificate is not saved).
 #[pyclass(module = "rdht._core", name = "Identity", from_py_object)]
 #[derive(Clone, Default)]
 pub(crate) struct PyIdentity {
     pub(crate) id: Option<Identity>,
+    pub(crate) cert: Option<Cert>,
 }
 
 #[pymethods]
 impl PyIdentity {
-    /// From a `PrivateKey`; empty without one. `c` (a certificate upstream) is accepted and
-    /// ignored: ed25519 identities carry no certificate.
+    /// From a `PrivateKey` and its `Certificate` (both optional); `ValueError` when the
+    /// certificate is not the key's.
     #[new]
     #[pyo3(signature = (k = None, c = None))]
-    fn py_new(k: Option<PyPrivateKey>, c: Option<&Bound<'_, PyAny>>) -> Self {
-        let _ = c;
-        PyIdentity { id: k.map(|k| k.id) }
+    fn py_new(k: Option<PyPrivateKey>, c: Option<PyRef<'_, PyCertificate>>) -> PyResult<Self> {
+        let cert = c.and_then(|c| c.cert.clone());
+        if let (Some(k), Some(c)) = (&k, &cert)
+            && c.subject != k.id.public()
+        {
+            return Err(PyValueError::new_err("the certificate is not the key's"));
+        }
+        Ok(PyIdentity {
+            id: k.map(|k| k.id),
+            cert,
+        })
     }
 
-    /// A new identity. `name`, `ca` and `bits` are accepted for upstream compatibility and
-    /// ignored (no certificates; ed25519 keys have one size).
+    /// A new identity: an ed25519 key (upstream: RSA of `bits` bits; ignored here) and an
+    /// ed25519 `Certificate` named `name`. With `ca` (an `Identity` with a key and a
+    /// certificate) the certificate is signed by it; otherwise it is self-signed and, as
+    /// upstream, a CA certificate (it can sign others).
     #[staticmethod]
     #[pyo3(signature = (name = "pydht", ca = None, bits = 4096))]
-    fn generate(name: &str, ca: Option<&Bound<'_, PyAny>>, bits: u32) -> Self {
-        let _ = (name, ca, bits);
+    fn generate(name: &str, ca: Option<PyRef<'_, PyIdentity>>, bits: u32) -> Self {
+        let _ = bits;
+        let id = Identity::generate(&mut OsRng);
+        let signer = ca.as_deref().filter(|c| c.id.is_some() && c.cert.is_some());
+        let cert = certificate_for(&id, name, signer, signer.is_none());
         PyIdentity {
-            id: Some(Identity::generate(&mut OsRng)),
+            id: Some(id),
+            cert: Some(cert),
         }
     }
 
@@ -273,6 +290,7 @@ impl PyIdentity {
         }
         Ok(PyIdentity {
             id: Some(Identity::from_seed(&seed)),
+            cert: None,
         })
     }
 
@@ -288,10 +306,11 @@ impl PyIdentity {
         self.id.as_ref().map(|i| PyPublicKey::from_key(i.public()))
     }
 
-    /// Always `None`: ed25519 identities carry no X.509 certificate.
+    /// The identity's `Certificate` (ed25519, not X.509), or `None` (none given, or loaded
+    /// from a file).
     #[getter]
-    fn certificate(&self) -> Option<Py<PyAny>> {
-        None
+    fn certificate(&self) -> Option<PyCertificate> {
+        self.cert.clone().map(|c| PyCertificate::from_cert(Some(c)))
     }
 
     fn __bool__(&self) -> bool {

@@ -7,11 +7,17 @@
 //!
 //! Where this differs from upstream on purpose:
 //! - every blocking call releases the GIL and answers Ctrl-C; `shutdown(); join()` never
-//!   deadlocks; a blocking call made from a callback of the same runner raises `RuntimeError`;
+//!   deadlocks; a blocking call made from a callback of a runner on the same thread raises
+//!   `RuntimeError`;
+//! - the runners of a process share one thread (a `dht_mio::Pool`) unless
+//!   `DhtConfig.setSharedThread(False)`: many nodes in one process are much faster;
 //! - `run()` on a port in use raises `OSError`; each runner copies its config (no shared default);
 //! - listen tokens cancel on single-stack runners; `Value.owner` of an unsigned value is `None`;
-//! - crypto is ed25519/x25519 where upstream uses RSA: the names are kept, the docstrings say so.
+//! - crypto is ed25519/x25519 where upstream uses RSA: the names are kept, the docstrings say so
+//!   (`Certificate` and `TrustList` are ed25519 certificates of our own layout, not X.509;
+//!   `aesEncrypt` is PBKDF2 + ChaCha20-Poly1305, not Argon2i + AES-GCM).
 
+mod cert;
 mod crypto;
 mod hash;
 mod net;
@@ -54,7 +60,8 @@ pub(crate) fn run_error(e: dht_mio::Error) -> PyErr {
         dht_mio::Error::Io(e) => pyo3::exceptions::PyOSError::new_err(e.to_string()),
         dht_mio::Error::Closed => PyRuntimeError::new_err("the DhtRunner is not running"),
         dht_mio::Error::OnRunnerThread => PyRuntimeError::new_err(
-            "a blocking call from a callback of the same DhtRunner would deadlock: use the callback form",
+            "a blocking call from a callback of a DhtRunner on the same thread would deadlock: \
+             use the callback form",
         ),
         e => PyRuntimeError::new_err(e.to_string()),
     }
@@ -74,6 +81,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     hash::register(m)?;
     value::register(m)?;
     crypto::register(m)?;
+    cert::register(m)?;
     net::register(m)?;
     runner::register(m)?;
     Ok(())

@@ -1,15 +1,16 @@
 //! `DhtRunner`, `DhtConfig` and `ListenToken`: OpenDHT's runner on a [`dht_mio::Runner`].
 //!
-//! Callbacks run on the runner's thread under the GIL; every wait releases the GIL (and checks
-//! for Ctrl-C every 100 ms). A blocking call made from a callback of the same runner raises
-//! `RuntimeError` instead of deadlocking. Done callbacks are never dropped silently: an operation
+//! Runners share one thread per process (a [`dht_mio::Pool`]) unless their config asks for a
+//! thread of their own. Callbacks run on the runner's thread under the GIL; every wait releases
+//! the GIL (and checks for Ctrl-C every 100 ms). A blocking call made from a callback running on
+//! the target runner's thread raises `RuntimeError` instead of deadlocking. Done callbacks are never dropped silently: an operation
 //! still pending when its runner stops reports `ok = False`.
 
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -34,24 +35,40 @@ const PING_LIMIT: Duration = Duration::from_secs(3);
 /// How often a blocking call checks for signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
-/// Numbers runs, so a callback knows which runner's thread it is on.
+/// Numbers the runner threads, so a callback knows which thread it is on: each run of a runner
+/// with a thread of its own gets a fresh serial; the shared thread is [`SHARED_SERIAL`].
 static SERIALS: AtomicU64 = AtomicU64::new(1);
 
+/// The serial of the thread the runners of this process share.
+const SHARED_SERIAL: u64 = u64::MAX;
+
+/// The thread (a [`dht_mio::Pool`]) that runs every runner of this process whose config does not
+/// ask for a thread of its own: nodes of one process then talk to each other without a thread
+/// hand-off per message. `None` if it could not start (runners then get their own threads).
+static SHARED: OnceLock<Option<dht_mio::Pool>> = OnceLock::new();
+
+fn shared_pool() -> Option<&'static dht_mio::Pool> {
+    SHARED.get_or_init(|| dht_mio::Pool::new().ok()).as_ref()
+}
+
 thread_local! {
-    /// The serial of the runner whose callback runs on this thread now (0: none).
+    /// The serial of the runner thread whose callback runs on this thread now (0: none).
     static IN_CALLBACK: Cell<u64> = const { Cell::new(0) };
 }
 
+/// `RuntimeError` when called from a callback running on the thread of runner `serial`: a
+/// blocking call there would wait for that very thread.
 fn on_own_thread(serial: u64) -> PyResult<()> {
     if serial != 0 && IN_CALLBACK.get() == serial {
         return Err(PyRuntimeError::new_err(
-            "a blocking call from a callback of the same DhtRunner would deadlock: use the callback form",
+            "a blocking call from a callback of a DhtRunner on the same thread would deadlock: \
+             use the callback form (or DhtConfig.setSharedThread(False) for the other runner)",
         ));
     }
     Ok(())
 }
 
-/// Runs `f` under the GIL as a callback of runner `serial`; an exception is reported through
+/// Runs `f` under the GIL as a callback on the thread of runner `serial`; an exception is reported through
 /// `sys.unraisablehook` (as upstream prints them) and counts as a falsy return.
 fn callback(serial: u64, f: impl FnOnce(Python<'_>) -> PyResult<bool>) -> bool {
     Python::attach(|py| {
@@ -117,6 +134,7 @@ pub(crate) struct PyDhtConfig {
     rate_limit: (Option<u32>, Option<u32>),
     bind4: Option<SocketAddr>,
     bind6: Option<SocketAddr>,
+    shared_thread: bool,
     /// Upstream's `threaded` flag: always true here (the runner has its thread).
     #[pyo3(get, set)]
     threaded: bool,
@@ -133,6 +151,7 @@ impl Default for PyDhtConfig {
             rate_limit: (None, None),
             bind4: None,
             bind6: None,
+            shared_thread: true,
             threaded: true,
         }
     }
@@ -220,6 +239,17 @@ impl PyDhtConfig {
         let _ = (peer_discovery, peer_publish);
     }
 
+    /// Whether the runner shares one thread with the other runners of this process (the
+    /// default; an addition to upstream's API). Nodes on the shared thread exchange messages
+    /// without a thread hand-off, which makes many nodes in one process several times faster;
+    /// but a blocking call made in a callback of one of them on another of them raises
+    /// `RuntimeError` (it would wait for its own thread). `False` gives the runner a thread of
+    /// its own, as upstream does for every runner.
+    #[pyo3(name = "setSharedThread")]
+    fn set_shared_thread(&mut self, shared: bool) {
+        self.shared_thread = shared;
+    }
+
     /// The addresses to bind (an empty or missing `SockAddr` leaves that family to `run`).
     #[pyo3(name = "setBound")]
     #[pyo3(signature = (bind4 = None, bind6 = None))]
@@ -240,6 +270,7 @@ impl PyDhtConfig {
 /// A running node.
 struct Live {
     runner: Runner,
+    /// Its thread's serial ([`SHARED_SERIAL`] on the shared thread).
     serial: u64,
     network: u32,
     identity: Option<Identity>,
@@ -594,8 +625,17 @@ impl PyDhtRunner {
             seed: None,
             bootstrap: Vec::new(),
         };
-        let runner = py.detach(|| Runner::run(rc)).map_err(crate::run_error)?;
-        let serial = SERIALS.fetch_add(1, Ordering::Relaxed);
+        let pool = if config.shared_thread { shared_pool() } else { None };
+        let runner = py
+            .detach(|| match pool {
+                Some(p) => p.run(rc),
+                None => Runner::run(rc),
+            })
+            .map_err(crate::run_error)?;
+        let serial = match pool {
+            Some(_) => SHARED_SERIAL,
+            None => SERIALS.fetch_add(1, Ordering::Relaxed),
+        };
         st.last_serial = serial;
         st.sent_base = [0; 5];
         st.live = Some(Live {

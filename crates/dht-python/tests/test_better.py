@@ -93,9 +93,12 @@ def test_each_runner_has_its_own_config(nodes):
     assert not b.getId() and not c.getId()
 
 
-def test_blocking_call_inside_a_callback_raises(pair):
+def test_blocking_call_inside_a_callback_raises(nodes):
     # Upstream: the callback waits for a done callback only its own thread could run: hang.
-    a, b = pair
+    a, b = nodes.network(2)
+    own = dht.DhtConfig()
+    own.setSharedThread(False)
+    c = nodes.new(config=own)
     key = dht.InfoHash.get("reentrant")
     assert a.put(key, dht.Value(b"x"))
     errors = queue.Queue()
@@ -108,12 +111,18 @@ def test_blocking_call_inside_a_callback_raises(pair):
                 errors.put(None)
             except RuntimeError as e:
                 errors.put(str(e))
-        # a blocking call on another runner is fine (a get would wait for `a`, busy here)
-        errors.put(("other", isinstance(b.getStorageLog(), str)))
+        # `b` shares `a`'s thread: a blocking call on it raises too
+        try:
+            b.getStorageLog()
+            errors.put(None)
+        except RuntimeError as e:
+            errors.put(str(e))
+        # a blocking call on a runner with its own thread is fine (a get would wait for `a`)
+        errors.put(("other", isinstance(c.getStorageLog(), str)))
         return False
 
     a.get(key, cb)
-    for _ in range(4):
+    for _ in range(5):
         assert "would deadlock" in errors.get(timeout=10)
     assert errors.get(timeout=10) == ("other", True)
     assert a.isRunning() and a.get(key)  # the runner is fine

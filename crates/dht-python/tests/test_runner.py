@@ -94,6 +94,25 @@ def test_get_put_callbacks_run_on_the_runner_thread(pair):
     assert (kind, ok) == ("done", True) and tid != main
 
 
+def test_runners_share_a_thread_unless_asked(nodes):
+    own = dht.DhtConfig()
+    own.setSharedThread(False)
+    a, b = nodes.network(2)
+    c = nodes.new(bootstrap=a, config=own)
+    d = nodes.new(bootstrap=a, config=own)
+    key = dht.InfoHash.get("threads")
+    assert a.put(key, dht.Value(b"t"))
+    tids = queue.Queue()
+    for r in (a, b, c, d):
+        r.get(key, lambda v: True, lambda ok, n: tids.put(threading.get_ident()))
+    got = [tids.get(timeout=10) for _ in range(4)]
+    # the done callbacks arrive in any order: two on the shared thread, one each on c's and d's
+    assert len(set(got)) == 3 and threading.get_ident() not in got
+    # the runners on separate threads work together (and with the shared ones)
+    assert [v.data for v in c.get(key)] == [b"t"]
+    assert d.put(key, dht.Value(b"u")) and {v.data for v in b.get(key)} == {b"t", b"u"}
+
+
 def test_get_callback_false_stops_and_reports_done(nodes):
     a, b = nodes.network(2)
     key = dht.InfoHash.get("stop early")

@@ -164,7 +164,9 @@ def test_node_records():
 
 def test_identity_keys(tmp_path):
     ident = dht.Identity.generate()
-    assert ident and ident.certificate is None
+    assert ident and ident.certificate and ident.certificate.getName() == "pydht"
+    assert ident.certificate.getId() == ident.publickey.getId() and ident.certificate.isCA()
+    assert dht.Identity.load.__doc__
     pk = ident.publickey
     assert pk and pk == ident.key.getPublicKey()
     assert len(str(pk)) == 64 and pk.getLongId() == dht.PkId(str(pk).encode())
@@ -200,7 +202,8 @@ def test_version_and_names():
     assert dht.__version__ == dht.version()
     for name in ["InfoHash", "PkId", "Value", "ValueType", "Query", "Select", "Where", "DhtConfig",
                  "DhtRunner", "Identity", "PrivateKey", "PublicKey", "SockAddr", "Node", "NodeEntry",
-                 "NodeSet", "NodeSetInfo", "ListenToken"]:
+                 "NodeSet", "NodeSetInfo", "ListenToken", "Certificate", "TrustList",
+                 "VerifyResult", "aesEncrypt", "aesDecrypt"]:
         assert name in dht.__all__, name
         assert getattr(dht, name).__doc__, name
 
@@ -221,3 +224,93 @@ def test_every_public_name_has_a_docstring():
                     if not m.startswith("_") and not (getattr(v, "__doc__", None) or "").strip():
                         missing.append(f"{n}.{m}")
     assert missing == []
+
+
+def test_certificate_ed25519():
+    key = dht.PrivateKey.generate()
+    c = dht.Certificate.generate(key, "alice")
+    assert c and c.getName() == "alice" and c.issuer is None and not c.isCA()
+    assert c.getId() == key.getId() and c.getLongId() == key.getLongId()
+    assert c.getPublicKey() == key.getPublicKey()
+    text = c.toString()
+    assert isinstance(text, str) and text.startswith("-----BEGIN RDHT ED25519 CERTIFICATE-----")
+    assert bytes(c) == text.encode()
+    for form in (text, bytes(c)):
+        assert dht.Certificate(form) == c
+    assert str(c) == str(key.getPublicKey()) and repr(c).startswith("<Certificate '")
+    empty = dht.Certificate()
+    assert not empty and empty.toString() == "" and empty.getName() == ""
+    with pytest.raises(ValueError):
+        empty.getId()
+    # a tampered certificate, garbage and X.509 PEM are refused
+    tampered = bytearray(bytes(c))
+    tampered[70] = ord("0") if tampered[70] != ord("0") else ord("1")
+    for bad in (bytes(tampered), b"garbage", b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"):
+        with pytest.raises(ValueError):
+            dht.Certificate(bad)
+    with pytest.raises(TypeError):
+        dht.Certificate(42)
+    # an identity signed by a CA identity carries the CA's certificate as issuer
+    ca = dht.Identity.generate("ca")
+    leaf = dht.Identity.generate("leaf", ca)
+    assert leaf.certificate.issuer == ca.certificate and not leaf.certificate.isCA()
+    assert dht.Certificate(bytes(leaf.certificate)).issuer.getName() == "ca"
+    assert dht.Identity(key, c).certificate == c
+    with pytest.raises(ValueError):
+        dht.Identity(dht.PrivateKey.generate(), c)
+
+
+def test_trust_list_and_verify_result():
+    ca = dht.Identity.generate("ca")
+    other_ca = dht.Identity.generate("other ca")
+    leaf = dht.Identity.generate("leaf", ca)
+    deep = dht.Identity.generate("deep", dht.Identity(leaf.key, leaf.certificate))
+    stranger = dht.Identity.generate("stranger", other_ca)
+    trust = dht.TrustList()
+    r = trust.verify(leaf.certificate)
+    assert not r and not r.isValid() and not r.hasError() and "not issued by a trusted" in str(r)
+    trust.add(ca.certificate)
+    assert len(trust) == 1
+    r = trust.verify(leaf.certificate)
+    assert r and r.isValid() and not r.hasError() and str(r) == "valid"
+    assert trust.verify(ca.certificate).isValid()
+    assert not trust.verify(stranger.certificate).isValid()
+    # leaf is not a CA: what it signs is not trusted through it
+    assert "not a CA" in str(trust.verify(deep.certificate))
+    # the CA revokes leaf
+    with pytest.raises(ValueError):
+        ca.certificate.revoke(leaf.key, leaf.certificate)  # not the CA's key
+    cert = dht.Certificate(bytes(ca.certificate))
+    trust2 = dht.TrustList()
+    trust2.add(cert)
+    cert.revoke(ca.key, leaf.certificate)
+    r = trust2.verify(leaf.certificate)
+    assert not r and not r.hasError() and "revoked" in str(r)
+    trust.remove(ca.certificate)
+    assert len(trust) == 0 and not trust.verify(leaf.certificate)
+    r = trust.verify(dht.Certificate())
+    assert not r and r.hasError() and str(r) == "empty certificate"
+    assert "invalid" in repr(r)
+    with pytest.raises(TypeError):
+        trust.verify(b"x")
+
+
+def test_aes_encrypt_decrypt():
+    box = dht.aesEncrypt(b"secret data", "hunter2")
+    assert isinstance(box, bytes) and b"secret" not in box
+    assert len(box) == 1 + 16 + 12 + len(b"secret data") + 16
+    assert dht.aesDecrypt(box, "hunter2") == b"secret data"
+    assert dht.aesDecrypt(box, b"hunter2") == b"secret data"  # bytes passwords too
+    assert dht.aesEncrypt(b"x", "p") != dht.aesEncrypt(b"x", "p")  # fresh salt and nonce
+    with pytest.raises(ValueError, match="wrong password"):
+        dht.aesDecrypt(box, "hunter3")
+    altered = bytearray(box)
+    altered[-1] ^= 1
+    with pytest.raises(ValueError, match="wrong password"):
+        dht.aesDecrypt(bytes(altered), "hunter2")
+    for bad in (b"", b"\x02" + box[1:], box[:20]):
+        with pytest.raises(ValueError):
+            dht.aesDecrypt(bad, "hunter2")
+    with pytest.raises(TypeError):
+        dht.aesEncrypt("text", "p")
+    assert dht.aesDecrypt(dht.aesEncrypt(b"", "p"), "p") == b""

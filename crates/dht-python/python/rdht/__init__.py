@@ -1,8 +1,9 @@
 """rdht: OpenDHT's Python API on a Rust DHT node.
 
 A script written for OpenDHT runs after changing ``import opendht as dht`` to
-``import rdht as dht``. Crypto names (``Identity``, ``PrivateKey``, ``PublicKey``) keep
-upstream's API with ed25519/x25519 keys instead of RSA. ``rdht.aio`` has the asyncio forms.
+``import rdht as dht``. Crypto names (``Identity``, ``PrivateKey``, ``PublicKey``,
+``Certificate``, ``TrustList``) keep upstream's API with ed25519/x25519 keys instead of RSA and
+X.509; ``aesEncrypt``/``aesDecrypt`` use PBKDF2 + ChaCha20-Poly1305 (not OpenDHT's format). ``rdht.aio`` has the asyncio forms.
 """
 
 import atexit as _atexit
@@ -22,7 +23,8 @@ _runners: "_weakref.WeakSet[_CoreRunner]" = _weakref.WeakSet()
 
 
 class DhtRunner(_CoreRunner):
-    """OpenDHT's ``DhtRunner``: a DHT node on a thread of its own.
+    """OpenDHT's ``DhtRunner``: a DHT node on a runner thread (the one the runners of this
+    process share, or its own with ``DhtConfig.setSharedThread(False)``).
 
     ``run()`` starts it; ``get``, ``put``, ``listen`` and the rest use it; ``shutdown()`` then
     ``join()`` stop it, and it can ``run()`` again. Runners still running when the interpreter
