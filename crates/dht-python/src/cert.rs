@@ -18,7 +18,6 @@ use std::sync::Mutex;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use dht_proto::crypto::{Identity, PublicKey};
-use hmac::{Hmac, Mac};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
@@ -490,25 +489,9 @@ const NONCE_LEN: usize = 12;
 /// The first byte of what `aesEncrypt` returns (the format's version).
 const AEAD_VERSION: u8 = 1;
 
-/// PBKDF2-HMAC-SHA256 with one block of output (32 bytes).
+/// PBKDF2-HMAC-SHA256 with 32 bytes of output (the `pbkdf2` crate).
 fn pbkdf2(password: &[u8], salt: &[u8], rounds: u32) -> [u8; 32] {
-    let Ok(mac) = <Hmac<Sha256> as Mac>::new_from_slice(password) else {
-        return [0; 32]; // HMAC takes keys of any length
-    };
-    let mut m = mac.clone();
-    m.update(salt);
-    m.update(&1u32.to_be_bytes());
-    let mut u: [u8; 32] = m.finalize().into_bytes().into();
-    let mut out = u;
-    for _ in 1..rounds {
-        let mut m = mac.clone();
-        m.update(&u);
-        u = m.finalize().into_bytes().into();
-        for (o, x) in out.iter_mut().zip(u) {
-            *o ^= x;
-        }
-    }
-    out
+    pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, rounds)
 }
 
 fn password_arg(p: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
