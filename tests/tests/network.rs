@@ -193,28 +193,21 @@ fn listen_sees_puts_and_expiry() {
     assert_eq!(listen_added(&sim, 7).len(), before);
 }
 
-/// Without re-replication: on the in-memory network this test was written for, no storer
-/// re-replicated during it (the closest sets never changed), so it checked expiry alone. On
-/// dht-sim's network the routing tables still change after the put on every seed tried, and a
-/// re-replicated value outlives its 10 minutes: see the ignored test below.
+/// With re-replication on, as nodes run by default: on dht-sim's network the closest sets still
+/// change after the put, so storers re-announce both values. A re-announced copy keeps its
+/// original creation time (`Storage::store` keeps the later of the stored and the announced
+/// time), so the plain value still dies at its 10 minutes.
 #[test]
 fn values_expire_and_permanent_puts_are_refreshed() {
+    values_expire_and_permanent_puts_are_refreshed_on(network(3, Stack::V4, 20));
+}
+
+/// The same without re-replication (expiry alone).
+#[test]
+fn values_expire_with_re_replication_off() {
     let mut node = Config::default();
     node.replicate = false;
     values_expire_and_permanent_puts_are_refreshed_on(network_of(3, Stack::V4, 20, node));
-}
-
-/// The same with re-replication on, as nodes run by default. It fails: seconds after its
-/// expiry the plain value is still on eight storers (and still there minutes later); storers
-/// re-replicated it a few times before. The likely cause, not yet confirmed: a storer that
-/// already holds a value and is sent it again treats it as a refresh and sets its creation time
-/// to now (`Storage::store`, the refresh branch), whatever creation time was announced; the next
-/// re-replication then announces that later time, so the value's life grows each time the
-/// closest set changes.
-#[test]
-#[ignore = "dht-proto: re-replication extends a value's life past its expiration (see the doc)"]
-fn values_expire_with_re_replication_on() {
-    values_expire_and_permanent_puts_are_refreshed_on(network(3, Stack::V4, 20));
 }
 
 fn values_expire_and_permanent_puts_are_refreshed_on(sim: Sim) {
