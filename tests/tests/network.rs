@@ -753,3 +753,38 @@ fn nodes_joined_over_ipv4_learn_ipv6_peers() {
     assert_eq!(v4_only_joiners_with_v6, 24, "every IPv4 joiner learns IPv6 peers");
     assert!(connected(&sim, Family::V6));
 }
+
+/// A put issued right after `bootstrap` to a node that has not answered yet completes in a few
+/// round trips. Three connected nodes a, b, c; d bootstraps from a; b bootstraps from d (or from
+/// an address where no node answers) and puts at once. The nodes joined over IPv4 only, as on a
+/// loopback run of dht-mio, so the IPv6 family has no node at all: its half of the put used to
+/// wait `CONNECT_GRACE` (10 s) because `bootstrap` had armed the bootstrap timer.
+#[test]
+fn a_put_right_after_a_bootstrap_is_not_held() {
+    for (stack, silent) in [(Stack::V4, false), (Stack::Dual, false), (Stack::Dual, true)] {
+        let mut sim = network(8, stack, 3);
+        for i in 1..3 {
+            on(&mut sim, i, |n, now| n.bootstrap(now, Sim::addr4(0)));
+        }
+        let mut sim = settle(sim, Stack::V4);
+        let d = sim.add_host();
+        on(&mut sim, d, |n, now| n.bootstrap(now, Sim::addr4(0)));
+        let to = if silent { Sim::addr4(9) } else { Sim::addr4(d) };
+        on(&mut sim, 1, |n, now| n.bootstrap(now, to));
+        let start = sim.now;
+        let put = on(&mut sim, 1, |n, now| {
+            n.put(
+                now,
+                InfoHash::get("soon"),
+                Value::new(1, b"v".to_vec()),
+                PutOptions::default(),
+            )
+            .unwrap()
+        });
+        assert!(sim.run_until(Duration::from_secs(30), |sim| put_done(sim, 1, put.op).is_some()));
+        let took = sim.now - start;
+        let outcome = put_done(&sim, 1, put.op).unwrap();
+        assert!(outcome.ok(), "{stack:?}: {outcome:?}");
+        assert!(took < Duration::from_secs(1), "{stack:?}: the put took {took:?}");
+    }
+}
