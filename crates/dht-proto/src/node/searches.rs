@@ -184,8 +184,12 @@ impl Searches {
 impl Node {
     pub(super) fn step_search(&mut self, now: Instant, skey: SearchKey) {
         let (fam, key) = skey;
+        // A search with no nodes waits for a bootstrap only while the node has no connected
+        // family (as OpenDHT's runner holds operations while its status is connecting). Once one
+        // family is connected, a `bootstrap` call (which arms the bootstrap timer and pings) must
+        // not hold the other family's half of a put or get for `CONNECT_GRACE`.
         let status = self.connectivity.status(fam);
-        let connecting = status != Status::Connected
+        let connecting = !self.connectivity.any_connected()
             && (self.timers.is_set(Timer::Bootstrap) || status == Status::Connecting);
         let public_stable = self.config.public_stable;
         let Some(s) = self.searches.get_mut(&skey) else {

@@ -208,9 +208,13 @@ impl Storage {
                 return StoreOutcome::Refused;
             };
             if old.value.content_eq(&value) {
-                // Refresh: a new creation time, and a life at least as long as before.
+                // Refresh: the later of the two creation times, and a life at least as long as
+                // before. The announced time, not `now`: a re-replicated copy carries its original
+                // creation time, and taking `now` here would hand the value a fresh life that the
+                // next re-replication passes on (OpenDHT also keeps the announced time). A
+                // putter's refresh announces no creation time, so `created` is `now` for it.
                 let old_exp = old.expiration;
-                old.created = now;
+                old.created = old.created.max(created.min(now));
                 old.expiration = match (old_exp, expiration) {
                     (None, _) | (_, None) => None,
                     (Some(a), Some(b)) => Some(a.max(b)),
@@ -501,6 +505,52 @@ mod tests {
     const T: Instant = Instant::ZERO;
     fn exp(s: u64) -> Option<Instant> {
         Some(Instant::from_secs(s))
+    }
+
+    /// A copy sent again with its original creation time (re-replication) keeps that time: it
+    /// gains no life. The same content sent with no creation time (a putter's re-put) is a real
+    /// refresh.
+    #[test]
+    fn a_re_announced_copy_keeps_its_creation_time() {
+        let mut s = Storage::new(limits());
+        let k = InfoHash([1; 20]);
+        let mut ev = Vec::new();
+        let life = |created: Instant| Life {
+            created,
+            expiration: Some(created + Duration::from_secs(600)),
+        };
+        assert_eq!(
+            s.store(T, k, val(1, 10), life(T), Some(addr(1)), &mut ev),
+            StoreOutcome::Stored
+        );
+        let later = Instant::from_secs(300);
+        assert_eq!(
+            s.store(later, k, val(1, 10), life(T), Some(addr(2)), &mut ev),
+            StoreOutcome::Refreshed
+        );
+        assert_eq!(s.get_value(&k, 1).map(|v| v.created), Some(T));
+        assert_eq!(s.next_expiry(), Some(Instant::from_secs(600)));
+        // The putter's re-put (creation time `now`) refreshes.
+        assert_eq!(
+            s.store(later, k, val(1, 10), life(later), Some(addr(1)), &mut ev),
+            StoreOutcome::Refreshed
+        );
+        assert_eq!(s.get_value(&k, 1).map(|v| v.created), Some(later));
+        assert_eq!(s.next_expiry(), Some(Instant::from_secs(900)));
+        // A copy with the original time arriving after it does not move the time back.
+        assert_eq!(
+            s.store(
+                Instant::from_secs(400),
+                k,
+                val(1, 10),
+                life(T),
+                Some(addr(2)),
+                &mut ev
+            ),
+            StoreOutcome::Refreshed
+        );
+        assert_eq!(s.get_value(&k, 1).map(|v| v.created), Some(later));
+        assert_eq!(s.next_expiry(), Some(Instant::from_secs(900)));
     }
 
     #[test]
