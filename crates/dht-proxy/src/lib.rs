@@ -108,6 +108,7 @@ mod mio;
 mod push;
 mod route;
 mod server;
+mod share;
 mod tls;
 
 use std::io;
@@ -236,6 +237,12 @@ pub struct ServerStats {
     pub refused_requests: u64,
     /// Pushes computed (handed to the sink, or dropped without one).
     pub pushes: u64,
+    /// DHT gets started since start: concurrent gets of one key share one.
+    pub dht_gets: u64,
+    /// DHT listens started since start: listen streams and subscriptions on one key share one.
+    pub dht_listens: u64,
+    /// DHT listens open now (keys listened to).
+    pub dht_listens_open: usize,
 }
 
 /// A running proxy server. Dropping it stops it as [`ProxyServer::shutdown`] does, without
