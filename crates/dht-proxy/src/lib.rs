@@ -95,9 +95,10 @@
 //! ## Runtime
 //!
 //! [`ProxyServer::bind`] spawns its tasks on smol's global executor (`smol::spawn`), like
-//! `dht_smol::Handle::start`. Each connection is one task; streamed bodies poll the DHT stream
-//! directly, so a get or listen costs no task of its own and is cancelled when its connection
-//! closes.
+//! `dht_smol::Handle::start`. Each connection is one task. Requests on one key share DHT work:
+//! gets that overlap share one DHT get, listen streams and push subscriptions one DHT listen
+//! (one task per key polls it and fans the values out); it is cancelled when its last request
+//! goes.
 
 mod body;
 mod client;
