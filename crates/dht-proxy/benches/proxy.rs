@@ -54,8 +54,29 @@ fn serve() {
             let _ = std::io::stdin().read_line(&mut s);
         })
         .await;
+        // What the nodes saw: requests the rate limiters dropped, timeouts, queue overflows.
+        eprintln!("  {}", node_stats("proxy's node", &b).await);
+        eprintln!("  {}", node_stats("its bootstrap node", &a).await);
         server.shutdown().await;
     });
+}
+
+async fn node_stats(name: &str, node: &dht_smol::Handle) -> String {
+    let Ok(s) = node.stats().await else {
+        return format!("{name}: no stats");
+    };
+    format!(
+        "{name}: dropped {:?} (rate-limited peer {}, global {}), timeouts {}, retransmits {}, \
+         transmit/event/pending overflow {}/{}/{}",
+        s.dropped,
+        s.dropped[5],
+        s.dropped[6],
+        s.timeouts,
+        s.retransmits,
+        s.transmit_overflow,
+        s.event_overflow,
+        s.pending_overflow
+    )
 }
 
 struct Server {
@@ -69,6 +90,13 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Ours prints its nodes' stats when stdin closes; give it a moment.
+        if self.child.stdin.take().is_some() {
+            let end = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < end && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -369,4 +397,5 @@ fn main() {
         println!("  {n_listens} listen streams: {}", listens(s, n_listens));
     }
     drop(servers);
+    println!("  {}", smol::block_on(node_stats("bench's plain node", &plain)));
 }

@@ -1,8 +1,8 @@
 //! Response bodies: fixed, or streamed as one chunk per batch of JSON lines.
 //!
-//! A streamed body polls the DHT stream itself, so hyper pulls values only as fast as it can
-//! write them, and dropping the body (the connection closed) drops the DHT get or listen, which
-//! cancels it. Nothing is spawned per stream.
+//! A streamed body polls its stream (a share of a DHT get or listen, `share.rs`) itself, so
+//! hyper pulls values only as fast as it can write them, and dropping the body (the connection
+//! closed) leaves the share, which cancels the DHT get or listen when it was the last.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

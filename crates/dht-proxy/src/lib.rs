@@ -95,9 +95,10 @@
 //! ## Runtime
 //!
 //! [`ProxyServer::bind`] spawns its tasks on smol's global executor (`smol::spawn`), like
-//! `dht_smol::Handle::start`. Each connection is one task; streamed bodies poll the DHT stream
-//! directly, so a get or listen costs no task of its own and is cancelled when its connection
-//! closes.
+//! `dht_smol::Handle::start`. Each connection is one task. Requests on one key share DHT work:
+//! gets that overlap share one DHT get, listen streams and push subscriptions one DHT listen
+//! (one task per key polls it and fans the values out); it is cancelled when its last request
+//! goes.
 
 mod body;
 mod client;
@@ -108,6 +109,7 @@ mod mio;
 mod push;
 mod route;
 mod server;
+mod share;
 mod tls;
 
 use std::io;
@@ -236,6 +238,12 @@ pub struct ServerStats {
     pub refused_requests: u64,
     /// Pushes computed (handed to the sink, or dropped without one).
     pub pushes: u64,
+    /// DHT gets started since start: concurrent gets of one key share one.
+    pub dht_gets: u64,
+    /// DHT listens started since start: listen streams and subscriptions on one key share one.
+    pub dht_listens: u64,
+    /// DHT listens open now (keys listened to).
+    pub dht_listens_open: usize,
 }
 
 /// A running proxy server. Dropping it stops it as [`ProxyServer::shutdown`] does, without

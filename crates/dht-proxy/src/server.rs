@@ -30,6 +30,7 @@ use crate::dht::{BoxStream, Dht, FamilyInfo, ListenEvent, NodeInfo};
 use crate::json::{Object, error_body, to_ascii_json, value_from_json, value_line};
 use crate::push::{Platform, PushNotification};
 use crate::route::{Route, route};
+use crate::share::Shares;
 use crate::tls::ServerTls;
 use crate::{Config, ServerStats};
 
@@ -126,6 +127,8 @@ struct Counters {
 
 pub(crate) struct Shared {
     dht: Arc<dyn Dht>,
+    /// Gets and listens shared between requests on one key.
+    shares: Arc<Shares>,
     config: Config,
     state: Mutex<State>,
     counters: Counters,
@@ -149,9 +152,10 @@ impl Server {
         config: Config,
         tls: Option<ServerTls>,
     ) -> io::Result<Server> {
-        let listener = Async::<TcpListener>::bind(addr)?;
+        let listener = Async::new(listen_socket(addr)?)?;
         let addr = listener.get_ref().local_addr()?;
         let shared = Arc::new(Shared {
+            shares: Shares::new(dht.clone()),
             dht,
             config,
             state: Mutex::new(State::default()),
@@ -190,6 +194,9 @@ impl Server {
             refused_connections: c.refused_connections.load(Ordering::Relaxed),
             refused_requests: c.refused_requests.load(Ordering::Relaxed),
             pushes: c.pushes.load(Ordering::Relaxed),
+            dht_gets: self.shared.shares.dht_gets.load(Ordering::Relaxed),
+            dht_listens: self.shared.shares.dht_listens.load(Ordering::Relaxed),
+            dht_listens_open: self.shared.shares.running().1,
         }
     }
 
@@ -221,6 +228,22 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop_now();
     }
+}
+
+/// Connections the kernel holds for us before we accept them. std's `TcpListener::bind` asks
+/// for 128: when many clients connect at once (10,000 listen streams opening) the queue
+/// overflows, the kernel drops SYNs, and each dropped one costs its client a 1 s (then 3 s)
+/// retransmission. The kernel caps this at `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: i32 = 4096;
+
+fn listen_socket(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    #[cfg(unix)]
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(LISTEN_BACKLOG)?;
+    Ok(s.into())
 }
 
 async fn accept_loop(
@@ -524,7 +547,7 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) 
     match r {
         Route::NodeInfo => node_info(shared, peer, close).await,
         Route::Stats => stats(shared, close).await,
-        Route::Get(key) => response(StatusCode::OK, Body::get(shared.dht.get(key), None), close),
+        Route::Get(key) => response(StatusCode::OK, Body::get(shared.shares.get(key), None), close),
         Route::Put(key) => match read_json(shared, req).await {
             Ok(j) => put(shared, key, j, close).await,
             Err(r) => *r,
@@ -946,7 +969,11 @@ fn listen(shared: &Arc<Shared>, key: InfoHash, close: bool) -> Response<Body> {
         return error(StatusCode::SERVICE_UNAVAILABLE, "Too many listens", close);
     }
     let guard = Box::new(ListenGuard(shared.clone()));
-    response(StatusCode::OK, Body::listen(shared.dht.listen(key), guard), close)
+    response(
+        StatusCode::OK,
+        Body::listen(shared.shares.listen(key), guard),
+        close,
+    )
 }
 
 fn options(close: bool) -> Response<Body> {
@@ -1014,7 +1041,7 @@ async fn subscribe(shared: &Arc<Shared>, key: InfoHash, j: Json, close: bool) ->
             return if refresh {
                 response(StatusCode::OK, Body::chunked("{}\n"), close)
             } else {
-                response(StatusCode::OK, Body::get(shared.dht.get(key), None), close)
+                response(StatusCode::OK, Body::get(shared.shares.get(key), None), close)
             };
         }
         if st.subs.len() >= shared.config.limits.max_subscriptions {
@@ -1026,7 +1053,7 @@ async fn subscribe(shared: &Arc<Shared>, key: InfoHash, j: Json, close: bool) ->
             smol::spawn(subscription_listen(
                 weak.clone(),
                 sk.clone(),
-                shared.dht.listen(key),
+                shared.shares.listen(key),
             ))
         });
         let timer = smol::spawn(subscription_timer(weak, sk.clone()));

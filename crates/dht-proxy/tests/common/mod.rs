@@ -20,6 +20,7 @@ use dht_proto::value::Value;
 use dht_proxy::{BoxFuture, BoxStream, Dht, FamilyInfo, ListenEvent, NodeInfo, PutResult};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
+use smol::stream::StreamExt;
 
 /// Runs `f` and panics if it takes longer than `secs` seconds.
 pub async fn within<T>(secs: u64, what: &str, f: impl Future<Output = T>) -> T {
@@ -232,6 +233,8 @@ pub struct FakeState {
     pub next_id: u64,
     pub put_fails: bool,
     pub info: NodeInfo,
+    /// A get answers its first value at once and the others after this (a slow DHT get).
+    pub get_delay: Duration,
 }
 
 /// A DHT in memory: puts store at once, gets answer what is stored, listens hear puts and
@@ -309,8 +312,21 @@ impl Dht for Fake {
     fn get(&self, key: InfoHash) -> BoxStream<Value> {
         let mut s = self.0.lock().unwrap();
         s.calls.push(Call::Get(key));
-        let vs = s.values.get(&key).cloned().unwrap_or_default();
-        Box::pin(smol::stream::iter(vs))
+        let mut vs = s.values.get(&key).cloned().unwrap_or_default();
+        let delay = s.get_delay;
+        if delay.is_zero() || vs.is_empty() {
+            return Box::pin(smol::stream::iter(vs));
+        }
+        let rest = vs.split_off(1);
+        Box::pin(
+            smol::stream::iter(vs).chain(
+                smol::stream::once_future(async move {
+                    smol::Timer::after(delay).await;
+                    smol::stream::iter(rest)
+                })
+                .flatten(),
+            ),
+        )
     }
 
     fn put(&self, key: InfoHash, mut value: Value, permanent: bool) -> BoxFuture<Result<PutResult, String>> {
