@@ -275,6 +275,27 @@ fn the_page_in_headless_chromium_shows_the_node_and_a_value_found() {
         assert!(dom.contains("<td class=\"n\">6 B</td>"), "{dom}");
         assert!(dom.contains("3 values found"), "{dom}");
 
+        // Listening through the key box: the stream's values, the stream left open.
+        let dom = {
+            let (bin, url) = (bin.clone(), format!("{url}&listen=1"));
+            smol::unblock(move || {
+                run_chromium(
+                    &bin,
+                    &["--virtual-time-budget=5000".to_owned(), "--dump-dom".to_owned()],
+                    &url,
+                    Duration::from_secs(60),
+                )
+            })
+            .await
+        };
+        assert!(dom.contains("Listening to "), "{dom}");
+        assert!(
+            dom.contains("<button id=\"listen\" type=\"button\">Stop</button>"),
+            "{dom}"
+        );
+        assert!(dom.contains("hello from the peer"), "{dom}");
+        assert!(dom.contains("ff 00 3c 62 3e 80"), "{dom}");
+
         // A screenshot, for people (and docs/img/node-page.png).
         let shot = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .parent()
