@@ -125,6 +125,29 @@ fn the_status_of_a_real_node_has_its_buckets_and_traffic() {
     });
 }
 
+#[test]
+fn the_status_of_a_dht_mio_node_as_dhtnode_serves_it() {
+    let a = dht_mio::Runner::run(dht_mio::Config::loopback()).unwrap();
+    let b = dht_mio::Runner::run(dht_mio::Config::loopback()).unwrap();
+    let (ha, hb) = (a.handle(), b.handle());
+    hb.bootstrap_addr(ha.local_addrs()[0]).unwrap();
+    assert!(hb.wait_connected(Duration::from_secs(20)));
+    assert!(ha.wait_connected(Duration::from_secs(20)));
+    smol::block_on(async {
+        let server = ProxyServer::bind(loopback(), Arc::new(ha.clone()), Config::default())
+            .await
+            .unwrap();
+        let j = exchange(server.local_addr(), &get("/ui/api/status")).await.json();
+        let n = &j["node"];
+        assert_eq!(n["detailed"], true, "{j}");
+        assert_eq!(n["node_id"], ha.node_id().to_string());
+        assert!(!n["buckets"]["ipv4"].as_array().unwrap().is_empty(), "{j}");
+        server.shutdown().await;
+    });
+    a.shutdown(Duration::from_secs(5)).unwrap();
+    b.shutdown(Duration::from_secs(5)).unwrap();
+}
+
 // ----- in a real browser
 
 fn chromium() -> Option<PathBuf> {
