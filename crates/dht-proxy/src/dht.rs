@@ -85,6 +85,11 @@ pub trait Dht: Send + Sync + 'static {
     fn listen(&self, key: InfoHash) -> BoxStream<ListenEvent>;
     /// A description of the node; `None` when it cannot be had (node shut down).
     fn info(&self) -> BoxFuture<Option<NodeInfo>>;
+    /// A detailed view of the node for the status page (`/ui/`): routing-table buckets,
+    /// traffic, storage. The default has none; the page then shows [`Dht::info`] only.
+    fn details(&self) -> BoxFuture<Option<crate::NodeDetails>> {
+        Box::pin(async { None })
+    }
     /// Puts `value` signed with the node's identity (`POST /key/{h}/sign`). The default
     /// refuses: a node without an identity cannot sign.
     fn put_signed(&self, key: InfoHash, value: Value) -> BoxFuture<Result<PutResult, String>> {
@@ -127,6 +132,10 @@ impl Dht for dht_smol::Handle {
 
     fn cancel_put(&self, key: InfoHash, id: u64) {
         let _ = dht_smol::Handle::cancel_put(self, key, id);
+    }
+
+    fn details(&self) -> BoxFuture<Option<crate::NodeDetails>> {
+        crate::details::of_smol(self)
     }
 
     fn put_signed(&self, key: InfoHash, value: Value) -> BoxFuture<Result<PutResult, String>> {

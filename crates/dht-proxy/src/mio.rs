@@ -147,6 +147,10 @@ impl Dht for Handle {
         }))
     }
 
+    fn details(&self) -> BoxFuture<Option<crate::NodeDetails>> {
+        crate::details::of_mio(self)
+    }
+
     fn put_signed(&self, key: InfoHash, value: Value) -> BoxFuture<Result<PutResult, String>> {
         put_with(self, key, value, PutOptions::default(), PutMode::Signed)
     }

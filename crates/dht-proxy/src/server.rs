@@ -34,6 +34,9 @@ use crate::share::Shares;
 use crate::tls::ServerTls;
 use crate::{Config, ServerStats};
 
+#[path = "ui.rs"]
+mod ui;
+
 /// Connections refused over the limit are answered by at most this many tasks at once; past
 /// that they are closed without an answer.
 const MAX_REFUSING: usize = 64;
@@ -542,6 +545,9 @@ fn wants_close(req: &Request<Incoming>) -> bool {
 async fn handle(shared: &Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     let close = wants_close(&req);
+    if let Some(r) = ui::serve(shared, &req, peer, close).await {
+        return r;
+    }
     let r = route(req.method().as_str(), req.uri().path());
     tracing::trace!(%peer, method = %req.method(), path = req.uri().path(), ?r, "request");
     match r {

@@ -164,6 +164,15 @@ impl Handle {
         self.with(|n, _| n.stats()).await
     }
 
+    /// Runs `f` on the node inside the driver with read access and returns its result (for
+    /// views: routing tables, searches, stored values), as `dht_mio::Handle::inspect`.
+    pub async fn inspect<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dht_proto::Node) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        self.with(move |n, _| f(n)).await
+    }
+
     /// Our public addresses as peers report them.
     pub async fn public_addresses(&self) -> Result<Vec<IpAddr>, Error> {
         self.with(|n, _| {
