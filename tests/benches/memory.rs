@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use dht_proto::value::Value;
-use dht_proto::wire::{self, Body, Message, Reply, RequestKind, Values};
+use dht_proto::wire::{self, Body, Message, PutRequest, Reply, RequestKind, Values};
 use dht_proto::{Config, InfoHash, Instant, Node};
 use dht_sim::net::{LinkLatency, NetConfig};
 use dht_sim::{Sim, SimConfig};
@@ -113,12 +113,12 @@ fn full_table_and_values() {
         let mut key = node.node_id();
         key.0[18] = i as u8;
         key.0[19] ^= 0x5a;
-        let kind = RequestKind::Put {
+        let kind = RequestKind::Put(PutRequest {
             key,
             values: Values::Inline(vec![Value::new(i + 1, vec![7; 32])]),
             created: None,
             token: token.clone(),
-        };
+        });
         node.handle_datagram(
             now,
             peer,
