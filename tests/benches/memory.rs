@@ -49,7 +49,7 @@ fn idle_network() -> f64 {
     let mut nodes: Vec<Node> = Vec::with_capacity(100);
     nodes.extend((0..100).filter_map(|i| sim.crash(i)));
     let stats: Vec<_> = nodes.iter().map(|n| n.stats()).collect();
-    let avg_table = stats.iter().map(|s| s.nodes[0]).sum::<usize>() as f64 / 100.0;
+    let avg_table = stats.iter().map(|s| s.nodes.v4).sum::<usize>() as f64 / 100.0;
     let bytes = footprint(nodes);
     let per_node = bytes as f64 / 100.0;
     println!(
@@ -136,7 +136,7 @@ fn full_table_and_values() {
     println!(
         "node with a full table for a 10,000-node network ({} nodes) and {} stored values ({} bytes of values): {:.1} KiB \
          (size_of::<Node>() = {} bytes)",
-        s.nodes[0],
+        s.nodes.v4,
         s.stored_values,
         s.stored_bytes,
         bytes as f64 / 1024.0,

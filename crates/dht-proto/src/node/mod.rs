@@ -304,8 +304,8 @@ impl Node {
         let count = |t: &RoutingTable| [t.len(), t.nodes().filter(|n| n.is_good(now)).count()];
         let [n4, g4] = count(&self.tables.v4);
         let [n6, g6] = count(&self.tables.v6);
-        s.nodes = [n4, n6];
-        s.good_nodes = [g4, g6];
+        s.nodes = PerFamily::new(n4, n6);
+        s.good_nodes = PerFamily::new(g4, g6);
         s.searches = self.searches.len();
         s.stored_keys = self.storer.storage.keys();
         s.stored_values = self.storer.storage.values();

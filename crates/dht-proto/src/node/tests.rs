@@ -129,7 +129,7 @@ fn ping_is_answered_with_our_id_and_the_senders_address() {
     assert_eq!(n.stats().received(MessageKind::Ping), 1);
     assert_eq!(n.stats().sent(MessageKind::Reply), 1);
     // The pinger is now a (dubious) node of our table.
-    assert_eq!(n.stats().nodes[0], 1);
+    assert_eq!(n.stats().nodes.v4, 1);
     assert_eq!(n.status(Family::V4), Status::Connecting);
 }
 
@@ -783,8 +783,8 @@ fn a_401_on_put_clears_the_token_and_gets_again() {
 fn put_done_reports_how_many_acknowledged() {
     let peers: Vec<_> = (1..=3).map(peer).collect();
     let (_, outcome) = put_asking(&peers, None, None);
-    assert_eq!(outcome.acked, [3, 0]);
-    assert_eq!(outcome.targeted, [3, 0]);
+    assert_eq!(outcome.acked, PerFamily::new(3, 0));
+    assert_eq!(outcome.targeted, PerFamily::new(3, 0));
     assert!(outcome.ok());
 }
 
@@ -1320,7 +1320,7 @@ fn export_and_import_of_nodes_and_values() {
     let mut b = Node::new(Config::default(), [9; 32], Instant::ZERO);
     b.import_nodes(t(0), &nodes);
     b.import_values(t(0), values);
-    assert_eq!(b.stats().nodes[0], 1);
+    assert_eq!(b.stats().nodes.v4, 1);
     assert_eq!(b.local_values(&key), vec![Value::new(8, b"v".to_vec())]);
     // Imported values keep their remaining life: gone 10 minutes later.
     b.handle_timeout(Instant::from_secs(601));
@@ -1511,7 +1511,7 @@ fn a_put_made_while_bootstrapping_over_ipv4_does_not_wait_for_ipv6() {
         });
     }
     let (at, outcome) = done_at.expect("the put finished within 3 s, not after IPv6's 10 s wait");
-    assert_eq!(outcome.acked, [1, 0], "at {at} ms");
+    assert_eq!(outcome.acked, PerFamily::new(1, 0), "at {at} ms");
 }
 
 fn signed(id: &crate::crypto::Identity, vid: u64, seq: u16, data: &[u8]) -> Value {
@@ -1758,7 +1758,7 @@ fn puts_stop_asking_past_the_closest_eight_once_that_finds_nothing() {
         let (asked, outcome) = put_on(&mut n, &peers, &mut now, vid, None, &|rank| {
             ranked_reply(&peers, rank, None)
         });
-        assert_eq!(outcome.acked, [8, 0], "put {vid}: asked {asked:?}");
+        assert_eq!(outcome.acked, PerFamily::new(8, 0), "put {vid}: asked {asked:?}");
         wide.push(asked.iter().any(|&r| r > 8));
     }
     assert!(wide[0], "a new node asks past the closest 8");
@@ -1835,7 +1835,7 @@ fn speculation_that_finds_one_of_the_closest_eight_is_counted_as_paid() {
         asked.contains(&1),
         "the closest peer is found and asked: {asked:?}"
     );
-    assert!(outcome.ok() && outcome.acked[0] >= 8, "{outcome:?}");
+    assert!(outcome.ok() && outcome.acked.v4 >= 8, "{outcome:?}");
     let stats = n.stats();
     assert_eq!((stats.speculative_searches, stats.speculation_paid), (1, 1));
 }
@@ -1851,7 +1851,7 @@ fn a_synced_put_asks_no_further_than_the_closest_eight() {
         (1..=8).collect::<Vec<_>>(),
         "each of the closest 8 once, no other"
     );
-    assert_eq!(outcome.acked, [8, 0]);
+    assert_eq!(outcome.acked, PerFamily::new(8, 0));
 }
 
 #[test]
@@ -1859,7 +1859,11 @@ fn a_silent_node_among_the_closest_eight_does_not_stall_a_put() {
     let peers = ranked_peers(InfoHash::get("k"));
     let (asked, outcome) = put_asking(&peers, Some(3), None);
     assert!(asked.contains(&9), "the 9th closest is asked: {asked:?}");
-    assert_eq!(outcome.acked, [8, 0], "8 others hold the value: {asked:?}");
+    assert_eq!(
+        outcome.acked,
+        PerFamily::new(8, 0),
+        "8 others hold the value: {asked:?}"
+    );
     assert!(outcome.ok());
 }
 
