@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use dht_mio::{Change, Config, Handle, Pool, Runner};
 use dht_proto::value::{Query, Value};
-use dht_proto::{InfoHash, PutOptions};
+use dht_proto::{Family, InfoHash, MessageKind, PutOptions};
 
 /// Counts live heap bytes while the nodes start, to tell the heap a node holds from what the
 /// allocator keeps around; stopped before the timed phases.
@@ -337,8 +337,9 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
         start
     }
     let shared = Arc::new(hs.clone());
-    let sent_before: u64 = hs.iter().map(|h| h.stats().sent.iter().sum::<u64>()).sum();
-    let kinds_before: Vec<u64> = (0..10)
+    let sent_before: u64 = hs.iter().map(|h| h.stats().sent.total()).sum();
+    let kinds_before: Vec<u64> = MessageKind::ALL
+        .into_iter()
         .map(|k| hs.iter().map(|h| h.stats().sent[k]).sum())
         .collect();
     let (cpu0, t0) = (cpu_secs(), Instant::now());
@@ -366,23 +367,23 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
         let _ = fin_rx.recv_timeout(Duration::from_secs(30));
     }
     let (mut retrans, mut limited) = (0u64, 0u64);
-    let sent_after: u64 = hs.iter().map(|h| h.stats().sent.iter().sum::<u64>()).sum();
+    let sent_after: u64 = hs.iter().map(|h| h.stats().sent.total()).sum();
     if std::env::var_os("BENCH_KINDS").is_some() {
-        let nodes = |f: usize| hs.iter().map(|h| h.stats().nodes[f]).sum::<usize>() as f64 / hs.len() as f64;
+        let nodes = |f: Family| hs.iter().map(|h| h.stats().nodes[f]).sum::<usize>() as f64 / hs.len() as f64;
         eprintln!(
             "routing table size, average: IPv4 {:.1}, IPv6 {:.1}",
-            nodes(0),
-            nodes(1)
+            nodes(Family::V4),
+            nodes(Family::V6)
         );
         let names = [
             "ping", "find", "get", "put", "listen", "refresh", "update", "reply", "error", "data",
         ];
-        for k in 0..10 {
+        for (i, k) in MessageKind::ALL.into_iter().enumerate() {
             let after: u64 = hs.iter().map(|h| h.stats().sent[k]).sum();
             eprintln!(
                 "{} per pair: {:.2}",
-                names[k],
-                (after - kinds_before[k]) as f64 / done.load(Ordering::Relaxed).max(1) as f64
+                names[i],
+                (after - kinds_before[i]) as f64 / done.load(Ordering::Relaxed).max(1) as f64
             );
         }
     }

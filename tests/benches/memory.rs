@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use dht_proto::value::Value;
-use dht_proto::wire::{self, Body, Message, Reply, RequestKind, Values};
+use dht_proto::wire::{self, Body, Message, PutRequest, Reply, RequestKind, Values};
 use dht_proto::{Config, InfoHash, Instant, Node};
 use dht_sim::net::{LinkLatency, NetConfig};
 use dht_sim::{Sim, SimConfig};
@@ -49,7 +49,7 @@ fn idle_network() -> f64 {
     let mut nodes: Vec<Node> = Vec::with_capacity(100);
     nodes.extend((0..100).filter_map(|i| sim.crash(i)));
     let stats: Vec<_> = nodes.iter().map(|n| n.stats()).collect();
-    let avg_table = stats.iter().map(|s| s.nodes[0]).sum::<usize>() as f64 / 100.0;
+    let avg_table = stats.iter().map(|s| s.nodes.v4).sum::<usize>() as f64 / 100.0;
     let bytes = footprint(nodes);
     let per_node = bytes as f64 / 100.0;
     println!(
@@ -113,12 +113,12 @@ fn full_table_and_values() {
         let mut key = node.node_id();
         key.0[18] = i as u8;
         key.0[19] ^= 0x5a;
-        let kind = RequestKind::Put {
+        let kind = RequestKind::Put(PutRequest {
             key,
             values: Values::Inline(vec![Value::new(i + 1, vec![7; 32])]),
             created: None,
             token: token.clone(),
-        };
+        });
         node.handle_datagram(
             now,
             peer,
@@ -136,7 +136,7 @@ fn full_table_and_values() {
     println!(
         "node with a full table for a 10,000-node network ({} nodes) and {} stored values ({} bytes of values): {:.1} KiB \
          (size_of::<Node>() = {} bytes)",
-        s.nodes[0],
+        s.nodes.v4,
         s.stored_values,
         s.stored_bytes,
         bytes as f64 / 1024.0,

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use dht_proto::value::Value;
-use dht_proto::{Config, InfoHash, PutOptions};
+use dht_proto::{Config, InfoHash, MessageKind, PutOptions};
 use dht_sim::net::{LinkLatency, NetConfig};
 use dht_sim::{Sim, SimConfig, Stack};
 
@@ -29,9 +29,10 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Datagrams of each message kind all nodes have sent so far.
+/// Datagrams of each message kind all nodes have sent so far, in `MessageKind::ALL` order.
 fn kinds(sim: &Sim) -> Vec<u64> {
-    (0..10)
+    MessageKind::ALL
+        .into_iter()
         .map(|k| sim.nodes().map(|(_, n)| n.stats().sent[k]).sum())
         .collect()
 }
@@ -93,7 +94,7 @@ fn main() {
     let names = [
         "ping", "find", "get", "put", "listen", "refresh", "update", "reply", "error", "data",
     ];
-    let per: Vec<String> = (0..10)
+    let per: Vec<String> = (0..MessageKind::ALL.len())
         .filter(|&k| k1[k] > k0[k])
         .map(|k| format!("{} {:.1}", names[k], (k1[k] - k0[k]) as f64 / pairs as f64))
         .collect();

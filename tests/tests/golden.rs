@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 
 use dht_proto::value::{Field, Value};
 use dht_proto::wire::fragment::{Progress, Reassembler};
-use dht_proto::wire::{self, Body, ErrorCode, Message, RequestKind, UpdatePayload, Values};
+use dht_proto::wire::{
+    self, Body, ErrorCode, ListenRequest, Message, PutRequest, RequestKind, UpdatePayload, UpdateRequest,
+    Values,
+};
 use dht_proto::{InfoHash, Instant};
 use dht_tests::vectors::{Vector, opendht_2_4_12};
 
@@ -71,25 +74,25 @@ fn capture_covers_every_message_kind() {
                 RequestKind::Get { query, .. } if query.select.fields() == [Field::Id] => "get select id",
                 RequestKind::Get { query, .. } if !query.where_.is_empty() => "get where id",
                 RequestKind::Get { .. } => "get",
-                RequestKind::Listen { version: Some(1), .. } => "listen v1",
-                RequestKind::Put {
+                RequestKind::Listen(ListenRequest { version: Some(1), .. }) => "listen v1",
+                RequestKind::Put(PutRequest {
                     values: Values::Inline(_),
                     ..
-                } => "put inline",
-                RequestKind::Put {
+                }) => "put inline",
+                RequestKind::Put(PutRequest {
                     values: Values::Sizes(_),
                     ..
-                } => "put fragmented",
+                }) => "put fragmented",
                 RequestKind::Refresh { .. } => "refresh",
-                RequestKind::Update {
+                RequestKind::Update(UpdateRequest {
                     payload: UpdatePayload::Values { .. },
                     ..
-                } => "update values",
-                RequestKind::Update {
+                }) => "update values",
+                RequestKind::Update(UpdateRequest {
                     payload: UpdatePayload::Refreshed(_),
                     ..
-                } => "update re",
-                RequestKind::Update { .. } => "update other",
+                }) => "update re",
+                RequestKind::Update(_) => "update other",
                 _ => "request other",
             },
             Body::Reply(r) => {
@@ -179,11 +182,11 @@ fn small_value_travels_inline() {
     let key = InfoHash::get("golden-small");
     let found = decoded().into_iter().any(|(_, m)| match m.body {
         Body::Request(r) => match r.kind {
-            RequestKind::Put {
+            RequestKind::Put(PutRequest {
                 key: k,
                 values: Values::Inline(vs),
                 ..
-            } if k == key => vs.iter().any(|v| v.id == 0x1111 && v.data == b"hello opendht"),
+            }) if k == key => vs.iter().any(|v| v.id == 0x1111 && v.data == b"hello opendht"),
             _ => false,
         },
         _ => false,
@@ -210,18 +213,18 @@ fn reassemble_all() -> Vec<Value> {
                     }
                 }
                 Body::Request(req) => match req.kind {
-                    RequestKind::Put {
+                    RequestKind::Put(PutRequest {
                         values: Values::Inline(vs),
                         ..
-                    } => out.extend(vs),
-                    RequestKind::Update {
+                    }) => out.extend(vs),
+                    RequestKind::Update(UpdateRequest {
                         payload:
                             UpdatePayload::Values {
                                 values: Values::Inline(vs),
                                 ..
                             },
                         ..
-                    } => out.extend(vs),
+                    }) => out.extend(vs),
                     _ => {}
                 },
                 _ => {}
@@ -246,14 +249,14 @@ fn fragmented_32k_value_reassembles_from_real_fragments() {
 fn listener_is_pushed_the_value() {
     let pushed = decoded().into_iter().any(|(_, m)| match m.body {
         Body::Request(r) => match r.kind {
-            RequestKind::Update {
+            RequestKind::Update(UpdateRequest {
                 payload:
                     UpdatePayload::Values {
                         values: Values::Inline(vs),
                         ..
                     },
                 ..
-            } => vs
+            }) => vs
                 .iter()
                 .any(|v| v.id == 0x3333 && v.data == b"pushed to listener"),
             _ => false,

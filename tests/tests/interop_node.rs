@@ -49,7 +49,7 @@ fn our_node_stores_on_and_gets_from_a_real_opendht_node() {
         .all(|h| done(n[0], h.op).is_some())));
     for h in &puts {
         let outcome = done(&a, h.op).unwrap();
-        assert_eq!(outcome.acked[0], 1, "dhtnode acknowledged: {outcome:?}");
+        assert_eq!(outcome.acked.v4, 1, "dhtnode acknowledged: {outcome:?}");
     }
     let vids: Vec<u64> = puts.iter().map(|h| h.vid).collect();
     drop(a);

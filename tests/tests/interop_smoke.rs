@@ -6,7 +6,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use dht_proto::value::Value;
 use dht_proto::wire::fragment::{self, Progress, Reassembler};
-use dht_proto::wire::{self, Body, ErrorCode, Message, Reply, RequestKind, Values, Want};
+use dht_proto::wire::{self, Body, ErrorCode, Message, PutRequest, Reply, RequestKind, Values, Want};
 use dht_proto::{InfoHash, Instant};
 use dht_tests::opendht::OpenDhtNode;
 
@@ -104,12 +104,12 @@ impl Client {
     fn put(&mut self, key: InfoHash, value: &Value, token: &[u8], deadline: Duration) -> (Reply, bool) {
         let out = fragment::prepare(std::slice::from_ref(value));
         let fragmented = !out.data.is_empty();
-        let kind = RequestKind::Put {
+        let kind = RequestKind::Put(PutRequest {
             key,
             values: out.values,
             created: None,
             token: token.to_vec(),
-        };
+        });
         (reply(self.ask(kind, &out.data, deadline)), fragmented)
     }
 }
@@ -180,12 +180,12 @@ fn our_messages_against_real_opendht() {
 
     // A put with a bad token is refused with 401.
     let bad = c.ask(
-        RequestKind::Put {
+        RequestKind::Put(PutRequest {
             key,
             values: Values::Inline(vec![Value::new(9, b"x".to_vec())]),
             created: None,
             token: b"forged".to_vec(),
-        },
+        }),
         &[],
         wait,
     );

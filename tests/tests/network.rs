@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use dht_proto::value::{Query, Value};
-use dht_proto::{Config, Event, Family, InfoHash, Instant, Node, OpId, PutOptions, Status};
+use dht_proto::{Config, Event, Family, InfoHash, Instant, Node, OpId, PerFamily, PutOptions, Status};
 use dht_sim::net::{LinkLatency, Loss, NetConfig};
 use dht_sim::{Sim, SimConfig, Stack};
 
@@ -110,7 +110,7 @@ fn put_then_get_from_every_other_node() {
     assert!(sim.run_until(Duration::from_secs(30), |sim| put_done(sim, 3, put.op).is_some()));
     let outcome = put_done(&sim, 3, put.op).unwrap();
     assert!(outcome.ok(), "{outcome:?}");
-    assert_eq!(outcome.acked[0], 8, "{outcome:?}");
+    assert_eq!(outcome.acked.v4, 8, "{outcome:?}");
     for i in 0..30 {
         let op = on(&mut sim, i, |n, now| n.get(now, key, Query::default()).unwrap());
         assert!(
@@ -282,7 +282,7 @@ fn ipv6_only_and_dual_stack_networks() {
     assert!(sim.run_until(Duration::from_secs(30), |sim| put_done(sim, 1, put.op).is_some()));
     let outcome = put_done(&sim, 1, put.op).unwrap();
     assert!(
-        outcome.ok() && outcome.acked[1] == 8 && outcome.acked[0] == 0,
+        outcome.ok() && outcome.acked.v6 == 8 && outcome.acked.v4 == 0,
         "{outcome:?}"
     );
     let op = on(&mut sim, 19, |n, now| n.get(now, key, Query::default()).unwrap());
@@ -297,7 +297,7 @@ fn ipv6_only_and_dual_stack_networks() {
     });
     assert!(sim.run_until(Duration::from_secs(30), |sim| put_done(sim, 1, put.op).is_some()));
     let outcome = put_done(&sim, 1, put.op).unwrap();
-    assert_eq!(outcome.acked, [8, 8], "{outcome:?}");
+    assert_eq!(outcome.acked, PerFamily::new(8, 8), "{outcome:?}");
     let op = on(&mut sim, 18, |n, now| n.get(now, key, Query::default()).unwrap());
     assert!(sim.run_until(Duration::from_secs(30), |sim| get_done(sim, 18, op) == Some(true)));
     assert_eq!(
@@ -483,7 +483,7 @@ fn fifty_nodes_with_loss_put_and_get_everything() {
     }));
     for (key, from, h) in &puts {
         let outcome = put_done(&sim, *from, h.op).unwrap();
-        assert!(outcome.acked[0] >= 6, "{key}: {outcome:?}");
+        assert!(outcome.acked.v4 >= 6, "{key}: {outcome:?}");
     }
     for (i, (key, _, h)) in puts.iter().enumerate() {
         let at = (i * 13 + 5) % 50;
@@ -729,7 +729,10 @@ fn signed_and_encrypted_values_hold_against_a_malicious_node() {
         put_done(sim, carol, put.op).is_some()
     }));
     let outcome = put_done(&sim, carol, put.op).unwrap();
-    assert_eq!((outcome.total_acked(), outcome.targeted), (0, [0, 0]));
+    assert_eq!(
+        (outcome.total_acked(), outcome.targeted),
+        (0, PerFamily::new(0, 0))
+    );
 }
 
 /// Dual-stack nodes that joined over IPv4 only learn their peers' IPv6 addresses: maintenance
@@ -749,7 +752,7 @@ fn nodes_joined_over_ipv4_learn_ipv6_peers() {
         });
     }
     sim.run_for(Duration::from_secs(10 * 60));
-    let v4_only_joiners_with_v6 = (6..30).filter(|&i| node(&sim, i).stats().nodes[1] > 0).count();
+    let v4_only_joiners_with_v6 = (6..30).filter(|&i| node(&sim, i).stats().nodes.v6 > 0).count();
     assert_eq!(v4_only_joiners_with_v6, 24, "every IPv4 joiner learns IPv6 peers");
     assert!(connected(&sim, Family::V6));
 }

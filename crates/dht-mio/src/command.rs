@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use dht_proto::value::{Query, Value};
-use dht_proto::{InfoHash, Node, PutOptions, PutOutcome, Stats, Status};
+use dht_proto::{InfoHash, Node, PerFamily, PutOptions, PutOutcome, Stats, Status};
 
 use crate::{Error, GetId, ListenId, PutMode};
 
@@ -59,7 +59,7 @@ pub(crate) enum Command {
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) id: InfoHash,
-    pub(crate) status: [Option<Status>; 2],
+    pub(crate) status: PerFamily<Option<Status>>,
     pub(crate) stats: Stats,
     /// The node finished its shutdown (or the runner was told to stop).
     pub(crate) stopped: bool,

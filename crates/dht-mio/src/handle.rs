@@ -84,11 +84,10 @@ impl Handle {
 
     /// Connectivity of `family`, as of the node's last turn.
     pub fn status(&self, family: Family) -> Status {
-        let i = usize::from(family == Family::V6);
         self.shared
             .lock()
             .ok()
-            .and_then(|s| s.status.get(i).copied().flatten())
+            .and_then(|s| s.status[family])
             .unwrap_or(Status::Disconnected)
     }
 

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use dht_driver::{Routed, Routes};
-use dht_proto::{Event, Family, Node};
+use dht_proto::{Event, Family, Node, PerFamily};
 use mio::net::UdpSocket;
 
 use crate::command::{Change, Command, DoneCb, ListenCb, PutCb, Shared, ValuesCb};
@@ -133,10 +133,10 @@ impl Slot {
             s.stats = self.node.stats();
             self.published = Some(now);
         }
-        s.status = [
+        s.status = PerFamily::new(
             Some(self.node.status(Family::V4)),
             Some(self.node.status(Family::V6)),
-        ];
+        );
         s.stopped
     }
 

@@ -56,7 +56,7 @@ fn find_requests(c: &mut Criterion) {
     let stats = node.stats();
     eprintln!(
         "routing table: {} nodes ({} good) for a 10,000-node network",
-        stats.nodes[0], stats.good_nodes[0]
+        stats.nodes.v4, stats.good_nodes.v4
     );
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     let requests: Vec<(SocketAddr, Vec<u8>)> = (0..1000u32)
@@ -88,7 +88,7 @@ fn find_requests(c: &mut Criterion) {
     });
     g.finish();
     let s = node.stats();
-    assert_eq!(s.dropped.iter().sum::<u64>(), 0, "nothing was dropped: {s:?}");
+    assert_eq!(s.dropped.total(), 0, "nothing was dropped: {s:?}");
     // Every request got a reply with nodes.
     let msg = wire::decode(&buf).unwrap();
     match msg.body {

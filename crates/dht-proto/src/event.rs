@@ -4,7 +4,7 @@ use crate::prelude::*;
 use core::net::{IpAddr, SocketAddr};
 
 use crate::InfoHash;
-use crate::family::{Family, Status};
+use crate::family::{Family, PerFamily, Status};
 use crate::value::{Value, ValueId};
 
 /// Names a get or a put until its done event.
@@ -18,49 +18,38 @@ pub struct ListenToken(pub u64);
 /// How a put went, per family: how many of the closest nodes acknowledged it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PutOutcome {
-    /// Nodes that acknowledged the value, IPv4 and IPv6.
-    pub acked: [usize; 2],
-    /// Closest nodes the search wanted to reach (up to 8 per family).
-    pub targeted: [usize; 2],
+    /// Nodes that acknowledged the value, per family.
+    pub acked: PerFamily<usize>,
+    /// Closest nodes the search wanted to reach (up to 8 per family), per family.
+    pub targeted: PerFamily<usize>,
 }
 
 impl PutOutcome {
     /// True when at least one family reached all its closest nodes (OpenDHT's `ok`).
     pub fn ok(&self) -> bool {
-        self.targeted
-            .iter()
-            .zip(self.acked.iter())
-            .any(|(t, a)| *t > 0 && a >= t)
+        Family::ALL
+            .into_iter()
+            .any(|f| self.targeted[f] > 0 && self.acked[f] >= self.targeted[f])
     }
 
-    /// Nodes of `family` that acknowledged the value.
+    /// Nodes of `family` that acknowledged the value (`acked[family]`).
     pub fn acked_in(&self, family: Family) -> usize {
-        match family {
-            Family::V4 => self.acked[0],
-            Family::V6 => self.acked[1],
-        }
+        self.acked[family]
     }
 
-    /// Closest nodes of `family` the search wanted to reach.
+    /// Closest nodes of `family` the search wanted to reach (`targeted[family]`).
     pub fn targeted_in(&self, family: Family) -> usize {
-        match family {
-            Family::V4 => self.targeted[0],
-            Family::V6 => self.targeted[1],
-        }
+        self.targeted[family]
     }
 
     pub(crate) fn set(&mut self, family: Family, acked: usize, targeted: usize) {
-        let (a, t) = match family {
-            Family::V4 => (&mut self.acked[0], &mut self.targeted[0]),
-            Family::V6 => (&mut self.acked[1], &mut self.targeted[1]),
-        };
-        *a = acked;
-        *t = targeted;
+        self.acked[family] = acked;
+        self.targeted[family] = targeted;
     }
 
     /// Acknowledgements in both families.
     pub fn total_acked(&self) -> usize {
-        self.acked[0] + self.acked[1]
+        self.acked.iter().sum()
     }
 }
 

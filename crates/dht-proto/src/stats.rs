@@ -1,5 +1,7 @@
 //! Counters and gauges of a node, and the kinds and drop reasons they are kept by.
 
+use crate::family::{Family, PerFamily};
+
 /// Why an incoming datagram was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -84,15 +86,83 @@ impl MessageKind {
     ];
 }
 
+/// Defines a counter per value of a fieldless enum that lists every value in order in `ALL`.
+macro_rules! counters {
+    ($(#[$doc:meta])* $name:ident by $key:ident, $what:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+        pub struct $name([u64; $key::ALL.len()]);
+
+        impl $name {
+            #[doc = concat!("The count of `", stringify!($what), "`.")]
+            pub fn get(&self, $what: $key) -> u64 {
+                self[$what]
+            }
+
+            #[doc = concat!("Each ", stringify!($key), " with its count, in [`", stringify!($key), "::ALL`] order.")]
+            pub fn iter(&self) -> impl Iterator<Item = ($key, u64)> + '_ {
+                $key::ALL.into_iter().map(move |k| (k, self[k]))
+            }
+
+            #[doc = concat!("The sum over every ", stringify!($key), ".")]
+            pub fn total(&self) -> u64 {
+                self.0.iter().sum()
+            }
+
+            /// Counts one more.
+            pub(crate) fn add(&mut self, $what: $key) {
+                // `ALL` lists every value in declaration order (tested), so the index is in range.
+                if let Some(c) = self.0.get_mut($what as usize) {
+                    *c += 1;
+                }
+            }
+        }
+
+        impl core::ops::Index<$key> for $name {
+            type Output = u64;
+            fn index(&self, $what: $key) -> &u64 {
+                self.0.get($what as usize).unwrap_or(&0)
+            }
+        }
+
+        impl core::fmt::Debug for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_map().entries(self.iter()).finish()
+            }
+        }
+    };
+}
+
+counters! {
+    /// Datagram counts by [`MessageKind`]: `get(kind)` or `[kind]`, and `iter()` over
+    /// `(kind, count)`.
+    ///
+    /// ```
+    /// use dht_proto::{MessageKind, PerKind};
+    ///
+    /// let counts = PerKind::default();
+    /// assert_eq!(counts[MessageKind::Ping], 0);
+    /// assert_eq!(counts.iter().count(), MessageKind::ALL.len());
+    /// assert_eq!(counts.total(), 0);
+    /// ```
+    PerKind by MessageKind, kind
+}
+
+counters! {
+    /// Dropped datagram counts by [`DropReason`]: `get(reason)` or `[reason]`, and `iter()` over
+    /// `(reason, count)`.
+    PerReason by DropReason, reason
+}
+
 /// Counters and gauges of a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Datagrams received, by kind (index: [`MessageKind::ALL`]).
-    pub received: [u64; 10],
-    /// Datagrams sent, by kind (index: [`MessageKind::ALL`]).
-    pub sent: [u64; 10],
-    /// Datagrams dropped, by reason (index: [`DropReason::ALL`]).
-    pub dropped: [u64; 10],
+    /// Datagrams received, by kind.
+    pub received: PerKind,
+    /// Datagrams sent, by kind.
+    pub sent: PerKind,
+    /// Datagrams dropped, by reason.
+    pub dropped: PerReason,
     /// Requests that timed out after every retransmission.
     pub timeouts: u64,
     /// Retransmissions sent.
@@ -114,10 +184,10 @@ pub struct Stats {
     pub event_overflow: u64,
     /// Requests not sent because the pending table was full.
     pub pending_overflow: u64,
-    /// Nodes in the routing tables (IPv4, IPv6).
-    pub nodes: [usize; 2],
-    /// Good nodes in the routing tables (IPv4, IPv6).
-    pub good_nodes: [usize; 2],
+    /// Nodes in the routing tables, per family.
+    pub nodes: PerFamily<usize>,
+    /// Good nodes in the routing tables, per family.
+    pub good_nodes: PerFamily<usize>,
     /// Searches alive.
     pub searches: usize,
     /// Keys stored.
@@ -141,47 +211,56 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Nodes in the routing table of `family`.
-    pub fn nodes_in(&self, family: crate::Family) -> usize {
-        match family {
-            crate::Family::V4 => self.nodes[0],
-            crate::Family::V6 => self.nodes[1],
-        }
+    /// Nodes in the routing table of `family` (`nodes[family]`).
+    pub fn nodes_in(&self, family: Family) -> usize {
+        self.nodes[family]
     }
 
-    /// Good nodes in the routing table of `family`.
-    pub fn good_nodes_in(&self, family: crate::Family) -> usize {
-        match family {
-            crate::Family::V4 => self.good_nodes[0],
-            crate::Family::V6 => self.good_nodes[1],
-        }
+    /// Good nodes in the routing table of `family` (`good_nodes[family]`).
+    pub fn good_nodes_in(&self, family: Family) -> usize {
+        self.good_nodes[family]
     }
 
-    /// Datagrams received of `kind`.
+    /// Datagrams received of `kind` (`received[kind]`).
     pub fn received(&self, kind: MessageKind) -> u64 {
-        self.received.get(kind as usize).copied().unwrap_or(0)
+        self.received[kind]
     }
-    /// Datagrams sent of `kind`.
+    /// Datagrams sent of `kind` (`sent[kind]`).
     pub fn sent(&self, kind: MessageKind) -> u64 {
-        self.sent.get(kind as usize).copied().unwrap_or(0)
+        self.sent[kind]
     }
-    /// Datagrams dropped for `reason`.
+    /// Datagrams dropped for `reason` (`dropped[reason]`).
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped.get(reason as usize).copied().unwrap_or(0)
+        self.dropped[reason]
     }
     pub(crate) fn drop(&mut self, reason: DropReason) {
-        if let Some(c) = self.dropped.get_mut(reason as usize) {
-            *c += 1;
-        }
+        self.dropped.add(reason);
     }
     pub(crate) fn count_in(&mut self, kind: MessageKind) {
-        if let Some(c) = self.received.get_mut(kind as usize) {
-            *c += 1;
-        }
+        self.received.add(kind);
     }
     pub(crate) fn count_out(&mut self, kind: MessageKind) {
-        if let Some(c) = self.sent.get_mut(kind as usize) {
-            *c += 1;
+        self.sent.add(kind);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_value_in_declaration_order() {
+        for (i, k) in MessageKind::ALL.into_iter().enumerate() {
+            assert_eq!(k as usize, i);
         }
+        for (i, r) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, i);
+        }
+        let mut counts = PerKind::default();
+        counts.add(MessageKind::ValueData);
+        counts.add(MessageKind::ValueData);
+        assert_eq!(counts.get(MessageKind::ValueData), 2);
+        assert_eq!(counts.iter().last(), Some((MessageKind::ValueData, 2)));
+        assert_eq!(counts.total(), 2);
     }
 }

@@ -189,9 +189,9 @@ impl Dht for dht_smol::Handle {
                     .map(|a| a.port())
                     .unwrap_or(0)
             };
-            let fam = |i: usize| {
-                let nodes = stats.nodes.get(i).copied().unwrap_or(0);
-                let good = stats.good_nodes.get(i).copied().unwrap_or(0);
+            let fam = |f: Family| {
+                let nodes = stats.nodes[f];
+                let good = stats.good_nodes[f];
                 FamilyInfo {
                     good,
                     dubious: nodes.saturating_sub(good),
@@ -200,8 +200,8 @@ impl Dht for dht_smol::Handle {
             };
             // The status the driver publishes can say Connected a turn before stats count the
             // node as good; trust either.
-            let mut ipv4 = fam(0);
-            let mut ipv6 = fam(1);
+            let mut ipv4 = fam(Family::V4);
+            let mut ipv6 = fam(Family::V6);
             for (f, info) in [(Family::V4, &mut ipv4), (Family::V6, &mut ipv6)] {
                 if info.good == 0 && node.status(f) == dht_proto::Status::Connected {
                     info.good = 1;

@@ -120,9 +120,9 @@ impl Dht for Handle {
                     .map(|a| a.port())
                     .unwrap_or(0)
             };
-            let fam = |i: usize, f: Family| {
-                let nodes = stats.nodes.get(i).copied().unwrap_or(0);
-                let mut good = stats.good_nodes.get(i).copied().unwrap_or(0);
+            let fam = |f: Family| {
+                let nodes = stats.nodes[f];
+                let mut good = stats.good_nodes[f];
                 // The published status can say Connected a turn before stats count a good node.
                 if good == 0 && node.status(f) == Status::Connected {
                     good = 1;
@@ -136,8 +136,8 @@ impl Dht for Handle {
             Some(NodeInfo {
                 node_id: node.node_id(),
                 id: None,
-                ipv4: fam(0, Family::V4),
-                ipv6: fam(1, Family::V6),
+                ipv4: fam(Family::V4),
+                ipv6: fam(Family::V6),
                 ops: stats.operations,
                 storage_values: stats.stored_values,
                 storage_size: stats.stored_bytes,

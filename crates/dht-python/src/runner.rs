@@ -1214,22 +1214,23 @@ impl PyDhtRunner {
         let d = PyDict::new(py);
         let received = PyDict::new(py);
         let sent = PyDict::new(py);
-        for k in MessageKind::ALL {
-            let name = format!("{k:?}").to_lowercase();
-            received.set_item(&name, s.received(k))?;
-            sent.set_item(&name, s.sent(k))?;
+        for (k, n) in s.received.iter() {
+            received.set_item(format!("{k:?}").to_lowercase(), n)?;
+        }
+        for (k, n) in s.sent.iter() {
+            sent.set_item(format!("{k:?}").to_lowercase(), n)?;
         }
         let dropped = PyDict::new(py);
-        for r in dht_proto::DropReason::ALL {
-            dropped.set_item(format!("{r:?}").to_lowercase(), s.dropped(r))?;
+        for (r, n) in s.dropped.iter() {
+            dropped.set_item(format!("{r:?}").to_lowercase(), n)?;
         }
         d.set_item("received", received)?;
         d.set_item("sent", sent)?;
         d.set_item("dropped", dropped)?;
-        d.set_item("nodes4", s.nodes[0])?;
-        d.set_item("nodes6", s.nodes[1])?;
-        d.set_item("good_nodes4", s.good_nodes[0])?;
-        d.set_item("good_nodes6", s.good_nodes[1])?;
+        d.set_item("nodes4", s.nodes[Family::V4])?;
+        d.set_item("nodes6", s.nodes[Family::V6])?;
+        d.set_item("good_nodes4", s.good_nodes[Family::V4])?;
+        d.set_item("good_nodes6", s.good_nodes[Family::V6])?;
         d.set_item("searches", s.searches)?;
         d.set_item("stored_keys", s.stored_keys)?;
         d.set_item("stored_values", s.stored_values)?;

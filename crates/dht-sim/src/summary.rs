@@ -458,7 +458,6 @@ impl RunSummary {
         } else {
             Family::V4
         };
-        let fi = if fam == Family::V6 { 1 } else { 0 };
         let mut cols: [Vec<(usize, String, f64)>; 7] = Default::default();
         for (i, node) in sim.nodes() {
             let id = node.node_id().to_string();
@@ -470,8 +469,8 @@ impl RunSummary {
                 t.received as f64,
                 t.received_bytes as f64,
                 st.stored_values as f64,
-                st.nodes.get(fi).copied().unwrap_or(0) as f64,
-                st.good_nodes.get(fi).copied().unwrap_or(0) as f64,
+                st.nodes[fam] as f64,
+                st.good_nodes[fam] as f64,
             ];
             for (c, v) in cols.iter_mut().zip(vals) {
                 c.push((i, id.clone(), v));

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use dht_driver::{Clock, Routed, Routes};
-use dht_proto::{Event, Family, Status};
+use dht_proto::{Event, Status};
 use smol::channel::Receiver;
 use smol::future::FutureExt;
 use smol::{Async, Timer};
@@ -236,10 +236,8 @@ impl Core {
             self.dispatch(e);
         }
         if let Some(inner) = self.inner.upgrade() {
-            for (i, f) in [Family::V4, Family::V6].into_iter().enumerate() {
-                if let Some(s) = inner.status.get(i) {
-                    s.store(status_code(self.node.status(f)), Ordering::Relaxed);
-                }
+            for (f, s) in inner.status.pairs() {
+                s.store(status_code(self.node.status(f)), Ordering::Relaxed);
             }
         }
     }

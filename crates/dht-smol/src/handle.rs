@@ -8,7 +8,7 @@ use std::time::{Duration, Instant as StdInstant};
 use dht_driver::{Clock, Ids, Routes, Setup};
 use dht_proto::value::{Query, Value};
 use dht_proto::wire::NodeInfo;
-use dht_proto::{ExportedValue, Family, InfoHash, PutOptions, Stats, Status};
+use dht_proto::{ExportedValue, Family, InfoHash, PerFamily, PutOptions, Stats, Status};
 use smol::channel::Sender;
 use smol::future::FutureExt;
 use smol::{Async, Timer};
@@ -26,7 +26,7 @@ pub(crate) struct Inner {
     id: InfoHash,
     ids: Ids,
     /// Latest status per family, published by the driver.
-    pub(crate) status: [AtomicU64; 2],
+    pub(crate) status: PerFamily<AtomicU64>,
 }
 
 /// A handle to a running node: `Clone + Send + Sync`; every clone commands the same node.
@@ -82,7 +82,7 @@ impl Handle {
             addrs,
             id: setup.node.node_id(),
             ids: setup.ids,
-            status: [AtomicU64::new(0), AtomicU64::new(0)],
+            status: PerFamily::default(),
         });
         let core = Core {
             node: setup.node,
@@ -134,10 +134,9 @@ impl Handle {
 
     /// Connectivity of `family`, as of the driver's last turn.
     pub fn status(&self, family: Family) -> Status {
-        let i = usize::from(family == Family::V6);
-        match self.inner.status.get(i).map(|s| s.load(Ordering::Relaxed)) {
-            Some(2) => Status::Connected,
-            Some(1) => Status::Connecting,
+        match self.inner.status[family].load(Ordering::Relaxed) {
+            2 => Status::Connected,
+            1 => Status::Connecting,
             _ => Status::Disconnected,
         }
     }

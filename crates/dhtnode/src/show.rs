@@ -68,9 +68,9 @@ pub(crate) fn info(h: &Handle) -> String {
         Ok(Some(pk)) => format!("public key {} (id {})", hex(&pk.to_bytes()), pk.id()),
         _ => "no identity".to_string(),
     };
-    let received: u64 = s.received.iter().sum();
-    let sent: u64 = s.sent.iter().sum();
-    let dropped: u64 = s.dropped.iter().sum();
+    let received = s.received.total();
+    let sent = s.sent.total();
+    let dropped = s.dropped.total();
     format!(
         "node id {}\n{key}\nbound {:?}, public {public}\nIPv4 {} ({} nodes, {} good), IPv6 {} ({} nodes, {} good)\n\
          storage {} keys, {} values, {} bytes; {} remote listeners\n\
@@ -78,11 +78,11 @@ pub(crate) fn info(h: &Handle) -> String {
         h.node_id(),
         h.local_addrs(),
         status(Family::V4),
-        s.nodes[0],
-        s.good_nodes[0],
+        s.nodes[Family::V4],
+        s.good_nodes[Family::V4],
         status(Family::V6),
-        s.nodes[1],
-        s.good_nodes[1],
+        s.nodes[Family::V6],
+        s.good_nodes[Family::V6],
         s.stored_keys,
         s.stored_values,
         s.stored_bytes,

@@ -57,8 +57,8 @@ use crate::storage::{self, Evicted, Life, RemoteListener, Storage, StoreOutcome}
 use crate::value::{FieldRow, FieldValue, Query, Value, ValueId};
 use crate::wire::fragment::{self, Progress, Reassembler};
 use crate::wire::{
-    self, Body, ErrorCode, FieldRows, Message, NodeInfo, Reply, Request, RequestKind, Tid, UpdatePayload,
-    Values, Want,
+    self, Body, ErrorCode, FieldRows, ListenRequest, Message, NodeInfo, PutRequest, Reply, Request,
+    RequestKind, Tid, UpdatePayload, UpdateRequest, Values, Want,
 };
 use crate::{InfoHash, Instant};
 
@@ -304,8 +304,8 @@ impl Node {
         let count = |t: &RoutingTable| [t.len(), t.nodes().filter(|n| n.is_good(now)).count()];
         let [n4, g4] = count(&self.tables.v4);
         let [n6, g6] = count(&self.tables.v6);
-        s.nodes = [n4, n6];
-        s.good_nodes = [g4, g6];
+        s.nodes = PerFamily::new(n4, n6);
+        s.good_nodes = PerFamily::new(g4, g6);
         s.searches = self.searches.len();
         s.stored_keys = self.storer.storage.keys();
         s.stored_values = self.storer.storage.values();

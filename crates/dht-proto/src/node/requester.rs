@@ -178,10 +178,10 @@ pub(super) fn request_kind(k: &RequestKind) -> MessageKind {
         RequestKind::Ping => MessageKind::Ping,
         RequestKind::Find { .. } => MessageKind::Find,
         RequestKind::Get { .. } => MessageKind::Get,
-        RequestKind::Listen { .. } => MessageKind::Listen,
-        RequestKind::Put { .. } => MessageKind::Put,
+        RequestKind::Listen(_) => MessageKind::Listen,
+        RequestKind::Put(_) => MessageKind::Put,
         RequestKind::Refresh { .. } => MessageKind::Refresh,
-        RequestKind::Update { .. } => MessageKind::Update,
+        RequestKind::Update(_) => MessageKind::Update,
     }
 }
 

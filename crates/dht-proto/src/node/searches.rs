@@ -245,12 +245,12 @@ impl Node {
                     };
                     let created = if a.permanent { None } else { a.created_unix };
                     let out = fragment::prepare(core::slice::from_ref(&a.value));
-                    let kind = RequestKind::Put {
+                    let kind = RequestKind::Put(PutRequest {
                         key,
                         values: out.values,
                         created,
                         token,
-                    };
+                    });
                     let purpose = Purpose::Put {
                         key,
                         family: fam,
@@ -283,13 +283,13 @@ impl Node {
                 } => {
                     let sid = sid.unwrap_or_else(|| self.rpc.next_tid(to.addr, &mut self.rng));
                     self.searches.bind_socket(to.addr, sid, skey);
-                    let kind = RequestKind::Listen {
+                    let kind = RequestKind::Listen(ListenRequest {
                         key,
                         token,
                         sid,
                         version: Some(1),
                         query,
-                    };
+                    });
                     let purpose = Purpose::Listen { key, family: fam };
                     if let Some(tid) = self.send_request(now, to.addr, to.id, kind, purpose, &[])
                         && let Some(s) = self.searches.get_mut(&skey)

@@ -76,23 +76,10 @@ impl Node {
                 self.send_reply(from, tid, r, &[]);
             }
             RequestKind::Get { key, query, want } => self.on_get(now, from, tid, key, query, want),
-            RequestKind::Put {
-                key,
-                values,
-                created,
-                token,
-            } => self.on_put(now, asker, key, values, created, &token),
-            RequestKind::Listen {
-                key,
-                token,
-                sid,
-                query,
-                ..
-            } => self.on_listen(now, asker, key, &token, sid, query),
+            RequestKind::Put(put) => self.on_put(now, asker, put),
+            RequestKind::Listen(listen) => self.on_listen(now, asker, listen),
             RequestKind::Refresh { key, vid, token } => self.on_refresh(now, from, tid, key, vid, &token),
-            RequestKind::Update {
-                sid, token, payload, ..
-            } => self.on_update(now, asker, sid, token, payload),
+            RequestKind::Update(update) => self.on_update(now, asker, update),
         }
     }
 
@@ -188,17 +175,15 @@ impl Node {
         true
     }
 
-    pub(super) fn on_put(
-        &mut self,
-        now: Instant,
-        asker: Asker,
-        key: InfoHash,
-        values: Values,
-        created: Option<i64>,
-        token: &[u8],
-    ) {
+    pub(super) fn on_put(&mut self, now: Instant, asker: Asker, put: PutRequest) {
         let Asker { from, tid, .. } = asker;
-        if !self.write_allowed(from, tid, &key, token, "Put") {
+        let PutRequest {
+            key,
+            values,
+            created,
+            token,
+        } = put;
+        if !self.write_allowed(from, tid, &key, &token, "Put") {
             return;
         }
         // Values arrive inline here: fragmented ones were reassembled first.
@@ -311,17 +296,16 @@ impl Node {
         }
     }
 
-    pub(super) fn on_listen(
-        &mut self,
-        now: Instant,
-        asker: Asker,
-        key: InfoHash,
-        token: &[u8],
-        sid: Tid,
-        query: Query,
-    ) {
+    pub(super) fn on_listen(&mut self, now: Instant, asker: Asker, listen: ListenRequest) {
         let Asker { from, tid, id: node } = asker;
-        if !self.write_allowed(from, tid, &key, token, "Listen") {
+        let ListenRequest {
+            key,
+            token,
+            sid,
+            query,
+            ..
+        } = listen;
+        if !self.write_allowed(from, tid, &key, &token, "Listen") {
             return;
         }
         let l = RemoteListener {
@@ -387,15 +371,11 @@ impl Node {
     }
 
     /// A push from a node we listen to (§2.10 step 4). Always answered, even for an unknown sid.
-    pub(super) fn on_update(
-        &mut self,
-        now: Instant,
-        asker: Asker,
-        sid: Tid,
-        token: Option<Vec<u8>>,
-        payload: UpdatePayload,
-    ) {
+    pub(super) fn on_update(&mut self, now: Instant, asker: Asker, update: UpdateRequest) {
         let Asker { from, tid, id: node } = asker;
+        let UpdateRequest {
+            sid, token, payload, ..
+        } = update;
         let r = self.plain_reply(&from);
         self.send_reply(from, tid, r, &[]);
         let Some(skey) = self.searches.socket(from, sid) else {
@@ -474,7 +454,7 @@ impl Node {
             Notice::Values(values) => {
                 for b in Storer::batches(values) {
                     let out = fragment::prepare(&b);
-                    let kind = RequestKind::Update {
+                    let kind = RequestKind::Update(UpdateRequest {
                         key,
                         sid: l.sid,
                         version: Some(1),
@@ -483,7 +463,7 @@ impl Node {
                             values: out.values,
                             created: None,
                         },
-                    };
+                    });
                     self.send_request(now, l.addr, l.node, kind, Purpose::Update, &out.data);
                 }
             }
@@ -500,13 +480,13 @@ impl Node {
         token: Option<Vec<u8>>,
         payload: UpdatePayload,
     ) {
-        let kind = RequestKind::Update {
+        let kind = RequestKind::Update(UpdateRequest {
             key: InfoHash::ZERO,
             sid: l.sid,
             version: None,
             token,
             payload,
-        };
+        });
         self.send_request(now, l.addr, l.node, kind, Purpose::Update, &[]);
     }
 }

@@ -107,12 +107,12 @@ fn token_for(n: &mut Node, now: Instant, from: (InfoHash, SocketAddr)) -> Vec<u8
 }
 
 fn put_req(key: InfoHash, v: Value, token: Vec<u8>) -> RequestKind {
-    RequestKind::Put {
+    RequestKind::Put(PutRequest {
         key,
         values: Values::Inline(vec![v]),
         created: None,
         token,
-    }
+    })
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn ping_is_answered_with_our_id_and_the_senders_address() {
     assert_eq!(n.stats().received(MessageKind::Ping), 1);
     assert_eq!(n.stats().sent(MessageKind::Reply), 1);
     // The pinger is now a (dubious) node of our table.
-    assert_eq!(n.stats().nodes[0], 1);
+    assert_eq!(n.stats().nodes.v4, 1);
     assert_eq!(n.status(Family::V4), Status::Connecting);
 }
 
@@ -343,12 +343,12 @@ fn a_large_get_reply_is_sent_as_fragments() {
     let mut header = request(
         p.0,
         10,
-        RequestKind::Put {
+        RequestKind::Put(PutRequest {
             key,
             values: out.values,
             created: None,
             token: tok,
-        },
+        }),
     );
     header.tid = 10;
     send(&mut n, t(2), p.1, &header);
@@ -410,12 +410,14 @@ fn listen_pushes_existing_new_refreshed_and_expired_values() {
     );
     let _ = drain(&mut n);
 
-    let listen = |token: Vec<u8>| RequestKind::Listen {
-        key,
-        token,
-        sid: 77,
-        version: Some(1),
-        query: Query::default(),
+    let listen = |token: Vec<u8>| {
+        RequestKind::Listen(ListenRequest {
+            key,
+            token,
+            sid: 77,
+            version: Some(1),
+            query: Query::default(),
+        })
     };
     send(
         &mut n,
@@ -437,13 +439,13 @@ fn listen_pushes_existing_new_refreshed_and_expired_values() {
     assert!(r.token.is_some(), "a listen reply carries a fresh token");
     let Body::Request(Request {
         kind:
-            RequestKind::Update {
+            RequestKind::Update(UpdateRequest {
                 sid,
                 payload,
                 key: k,
                 version,
                 token,
-            },
+            }),
         ..
     }) = &out[1].1.body
     else {
@@ -474,7 +476,7 @@ fn listen_pushes_existing_new_refreshed_and_expired_values() {
     assert!(!out.iter().any(|(_, m)| matches!(
         &m.body,
         Body::Request(Request {
-            kind: RequestKind::Update { .. },
+            kind: RequestKind::Update(_),
             ..
         })
     )));
@@ -495,10 +497,10 @@ fn listen_pushes_existing_new_refreshed_and_expired_values() {
     assert!(matches!(
         &push.1.body,
         Body::Request(Request {
-            kind: RequestKind::Update {
+            kind: RequestKind::Update(UpdateRequest {
                 payload: UpdatePayload::Values { .. },
                 ..
-            },
+            }),
             ..
         })
     ));
@@ -519,7 +521,7 @@ fn listen_pushes_existing_new_refreshed_and_expired_values() {
     );
     let out = drain(&mut n);
     assert!(out.iter().any(|(to, m)| *to == listener.1
-        && matches!(&m.body, Body::Request(Request { kind: RequestKind::Update { payload: UpdatePayload::Refreshed(v), .. }, .. }) if v == &vec![2])));
+        && matches!(&m.body, Body::Request(Request { kind: RequestKind::Update(UpdateRequest { payload: UpdatePayload::Refreshed(v), .. }), .. }) if v == &vec![2])));
     assert!(
         out.iter()
             .any(|(to, m)| *to == putter.1 && matches!(&m.body, Body::Reply(r) if r.vid == Some(2)))
@@ -533,10 +535,10 @@ fn listen_pushes_existing_new_refreshed_and_expired_values() {
         .filter_map(|(_, m)| match &m.body {
             Body::Request(Request {
                 kind:
-                    RequestKind::Update {
+                    RequestKind::Update(UpdateRequest {
                         payload: UpdatePayload::Expired(v),
                         ..
-                    },
+                    }),
                 ..
             }) => Some(v.clone()),
             _ => None,
@@ -592,7 +594,7 @@ fn refresh_of_unknown_storage_is_404() {
 fn an_update_for_an_unknown_socket_is_still_answered() {
     let mut n = node();
     let p = peer(1);
-    let kind = RequestKind::Update {
+    let kind = RequestKind::Update(UpdateRequest {
         key: InfoHash::get("x"),
         sid: 12345,
         version: Some(1),
@@ -601,7 +603,7 @@ fn an_update_for_an_unknown_socket_is_still_answered() {
             values: Values::Inline(vec![Value::new(1, vec![1])]),
             created: None,
         },
-    };
+    });
     send(&mut n, t(1), p.1, &request(p.0, 9, kind));
     let r = only_reply(&drain(&mut n)).clone();
     assert_eq!(r.id, ME);
@@ -752,7 +754,7 @@ fn a_401_on_put_clears_the_token_and_gets_again() {
             matches!(
                 &m.body,
                 Body::Request(Request {
-                    kind: RequestKind::Put { .. },
+                    kind: RequestKind::Put(_),
                     ..
                 })
             )
@@ -781,8 +783,8 @@ fn a_401_on_put_clears_the_token_and_gets_again() {
 fn put_done_reports_how_many_acknowledged() {
     let peers: Vec<_> = (1..=3).map(peer).collect();
     let (_, outcome) = put_asking(&peers, None, None);
-    assert_eq!(outcome.acked, [3, 0]);
-    assert_eq!(outcome.targeted, [3, 0]);
+    assert_eq!(outcome.acked, PerFamily::new(3, 0));
+    assert_eq!(outcome.targeted, PerFamily::new(3, 0));
     assert!(outcome.ok());
 }
 
@@ -1162,7 +1164,7 @@ fn listen_through_peer(n: &mut Node, key: InfoHash, p: (InfoHash, SocketAddr)) -
         .iter()
         .find_map(|(_, m)| match &m.body {
             Body::Request(Request {
-                kind: RequestKind::Listen { sid, .. },
+                kind: RequestKind::Listen(ListenRequest { sid, .. }),
                 ..
             }) => Some((m.tid, *sid)),
             _ => None,
@@ -1196,7 +1198,7 @@ fn the_listen_cache_is_bounded_and_evictions_are_reported() {
     let sid = listen_through_peer(&mut n, key, p);
     let _ = events(&mut n);
     let values: Vec<Value> = (1..=10).map(|i| Value::new(i, vec![i as u8])).collect();
-    let kind = RequestKind::Update {
+    let kind = RequestKind::Update(UpdateRequest {
         key,
         sid,
         version: Some(1),
@@ -1205,7 +1207,7 @@ fn the_listen_cache_is_bounded_and_evictions_are_reported() {
             values: Values::Inline(values),
             created: None,
         },
-    };
+    });
     send(&mut n, t(4), p.1, &request(p.0, 50, kind));
     let ev = events(&mut n);
     let added: usize = ev
@@ -1230,13 +1232,13 @@ fn the_listen_cache_is_bounded_and_evictions_are_reported() {
         .sum();
     assert_eq!((added, expired), (10, 6));
     // `exp` from the node removes what it still holds; an unknown vid is ignored.
-    let kind = RequestKind::Update {
+    let kind = RequestKind::Update(UpdateRequest {
         key: InfoHash::ZERO,
         sid,
         version: None,
         token: None,
         payload: UpdatePayload::Expired(vec![10, 999]),
-    };
+    });
     send(&mut n, t(5), p.1, &request(p.0, 51, kind));
     let ev = events(&mut n);
     assert!(
@@ -1249,7 +1251,7 @@ fn the_listen_cache_is_bounded_and_evictions_are_reported() {
     let relisten = out
         .iter()
         .find(|(to, m)| *to == p.1
-            && matches!(&m.body, Body::Request(Request { kind: RequestKind::Listen { sid: s, .. }, .. }) if *s == sid))
+            && matches!(&m.body, Body::Request(Request { kind: RequestKind::Listen(ListenRequest { sid: s, .. }), .. }) if *s == sid))
         .expect("listen renewed");
     send(
         &mut n,
@@ -1278,7 +1280,7 @@ fn the_listen_cache_is_bounded_and_evictions_are_reported() {
             !drain(&mut n).iter().any(|(_, m)| matches!(
                 &m.body,
                 Body::Request(Request {
-                    kind: RequestKind::Listen { .. },
+                    kind: RequestKind::Listen(_),
                     ..
                 })
             )),
@@ -1318,7 +1320,7 @@ fn export_and_import_of_nodes_and_values() {
     let mut b = Node::new(Config::default(), [9; 32], Instant::ZERO);
     b.import_nodes(t(0), &nodes);
     b.import_values(t(0), values);
-    assert_eq!(b.stats().nodes[0], 1);
+    assert_eq!(b.stats().nodes.v4, 1);
     assert_eq!(b.local_values(&key), vec![Value::new(8, b"v".to_vec())]);
     // Imported values keep their remaining life: gone 10 minutes later.
     b.handle_timeout(Instant::from_secs(601));
@@ -1400,7 +1402,7 @@ fn shutdown_waits_for_puts_in_progress() {
             matches!(
                 &m.body,
                 Body::Request(Request {
-                    kind: RequestKind::Put { .. },
+                    kind: RequestKind::Put(_),
                     ..
                 })
             )
@@ -1488,10 +1490,10 @@ fn a_put_made_while_bootstrapping_over_ipv4_does_not_wait_for_ipv6() {
             };
             if let Body::Request(Request {
                 kind:
-                    RequestKind::Put {
+                    RequestKind::Put(PutRequest {
                         values: Values::Inline(v),
                         ..
-                    },
+                    }),
                 ..
             }) = &m.body
             {
@@ -1509,7 +1511,7 @@ fn a_put_made_while_bootstrapping_over_ipv4_does_not_wait_for_ipv6() {
         });
     }
     let (at, outcome) = done_at.expect("the put finished within 3 s, not after IPv6's 10 s wait");
-    assert_eq!(outcome.acked, [1, 0], "at {at} ms");
+    assert_eq!(outcome.acked, PerFamily::new(1, 0), "at {at} ms");
 }
 
 fn signed(id: &crate::crypto::Identity, vid: u64, seq: u16, data: &[u8]) -> Value {
@@ -1600,7 +1602,7 @@ fn forged_values_in_get_replies_and_listen_updates_are_never_delivered() {
         &request(
             p.0,
             77,
-            RequestKind::Update {
+            RequestKind::Update(UpdateRequest {
                 key,
                 sid,
                 version: Some(1),
@@ -1609,7 +1611,7 @@ fn forged_values_in_get_replies_and_listen_updates_are_never_delivered() {
                     values: Values::Inline(vec![good.clone(), bad]),
                     created: None,
                 },
-            },
+            }),
         ),
     );
     let added: Vec<Value> = events(&mut n)
@@ -1705,17 +1707,17 @@ fn put_on(
             match &req.kind {
                 RequestKind::Find { target, .. } if *target == key => asked.push(rank),
                 RequestKind::Ping | RequestKind::Find { .. } => {}
-                RequestKind::Put { .. } => {}
+                RequestKind::Put(_) => {}
                 k => panic!("unexpected request {k:?}"),
             }
             if silent == Some(rank) {
                 continue;
             }
             let mut r = reply(rank);
-            if let RequestKind::Put {
+            if let RequestKind::Put(PutRequest {
                 values: Values::Inline(v),
                 ..
-            } = &req.kind
+            }) = &req.kind
             {
                 r.vid = Some(v[0].id);
             }
@@ -1756,7 +1758,7 @@ fn puts_stop_asking_past_the_closest_eight_once_that_finds_nothing() {
         let (asked, outcome) = put_on(&mut n, &peers, &mut now, vid, None, &|rank| {
             ranked_reply(&peers, rank, None)
         });
-        assert_eq!(outcome.acked, [8, 0], "put {vid}: asked {asked:?}");
+        assert_eq!(outcome.acked, PerFamily::new(8, 0), "put {vid}: asked {asked:?}");
         wide.push(asked.iter().any(|&r| r > 8));
     }
     assert!(wide[0], "a new node asks past the closest 8");
@@ -1833,7 +1835,7 @@ fn speculation_that_finds_one_of_the_closest_eight_is_counted_as_paid() {
         asked.contains(&1),
         "the closest peer is found and asked: {asked:?}"
     );
-    assert!(outcome.ok() && outcome.acked[0] >= 8, "{outcome:?}");
+    assert!(outcome.ok() && outcome.acked.v4 >= 8, "{outcome:?}");
     let stats = n.stats();
     assert_eq!((stats.speculative_searches, stats.speculation_paid), (1, 1));
 }
@@ -1849,7 +1851,7 @@ fn a_synced_put_asks_no_further_than_the_closest_eight() {
         (1..=8).collect::<Vec<_>>(),
         "each of the closest 8 once, no other"
     );
-    assert_eq!(outcome.acked, [8, 0]);
+    assert_eq!(outcome.acked, PerFamily::new(8, 0));
 }
 
 #[test]
@@ -1857,7 +1859,11 @@ fn a_silent_node_among_the_closest_eight_does_not_stall_a_put() {
     let peers = ranked_peers(InfoHash::get("k"));
     let (asked, outcome) = put_asking(&peers, Some(3), None);
     assert!(asked.contains(&9), "the 9th closest is asked: {asked:?}");
-    assert_eq!(outcome.acked, [8, 0], "8 others hold the value: {asked:?}");
+    assert_eq!(
+        outcome.acked,
+        PerFamily::new(8, 0),
+        "8 others hold the value: {asked:?}"
+    );
     assert!(outcome.ok());
 }
 

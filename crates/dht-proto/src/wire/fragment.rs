@@ -36,7 +36,9 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use super::message::MAX_FRAGMENTED_VALUE;
-use super::{Body, DecodeError, Message, RequestKind, Tid, UpdatePayload, ValuePart, Values};
+use super::{
+    Body, DecodeError, Message, PutRequest, RequestKind, Tid, UpdatePayload, UpdateRequest, ValuePart, Values,
+};
 use crate::Instant;
 use crate::value::Value;
 
@@ -263,11 +265,11 @@ fn announced_sizes(msg: &Message) -> Option<&[u64]> {
     let values = match &msg.body {
         Body::Reply(r) => r.values.as_ref(),
         Body::Request(req) => match &req.kind {
-            RequestKind::Put { values, .. } => Some(values),
-            RequestKind::Update {
+            RequestKind::Put(PutRequest { values, .. }) => Some(values),
+            RequestKind::Update(UpdateRequest {
                 payload: UpdatePayload::Values { values, .. },
                 ..
-            } => Some(values),
+            }) => Some(values),
             _ => None,
         },
         Body::LegacyUpdate(u) => match &u.payload {
@@ -287,11 +289,11 @@ fn fill_values(msg: &mut Message, values: Vec<Value>) {
     let slot = match &mut msg.body {
         Body::Reply(r) => r.values.as_mut(),
         Body::Request(req) => match &mut req.kind {
-            RequestKind::Put { values, .. } => Some(values),
-            RequestKind::Update {
+            RequestKind::Put(PutRequest { values, .. }) => Some(values),
+            RequestKind::Update(UpdateRequest {
                 payload: UpdatePayload::Values { values, .. },
                 ..
-            } => Some(values),
+            }) => Some(values),
             _ => None,
         },
         Body::LegacyUpdate(u) => match &mut u.payload {

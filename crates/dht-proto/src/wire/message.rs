@@ -103,29 +103,9 @@ pub enum RequestKind {
         want: Option<Want>,
     },
     /// `listen`: subscribe socket `sid` of the sender to changes at `key`.
-    Listen {
-        /// Key.
-        key: InfoHash,
-        /// Write token from an earlier get.
-        token: Token,
-        /// The requester's socket id for this listen.
-        sid: Tid,
-        /// Protocol version (`ve`); `None` = legacy v0.
-        version: Option<u32>,
-        /// Query (empty when absent).
-        query: Query,
-    },
+    Listen(ListenRequest),
     /// `put`: store values at `key`.
-    Put {
-        /// Key.
-        key: InfoHash,
-        /// The value (OpenDHT sends exactly one per request).
-        values: Values,
-        /// Creation time in Unix seconds (`c`); `None` = now.
-        created: Option<i64>,
-        /// Write token.
-        token: Token,
-    },
+    Put(PutRequest),
     /// `refresh`: extend the life of value `vid` at `key`.
     Refresh {
         /// Key.
@@ -136,18 +116,51 @@ pub enum RequestKind {
         token: Token,
     },
     /// `update`: a storing node tells a listener of new, refreshed or expired values.
-    Update {
-        /// Key (absent, i.e. zero, on refresh/expiry notices).
-        key: InfoHash,
-        /// The listener's socket id.
-        sid: Tid,
-        /// Protocol version (`ve`).
-        version: Option<u32>,
-        /// A fresh token for the listener.
-        token: Option<Token>,
-        /// What changed.
-        payload: UpdatePayload,
-    },
+    Update(UpdateRequest),
+}
+
+/// The arguments of a `listen` request: subscribe socket `sid` of the sender to changes at `key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenRequest {
+    /// Key.
+    pub key: InfoHash,
+    /// Write token from an earlier get.
+    pub token: Token,
+    /// The requester's socket id for this listen.
+    pub sid: Tid,
+    /// Protocol version (`ve`); `None` = legacy v0.
+    pub version: Option<u32>,
+    /// Query (empty when absent).
+    pub query: Query,
+}
+
+/// The arguments of a `put` request: store values at `key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutRequest {
+    /// Key.
+    pub key: InfoHash,
+    /// The value (OpenDHT sends exactly one per request).
+    pub values: Values,
+    /// Creation time in Unix seconds (`c`); `None` = now.
+    pub created: Option<i64>,
+    /// Write token.
+    pub token: Token,
+}
+
+/// The arguments of an `update` request: a storing node tells a listener of new, refreshed or
+/// expired values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdateRequest {
+    /// Key (absent, i.e. zero, on refresh/expiry notices).
+    pub key: InfoHash,
+    /// The listener's socket id.
+    pub sid: Tid,
+    /// Protocol version (`ve`).
+    pub version: Option<u32>,
+    /// A fresh token for the listener.
+    pub token: Option<Token>,
+    /// What changed.
+    pub payload: UpdatePayload,
 }
 
 /// What an update or a legacy notice reports.
@@ -732,19 +745,19 @@ impl BodyFields {
                 query: self.query.unwrap_or_default(),
                 want: self.want,
             },
-            b"listen" => RequestKind::Listen {
+            b"listen" => RequestKind::Listen(ListenRequest {
                 key,
                 token: self.token.unwrap_or_default(),
                 sid: self.sid.unwrap_or(0),
                 version: self.version,
                 query: self.query.unwrap_or_default(),
-            },
-            b"put" => RequestKind::Put {
+            }),
+            b"put" => RequestKind::Put(PutRequest {
                 key,
                 values: self.values.unwrap_or_default(),
                 created: self.created,
                 token: self.token.unwrap_or_default(),
-            },
+            }),
             b"refresh" => RequestKind::Refresh {
                 key,
                 vid: self.vid.unwrap_or(0),
@@ -752,13 +765,13 @@ impl BodyFields {
             },
             b"update" => {
                 let payload = self.update_payload();
-                RequestKind::Update {
+                RequestKind::Update(UpdateRequest {
                     key,
                     sid: self.sid.unwrap_or(0),
                     version: self.version,
                     token: self.token,
                     payload,
-                }
+                })
             }
             _ => return Err(DecodeError::UnknownKind),
         };
@@ -780,10 +793,10 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) {
             write::map(out, 5 + extra);
             write::key(out, "a");
             encode_request_args(req, out);
-            if let RequestKind::Update {
+            if let RequestKind::Update(UpdateRequest {
                 payload: UpdatePayload::Refreshed(_) | UpdatePayload::Expired(_),
                 ..
-            } = req.kind
+            }) = req.kind
             {
                 // C++ writes refresh/expiry notices with the keys in this order.
                 write::key(out, "y");
@@ -881,10 +894,10 @@ fn request_name(kind: &RequestKind) -> &'static str {
         RequestKind::Ping => "ping",
         RequestKind::Find { .. } => "find",
         RequestKind::Get { .. } => "get",
-        RequestKind::Listen { .. } => "listen",
-        RequestKind::Put { .. } => "put",
+        RequestKind::Listen(_) => "listen",
+        RequestKind::Put(_) => "put",
         RequestKind::Refresh { .. } => "refresh",
-        RequestKind::Update { .. } => "update",
+        RequestKind::Update(_) => "update",
     }
 }
 
@@ -987,13 +1000,13 @@ fn encode_request_args(req: &Request, out: &mut Vec<u8>) {
                 write_want(out, w);
             }
         }
-        RequestKind::Listen {
+        RequestKind::Listen(ListenRequest {
             key,
             token,
             sid,
             version,
             query,
-        } => {
+        }) => {
             let send_query = !query.is_wire_empty();
             write::map(out, 4 + u32::from(version.is_some()) + u32::from(send_query));
             write_hash(out, "id", id);
@@ -1011,12 +1024,12 @@ fn encode_request_args(req: &Request, out: &mut Vec<u8>) {
                 query.encode(out);
             }
         }
-        RequestKind::Put {
+        RequestKind::Put(PutRequest {
             key,
             values,
             created,
             token,
-        } => {
+        }) => {
             write::map(out, 4 + u32::from(created.is_some()));
             write_hash(out, "id", id);
             write_hash(out, "h", key);
@@ -1034,13 +1047,13 @@ fn encode_request_args(req: &Request, out: &mut Vec<u8>) {
             write::key(out, "token");
             write::bin(out, token);
         }
-        RequestKind::Update {
+        RequestKind::Update(UpdateRequest {
             key,
             sid,
             version,
             token,
             payload,
-        } => {
+        }) => {
             let n = 2
                 + u32::from(version.is_some())
                 + u32::from(token.is_some())

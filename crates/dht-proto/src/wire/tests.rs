@@ -427,25 +427,27 @@ fn arb_kind() -> impl Strategy<Value = RequestKind> {
             proptest::option::of(0u32..3),
             crate::value::query::tests::arb_query()
         )
-            .prop_map(|(key, token, sid, version, query)| RequestKind::Listen {
-                key,
-                token,
-                sid,
-                version,
-                query
-            }),
+            .prop_map(
+                |(key, token, sid, version, query)| RequestKind::Listen(ListenRequest {
+                    key,
+                    token,
+                    sid,
+                    version,
+                    query
+                })
+            ),
         (
             arb_hash(),
             arb_values(),
             proptest::option::of(any::<i64>()),
             arb_token()
         )
-            .prop_map(|(key, values, created, token)| RequestKind::Put {
+            .prop_map(|(key, values, created, token)| RequestKind::Put(PutRequest {
                 key,
                 values,
                 created,
                 token
-            }),
+            })),
         (arb_hash(), any::<u64>(), arb_token()).prop_map(|(key, vid, token)| RequestKind::Refresh {
             key,
             vid,
@@ -458,13 +460,15 @@ fn arb_kind() -> impl Strategy<Value = RequestKind> {
             proptest::option::of(arb_token()),
             arb_payload()
         )
-            .prop_map(|(key, sid, version, token, payload)| RequestKind::Update {
-                key,
-                sid,
-                version,
-                token,
-                payload
-            }),
+            .prop_map(
+                |(key, sid, version, token, payload)| RequestKind::Update(UpdateRequest {
+                    key,
+                    sid,
+                    version,
+                    token,
+                    payload
+                })
+            ),
     ]
 }
 
