@@ -69,8 +69,8 @@ async fn node_stats(name: &str, node: &dht_smol::Handle) -> String {
         "{name}: dropped {:?} (rate-limited peer {}, global {}), timeouts {}, retransmits {}, \
          transmit/event/pending overflow {}/{}/{}",
         s.dropped,
-        s.dropped[5],
-        s.dropped[6],
+        s.dropped[dht_proto::DropReason::RateLimitedPeer],
+        s.dropped[dht_proto::DropReason::RateLimitedGlobal],
         s.timeouts,
         s.retransmits,
         s.transmit_overflow,

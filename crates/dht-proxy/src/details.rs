@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use dht_proto::{Family, InfoHash, Node, Stats, Status};
+use dht_proto::{Family, InfoHash, Node, PerFamily, Stats, Status};
 
 use crate::dht::BoxFuture;
 
@@ -33,13 +33,13 @@ pub struct NodeDetails {
     /// The network id (0: the public network).
     pub network: u32,
     /// Connectivity of IPv4 and IPv6.
-    pub status: [Status; 2],
+    pub status: PerFamily<Status>,
     /// Our public addresses as peers report them.
     pub public_addresses: Vec<IpAddr>,
     /// The bound UDP addresses.
     pub local_addrs: Vec<SocketAddr>,
     /// The IPv4 and IPv6 routing tables, bucket by bucket.
-    pub buckets: [Vec<Bucket>; 2],
+    pub buckets: PerFamily<Vec<Bucket>>,
     /// The node's counters (traffic, drops, searches, storage).
     pub stats: Stats,
 }
@@ -51,13 +51,13 @@ fn read(n: &Node) -> NodeDetails {
     NodeDetails {
         node_id: n.node_id(),
         network: n.config().network,
-        status: [n.status(Family::V4), n.status(Family::V6)],
+        status: PerFamily::new(n.status(Family::V4), n.status(Family::V6)),
         public_addresses,
         local_addrs: Vec::new(),
-        buckets: [
+        buckets: PerFamily::new(
             parse_buckets(&n.routing_table_text(Family::V4)),
             parse_buckets(&n.routing_table_text(Family::V6)),
-        ],
+        ),
         stats: n.stats(),
     }
 }
