@@ -834,13 +834,7 @@ async fn status_loop(weak: Weak<Inner>) {
         };
         let failed = inner.failed.listen();
         drop(inner);
-        async {
-            Timer::after(wait).await;
-        }
-        .or(async {
-            failed.await;
-        })
-        .await;
+        sleep_unless(wait, failed).await;
     }
 }
 
@@ -857,13 +851,7 @@ async fn refresh_loop(weak: Weak<Inner>, key: InfoHash, id: u64) {
         };
         let reconnected = inner.reconnected.listen();
         drop(inner);
-        async {
-            Timer::after(wait).await;
-        }
-        .or(async {
-            reconnected.await;
-        })
-        .await;
+        sleep_unless(wait, reconnected).await;
         let Some(inner) = weak.upgrade() else { return };
         let Some(value) = lock(&inner.puts).get(&(key, id)).map(|p| p.value.clone()) else {
             return;
@@ -903,13 +891,7 @@ async fn subscription_loop(weak: Weak<Inner>, key: InfoHash) {
         };
         let reconnected = inner.reconnected.listen();
         drop(inner);
-        async {
-            Timer::after(wait).await;
-        }
-        .or(async {
-            reconnected.await;
-        })
-        .await;
+        sleep_unless(wait, reconnected).await;
     }
 }
 
@@ -1053,4 +1035,13 @@ impl Stream for ListenStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.as_mut().poll_next(cx)
     }
+}
+
+/// Sleeps `wait`, or less if `event` fires first (a reconnection, a failed request).
+async fn sleep_unless(wait: Duration, event: event_listener::EventListener) {
+    async {
+        Timer::after(wait).await;
+    }
+    .or(event)
+    .await;
 }
