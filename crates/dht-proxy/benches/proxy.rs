@@ -9,7 +9,8 @@
 //! 4. many listen streams open at once: the server's RSS and its CPU while idle.
 //!
 //! Environment: `BENCH_SECS` (seconds per wrk phase, 10), `BENCH_LISTENS` (10000),
-//! `BENCH_NOTIFY` (puts timed in phase 3, 100), `BENCH_CONNS` (32), `BENCH_SKIP_OPENDHT=1`.
+//! `BENCH_NOTIFY` (puts timed in phase 3, 100), `BENCH_CONNS` (32), `BENCH_SKIP_OPENDHT=1`,
+//! `BENCH_GET_CACHE_MS` (our `Timers::get_cache`; 0 turns it off).
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // a bench: a failed set-up is a panic
 
@@ -41,13 +42,14 @@ fn serve() {
             .unwrap();
         b.bootstrap_addr(a.local_addrs()[0]).unwrap();
         b.wait_connected(Duration::from_secs(20)).await.unwrap();
-        let server = dht_proxy::ProxyServer::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::new(b.clone()),
-            dht_proxy::Config::default(),
-        )
-        .await
-        .unwrap();
+        let mut config = dht_proxy::Config::default();
+        if let Ok(ms) = std::env::var("BENCH_GET_CACHE_MS") {
+            config.timers.get_cache = Duration::from_millis(ms.parse().unwrap());
+        }
+        let server =
+            dht_proxy::ProxyServer::bind("127.0.0.1:0".parse().unwrap(), Arc::new(b.clone()), config)
+                .await
+                .unwrap();
         println!("node {} proxy {}", b.local_addrs()[0], server.local_addr().port());
         let _ = smol::unblock(|| {
             let mut s = String::new();
@@ -55,6 +57,11 @@ fn serve() {
         })
         .await;
         // What the nodes saw: requests the rate limiters dropped, timeouts, queue overflows.
+        let st = server.stats();
+        eprintln!(
+            "  proxy: {} requests, {} DHT gets, {} gets answered by a just-finished one",
+            st.requests, st.dht_gets, st.cached_gets
+        );
         eprintln!("  {}", node_stats("proxy's node", &b).await);
         eprintln!("  {}", node_stats("its bootstrap node", &a).await);
         server.shutdown().await;

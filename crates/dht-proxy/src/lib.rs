@@ -180,6 +180,11 @@ pub struct Timers {
     pub reminder_margin: Duration,
     /// Node info is computed at most this often (OpenDHT snapshots every 2 min; we stay fresh).
     pub info_cache: Duration,
+    /// A DHT get answers further gets of its key for this long after it finished, unless a put
+    /// through the proxy or a listen the proxy holds changes the key first; zero: every get
+    /// after one finished asks the DHT again. Bounds the DHT gets a busy key costs (see
+    /// `share.rs`).
+    pub get_cache: Duration,
 }
 
 impl Default for Timers {
@@ -189,6 +194,7 @@ impl Default for Timers {
             subscription_lifetime: Duration::from_secs(24 * 3600),
             reminder_margin: Duration::from_secs(2 * 3600),
             info_cache: Duration::from_millis(500),
+            get_cache: Duration::from_millis(500),
         }
     }
 }
@@ -242,6 +248,9 @@ pub struct ServerStats {
     pub pushes: u64,
     /// DHT gets started since start: concurrent gets of one key share one.
     pub dht_gets: u64,
+    /// Gets answered with the values of a DHT get of their key that had just finished
+    /// ([`Timers::get_cache`]).
+    pub cached_gets: u64,
     /// DHT listens started since start: listen streams and subscriptions on one key share one.
     pub dht_listens: u64,
     /// DHT listens open now (keys listened to).

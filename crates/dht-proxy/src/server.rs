@@ -158,7 +158,7 @@ impl Server {
         let listener = Async::new(listen_socket(addr)?)?;
         let addr = listener.get_ref().local_addr()?;
         let shared = Arc::new(Shared {
-            shares: Shares::new(dht.clone()),
+            shares: Shares::new(dht.clone(), config.timers.get_cache),
             dht,
             config,
             state: Mutex::new(State::default()),
@@ -198,6 +198,7 @@ impl Server {
             refused_requests: c.refused_requests.load(Ordering::Relaxed),
             pushes: c.pushes.load(Ordering::Relaxed),
             dht_gets: self.shared.shares.dht_gets.load(Ordering::Relaxed),
+            cached_gets: self.shared.shares.cached_gets.load(Ordering::Relaxed),
             dht_listens: self.shared.shares.dht_listens.load(Ordering::Relaxed),
             dht_listens_open: self.shared.shares.running().1,
         }
@@ -460,6 +461,10 @@ impl AsyncWrite for Io {
     }
 }
 
+/// Bytes a connection's first read takes (the request head of a listen fits many times over);
+/// freed once the request is routed.
+const FIRST_READ: usize = 4096;
+
 async fn serve_connection(shared: &Arc<Shared>, stream: Stream, peer: SocketAddr) {
     let limits = &shared.config.limits;
     let plain = match &stream {
@@ -467,18 +472,44 @@ async fn serve_connection(shared: &Arc<Shared>, stream: Stream, peer: SocketAddr
         Stream::Tls(_) => None,
     };
     let partial = Arc::new(AtomicBool::new(false));
-    let io = Io {
+    let mut io = Io {
         inner: stream,
         write_timeout: limits.write_timeout,
         blocked: None,
         partial: partial.clone(),
+    };
+    // Listen streams are served here, without hyper: an idle stream then holds a few hundred
+    // bytes instead of hyper's 8 KiB read buffer and 8 KiB header buffer (10,000 streams: ~200
+    // MiB). Every other request, and a listen this cannot take whole (HTTP/1.0, a body, a head
+    // split over reads), goes to hyper with the bytes read so far.
+    let prefix = loop {
+        match first_request(&mut io, limits.header_read_timeout).await {
+            None => return,
+            Some(First::Listen { key, close }) => {
+                shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+                partial.store(false, Ordering::Relaxed);
+                tracing::trace!(%peer, %key, "listen request (served without hyper)");
+                let r = listen(shared, key, close);
+                match write_response(&mut io, r).await {
+                    Ok(()) if !close => continue,
+                    _ => {
+                        let _ = io.close().await;
+                        return;
+                    }
+                }
+            }
+            Some(First::Other(bytes)) => break bytes,
+        }
     };
     let svc_shared = shared.clone();
     let svc_partial = partial.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         svc_partial.store(false, Ordering::Relaxed);
         let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, req, peer).await) }
+        // Boxed: hyper keeps its request future's room for the connection's lifetime, and
+        // `handle`'s (every route's state) is large.
+        Box::pin(async move { Ok::<_, Infallible>(handle(&shared, req, peer).await) })
+            as Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -487,6 +518,11 @@ async fn serve_connection(shared: &Arc<Shared>, stream: Stream, peer: SocketAddr
         .title_case_headers(true)
         .auto_date_header(false)
         .max_buf_size(16 * 1024);
+    let io = Rewind {
+        prefix,
+        pos: 0,
+        inner: io,
+    };
     let conn = builder.serve_connection(smol_hyper::rt::FuturesIo::new(io), service);
     if let Err(e) = conn.await {
         tracing::trace!(%peer, error = %e, "connection ended");
@@ -497,6 +533,180 @@ async fn serve_connection(shared: &Arc<Shared>, stream: Stream, peer: SocketAddr
                 refuse(&*stream, StatusCode::REQUEST_TIMEOUT, "Request header timeout").await;
             }
         }
+    }
+}
+
+/// A connection's next request as its first read shows it.
+enum First {
+    /// A whole `GET /key/{h}/listen` head in HTTP/1.1 without a body, nothing after it.
+    Listen { key: InfoHash, close: bool },
+    /// Anything else: the bytes read, for hyper.
+    Other(Vec<u8>),
+}
+
+/// Reads once (bounded by the header timeout); `None` when the client closed or sent nothing
+/// in time (hyper, too, closes such a connection without an answer).
+async fn first_request(io: &mut Io, timeout: Duration) -> Option<First> {
+    use smol::io::AsyncReadExt;
+    let mut buf = vec![0u8; FIRST_READ];
+    let n = async { io.read(&mut buf).await.ok() }
+        .or(async {
+            Timer::after(timeout).await;
+            None
+        })
+        .await?;
+    if n == 0 {
+        return None;
+    }
+    buf.truncate(n);
+    Some(match listen_head(&buf) {
+        Some((key, close)) => First::Listen { key, close },
+        None => {
+            buf.shrink_to_fit();
+            First::Other(buf)
+        }
+    })
+}
+
+/// The key of a listen request that is exactly `buf`, and whether it asks to close.
+fn listen_head(buf: &[u8]) -> Option<(InfoHash, bool)> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(len)) = req.parse(buf) else {
+        return None;
+    };
+    if len != buf.len() || req.version != Some(1) {
+        return None;
+    }
+    let path = req.path?.split('?').next()?;
+    let Route::Listen(key) = route(req.method?, path) else {
+        return None;
+    };
+    let mut close = false;
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value).ok()?;
+        if h.name.eq_ignore_ascii_case("content-length") {
+            if value.trim() != "0" {
+                return None;
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return None;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            close |= value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
+        }
+    }
+    Some((key, close))
+}
+
+/// Writes `r` as hyper would (status line, headers title-cased, then `Content-Length` or
+/// `Transfer-Encoding: chunked`), then its body; an error when the client went away (a read
+/// ends) or a write failed.
+async fn write_response(io: &mut Io, r: Response<Body>) -> io::Result<()> {
+    use hyper::body::Body as _;
+    use smol::io::AsyncReadExt;
+    let (parts, mut body) = r.into_parts();
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(
+        format!(
+            "HTTP/1.1 {} {}\r\n",
+            parts.status.as_str(),
+            parts.status.canonical_reason().unwrap_or("")
+        )
+        .as_bytes(),
+    );
+    for (name, value) in &parts.headers {
+        let mut up = true;
+        for &c in name.as_str().as_bytes() {
+            head.push(if up { c.to_ascii_uppercase() } else { c });
+            up = c == b'-';
+        }
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    let length = body.size_hint().exact();
+    match length {
+        Some(n) => head.extend_from_slice(format!("Content-Length: {n}\r\n\r\n").as_bytes()),
+        None => head.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n"),
+    }
+    io.write_all(&head).await?;
+    drop(head);
+    let mut scratch = [0u8; 64];
+    loop {
+        let frame = async { Some(std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await) }
+            .or(async {
+                // Bytes a client sends during a stream are dropped; its end ends the stream.
+                loop {
+                    match io.read(&mut scratch).await {
+                        Ok(0) | Err(_) => return None,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+        let Some(frame) = frame else {
+            return Err(io::ErrorKind::ConnectionAborted.into());
+        };
+        let Some(Ok(frame)) = frame else {
+            if length.is_none() {
+                io.write_all(b"0\r\n\r\n").await?;
+            }
+            return io.flush().await;
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if length.is_some() {
+            io.write_all(&data).await?;
+        } else if !data.is_empty() {
+            let mut chunk = Vec::with_capacity(data.len() + 12);
+            chunk.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
+            chunk.extend_from_slice(&data);
+            chunk.extend_from_slice(b"\r\n");
+            io.write_all(&chunk).await?;
+        }
+        io.flush().await?;
+    }
+}
+
+/// hyper's view of a connection whose first bytes were already read.
+struct Rewind {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: Io,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(rest) = this.prefix.get(this.pos..)
+            && !rest.is_empty()
+        {
+            let mut n = 0;
+            for (d, s) in buf.iter_mut().zip(rest) {
+                *d = *s;
+                n += 1;
+            }
+            this.pos += n;
+            if this.pos >= this.prefix.len() {
+                this.prefix = Vec::new();
+                this.pos = 0;
+            }
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
     }
 }
 
@@ -555,7 +765,7 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) 
         Route::Stats => stats(shared, close).await,
         Route::Get(key) => response(StatusCode::OK, Body::get(shared.shares.get(key), None), close),
         Route::Put(key) => match read_json(shared, req).await {
-            Ok(j) => put(shared, key, j, close).await,
+            Ok(j) => changed(shared, key, put(shared, key, j, close).await),
             Err(r) => *r,
         },
         Route::Listen(key) => listen(shared, key, close),
@@ -573,15 +783,21 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) 
             Err(r) => *r,
         },
         Route::Sign(key) => match read_json(shared, req).await {
-            Ok(j) => put_by_node(shared, key, j, false, close).await,
+            Ok(j) => changed(shared, key, put_by_node(shared, key, j, false, close).await),
             Err(r) => *r,
         },
         Route::Encrypt(key) => match read_json(shared, req).await {
-            Ok(j) => put_by_node(shared, key, j, true, close).await,
+            Ok(j) => changed(shared, key, put_by_node(shared, key, j, true, close).await),
             Err(r) => *r,
         },
         Route::Unknown => error(StatusCode::NOT_IMPLEMENTED, "Not implemented", true),
     }
+}
+
+/// After a put through the proxy: a get of `key` that just finished no longer answers gets.
+fn changed(shared: &Shared, key: InfoHash, r: Response<Body>) -> Response<Body> {
+    shared.shares.changed(&key);
+    r
 }
 
 struct BodyGuard<'a>(&'a Counters);

@@ -2,8 +2,14 @@
 //!
 //! - **Gets**: requests for a key while a DHT get of it is running join that get instead of
 //!   starting another. A joiner first receives every value the get has found so far, then the
-//!   rest as it arrives; the get ends for everyone when the DHT get ends. The next request after
-//!   that starts a fresh DHT get: nothing is served from a finished get (no stale cache).
+//!   rest as it arrives; the get ends for everyone when the DHT get ends. For a short while
+//!   after that (`Timers::get_cache`, 500 ms) requests are answered with the finished get's
+//!   values, complete at once; the first request after it starts a fresh DHT get. A put through
+//!   the proxy, or a change seen by a DHT listen the proxy holds on the key, drops the finished
+//!   answer at once, so it is never older than a change the proxy knows of. Without this window
+//!   a key asked for continuously turns every HTTP burst into a DHT get (about one per round
+//!   trip, ~1,000/s on loopback), which the nodes asked rate-limit per IP address (OpenDHT's and
+//!   ours: 1,024 requests/s): their drops cost a request a retransmission (0.5–1.1 s).
 //! - **Listens**: listen streams (and push subscriptions) on a key share one DHT listen. A new
 //!   stream first receives the values the listen holds (as a fresh DHT listen reports the
 //!   values it finds), then every change. The DHT listen is cancelled when its last stream goes.
@@ -15,9 +21,10 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use dht_proto::InfoHash;
 use dht_proto::value::Value;
@@ -28,6 +35,35 @@ use crate::dht::{BoxStream, Dht, ListenEvent};
 
 /// Events queued for one listen stream before it is ended as too slow.
 pub(crate) const MAX_QUEUED: usize = 1024;
+/// Finished gets kept for [`Shares::get`]'s window at once; the oldest is dropped past this.
+const MAX_ANSWERS: usize = 4096;
+
+/// A finished get's values, kept for the `get_cache` window.
+struct Answer {
+    at: Instant,
+    values: Arc<[Value]>,
+}
+
+/// Finished gets by key, and their keys in the order they finished (for expiry).
+#[derive(Default)]
+struct Answers {
+    by_key: HashMap<InfoHash, Answer>,
+    order: VecDeque<(Instant, InfoHash)>,
+}
+
+impl Answers {
+    fn prune(&mut self, now: Instant, window: Duration) {
+        while let Some(&(at, key)) = self.order.front() {
+            if now.duration_since(at) < window && self.order.len() <= MAX_ANSWERS {
+                break;
+            }
+            self.order.pop_front();
+            if self.by_key.get(&key).is_some_and(|a| a.at == at) {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -38,6 +74,11 @@ pub(crate) struct Shares {
     dht: Arc<dyn Dht>,
     gets: Mutex<HashMap<InfoHash, Weak<GetShare>>>,
     listens: Mutex<HashMap<InfoHash, Weak<ListenShare>>>,
+    /// How long a finished get answers further requests.
+    window: Duration,
+    answers: Mutex<Answers>,
+    /// Gets answered from a finished get (for stats and tests).
+    pub(crate) cached_gets: AtomicU64,
     /// DHT gets started (for stats and tests).
     pub(crate) dht_gets: AtomicU64,
     /// DHT listens started.
@@ -45,11 +86,14 @@ pub(crate) struct Shares {
 }
 
 impl Shares {
-    pub(crate) fn new(dht: Arc<dyn Dht>) -> Arc<Shares> {
+    pub(crate) fn new(dht: Arc<dyn Dht>, window: Duration) -> Arc<Shares> {
         Arc::new(Shares {
             dht,
             gets: Mutex::new(HashMap::new()),
             listens: Mutex::new(HashMap::new()),
+            window,
+            answers: Mutex::new(Answers::default()),
+            cached_gets: AtomicU64::new(0),
             dht_gets: AtomicU64::new(0),
             dht_listens: AtomicU64::new(0),
         })
@@ -60,14 +104,21 @@ impl Shares {
         (lock(&self.gets).len(), lock(&self.listens).len())
     }
 
-    /// The values at `key`: those of the DHT get running for it, or of a new one.
+    /// The values at `key`: those of the DHT get running for it, else of one that finished
+    /// less than the window ago, else of a new one.
     pub(crate) fn get(self: &Arc<Self>, key: InfoHash) -> BoxStream<Value> {
         let mut gets = lock(&self.gets);
         let share = match gets.get(&key).and_then(Weak::upgrade) {
             Some(s) => s,
             None => {
+                if let Some(values) = self.answer(key) {
+                    drop(gets);
+                    self.cached_gets.fetch_add(1, Ordering::Relaxed);
+                    return Box::pin(Answered { values, next: 0 });
+                }
                 let s = Arc::new(GetShare {
                     key,
+                    stale: AtomicBool::new(false),
                     shares: Arc::downgrade(self),
                     state: Mutex::new(GetState::default()),
                     task: Mutex::new(None),
@@ -86,6 +137,44 @@ impl Shares {
             st.next_sub
         };
         Box::pin(GetStream { share, id, next: 0 })
+    }
+
+    /// The finished get of `key`, if it finished less than the window ago.
+    fn answer(&self, key: InfoHash) -> Option<Arc<[Value]>> {
+        if self.window.is_zero() {
+            return None;
+        }
+        let mut a = lock(&self.answers);
+        a.prune(Instant::now(), self.window);
+        a.by_key.get(&key).map(|a| a.values.clone())
+    }
+
+    /// Keeps a finished get's values for the window.
+    fn finished(&self, key: InfoHash, values: Arc<[Value]>) {
+        if self.window.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut a = lock(&self.answers);
+        a.by_key.insert(key, Answer { at: now, values });
+        a.order.push_back((now, key));
+        a.prune(now, self.window);
+    }
+
+    /// Drops the finished get of `key`: its values changed (a put through the proxy, a change
+    /// seen by a listen).
+    pub(crate) fn changed(&self, key: &InfoHash) {
+        if self.window.is_zero() {
+            return;
+        }
+        // A get running now may have asked some nodes before the change: it answers its own
+        // requests but not the window after it.
+        // (The map's lock is released before the share may drop, which takes it.)
+        let running = lock(&self.gets).get(key).and_then(Weak::upgrade);
+        if let Some(g) = running {
+            g.stale.store(true, Ordering::SeqCst);
+        }
+        lock(&self.answers).by_key.remove(key);
     }
 
     /// A listen at `key`, sharing the DHT listen other streams have open on it.
@@ -145,6 +234,8 @@ struct GetState {
 
 struct GetShare {
     key: InfoHash,
+    /// The key changed while the get ran: its values do not answer later gets.
+    stale: AtomicBool,
     shares: Weak<Shares>,
     state: Mutex<GetState>,
     /// The task polling the DHT get; dropped (cancelling the get) with the last request.
@@ -167,8 +258,15 @@ async fn run_get(share: Weak<GetShare>, mut values: BoxStream<Value>) {
         st.wakers.drain().for_each(|(_, w)| w.wake());
     }
     let Some(s) = share.upgrade() else { return };
-    // Done: later requests start a new get.
+    // Done: later requests are answered with these values for the window, then start a new get.
+    // (No lock is held while another is taken.)
     if let Some(shares) = s.shares.upgrade() {
+        let values: Arc<[Value]> = lock(&s.state).values.as_slice().into();
+        shares.finished(s.key, values);
+        // Checked after, as `changed` marks before it removes: either way no stale answer stays.
+        if s.stale.load(Ordering::SeqCst) {
+            lock(&shares.answers).by_key.remove(&s.key);
+        }
         forget(&shares.gets, &s.key, &*s);
     }
     let mut st = lock(&s.state);
@@ -199,6 +297,23 @@ impl Stream for GetStream {
         }
         st.wakers.insert(this.id, cx.waker().clone());
         Poll::Pending
+    }
+}
+
+/// A get answered from a finished one.
+struct Answered {
+    values: Arc<[Value]>,
+    next: usize,
+}
+
+impl Stream for Answered {
+    type Item = Value;
+
+    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Value>> {
+        let this = self.get_mut();
+        let v = this.values.get(this.next).cloned();
+        this.next += 1;
+        Poll::Ready(v)
     }
 }
 
@@ -242,6 +357,9 @@ impl Drop for ListenShare {
 async fn run_listen(share: Weak<ListenShare>, mut events: BoxStream<ListenEvent>) {
     while let Some(ev) = events.next().await {
         let Some(s) = share.upgrade() else { return };
+        if let Some(shares) = s.shares.upgrade() {
+            shares.changed(&s.key);
+        }
         let mut st = lock(&s.state);
         match &ev {
             ListenEvent::Added(vals) => {

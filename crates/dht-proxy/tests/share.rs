@@ -31,8 +31,7 @@ fn get_request() -> String {
 }
 
 /// Gets of one key while a DHT get of it runs join it: one DHT get, and every request gets
-/// every value (a late joiner the ones found before it came too). The next get after it ends
-/// asks the DHT again: nothing is served from a finished get.
+/// every value (a late joiner the ones found before it came too).
 #[test]
 fn concurrent_gets_share_one_dht_get() {
     smol::block_on(async {
@@ -49,22 +48,98 @@ fn concurrent_gets_share_one_dht_get() {
         let (a, b) = (first.await, second.await);
         for r in [&a, &b] {
             assert_eq!(r.status, 200);
-            let ids: Vec<String> = r
-                .lines()
-                .iter()
-                .map(|l| l["id"].as_str().unwrap().to_owned())
-                .collect();
-            assert_eq!(ids, ["1", "2"], "{}", r.body);
+            assert_eq!(ids(r), ["1", "2"], "{}", r.body);
         }
         assert_eq!(count(&fake, |c| matches!(c, Call::Get(_))), 1);
         assert_eq!(server.stats().dht_gets, 1);
+        assert_eq!(server.stats().cached_gets, 0);
+        server.shutdown().await;
+    });
+}
 
-        // Done: a new request starts a new DHT get and sees a value stored since.
-        fake.0.lock().unwrap().get_delay = Duration::ZERO;
-        fake.store(key, Value::new(3, b"three".to_vec()));
-        let c = exchange(addr, &get_request()).await;
-        assert_eq!(c.lines().len(), 3, "{}", c.body);
-        assert_eq!(count(&fake, |c| matches!(c, Call::Get(_))), 2);
+fn ids(r: &Reply) -> Vec<String> {
+    r.lines()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn dht_gets(fake: &Fake) -> usize {
+    count(fake, |c| matches!(c, Call::Get(_)))
+}
+
+/// A get that just finished answers the gets of its key for `Timers::get_cache`, complete at
+/// once, without asking the DHT (so a busy key costs the DHT one get per window, not one per
+/// request); the first get after the window asks the DHT again. A put through the proxy, or a
+/// change its listen on the key hears, ends the window at once.
+#[test]
+fn a_finished_get_answers_for_a_short_window_until_the_key_changes() {
+    smol::block_on(async {
+        let fake = Fake::new();
+        let config = Config {
+            timers: dht_proxy::Timers {
+                get_cache: Duration::from_millis(300),
+                ..Default::default()
+            },
+            ..Config::default()
+        };
+        let server = ProxyServer::bind(loopback(), Arc::new(fake.clone()), config)
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let key = parse_key("foo");
+        fake.store(key, Value::new(1, b"one".to_vec()));
+        assert_eq!(ids(&exchange(addr, &get_request()).await), ["1"]);
+        assert_eq!(dht_gets(&fake), 1);
+
+        // Stored behind the proxy's back: the window's answer does not have it yet...
+        fake.store(key, Value::new(2, b"two".to_vec()));
+        let r = exchange(addr, &get_request()).await;
+        assert_eq!((r.status, ids(&r)), (200, vec!["1".to_owned()]), "{}", r.body);
+        assert_eq!(dht_gets(&fake), 1);
+        assert!(server.stats().cached_gets >= 1);
+        // ...the first get after the window asks the DHT, and one DHT get serves the window.
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = exchange(addr, &get_request()).await;
+            if ids(&r) == ["1", "2"] {
+                break;
+            }
+            assert!(std::time::Instant::now() < end, "never asked the DHT again");
+            smol::Timer::after(Duration::from_millis(20)).await;
+        }
+        assert_eq!(dht_gets(&fake), 2);
+
+        // A put through the proxy: the next get asks the DHT and sees it.
+        let put = exchange(
+            addr,
+            &request(
+                "POST",
+                &format!("/key/{FOO}"),
+                "{\"data\":\"dGhyZWU=\",\"id\":\"3\"}",
+            ),
+        )
+        .await;
+        assert_eq!(put.status, 200, "{}", put.body);
+        assert_eq!(ids(&exchange(addr, &get_request()).await), ["1", "2", "3"]);
+        assert_eq!(dht_gets(&fake), 3);
+
+        // A change the proxy's listen on the key hears: the same.
+        let mut l = open_listen(&server).await;
+        for _ in 0..3 {
+            assert!(within(10, "held values", l.chunk()).await.is_some());
+        }
+        assert_eq!(ids(&exchange(addr, &get_request()).await), ["1", "2", "3"]);
+        let gets = dht_gets(&fake);
+        fake.store(key, Value::new(4, b"four".to_vec()));
+        assert!(
+            within(10, "4 on the listen", l.chunk())
+                .await
+                .unwrap()
+                .contains("\"id\":\"4\"")
+        );
+        assert_eq!(ids(&exchange(addr, &get_request()).await), ["1", "2", "3", "4"]);
+        assert_eq!(dht_gets(&fake), gets + 1);
         server.shutdown().await;
     });
 }
