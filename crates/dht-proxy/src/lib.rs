@@ -251,6 +251,9 @@ pub struct ServerStats {
     /// Gets answered with the values of a DHT get of their key that had just finished
     /// ([`Timers::get_cache`]).
     pub cached_gets: u64,
+    /// Listen requests answered without hyper since start (the head came whole in the
+    /// connection's first read): such a stream holds no HTTP buffers while idle.
+    pub direct_listens: u64,
     /// DHT listens started since start: listen streams and subscriptions on one key share one.
     pub dht_listens: u64,
     /// DHT listens open now (keys listened to).

@@ -121,6 +121,7 @@ struct Counters {
     connections: AtomicUsize,
     refusing: AtomicUsize,
     listens: AtomicUsize,
+    direct_listens: AtomicU64,
     bodies: AtomicUsize,
     requests: AtomicU64,
     refused_connections: AtomicU64,
@@ -199,6 +200,7 @@ impl Server {
             pushes: c.pushes.load(Ordering::Relaxed),
             dht_gets: self.shared.shares.dht_gets.load(Ordering::Relaxed),
             cached_gets: self.shared.shares.cached_gets.load(Ordering::Relaxed),
+            direct_listens: c.direct_listens.load(Ordering::Relaxed),
             dht_listens: self.shared.shares.dht_listens.load(Ordering::Relaxed),
             dht_listens_open: self.shared.shares.running().1,
         }
@@ -487,6 +489,7 @@ async fn serve_connection(shared: &Arc<Shared>, stream: Stream, peer: SocketAddr
             None => return,
             Some(First::Listen { key, close }) => {
                 shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+                shared.counters.direct_listens.fetch_add(1, Ordering::Relaxed);
                 partial.store(false, Ordering::Relaxed);
                 tracing::trace!(%peer, %key, "listen request (served without hyper)");
                 let r = listen(shared, key, close);

@@ -865,3 +865,63 @@ fn node_info_without_good_nodes_reads_as_disconnected() {
         server.shutdown().await;
     });
 }
+
+/// Sends `raw` in one write and reads until `until` has come; the bytes read, and the
+/// connection.
+async fn raw_until(addr: std::net::SocketAddr, raw: &[u8], until: &[u8]) -> (Vec<u8>, smol::net::TcpStream) {
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = smol::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    within(10, "answer", async {
+        while !got.windows(until.len()).any(|w| w == until) {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    (got, s)
+}
+
+/// A listen request that comes whole is answered without hyper (an idle stream then holds no
+/// HTTP buffers), byte for byte as hyper answers one it cannot take that way (here: followed
+/// by a stray CRLF); over the listen limit, a whole 503 on the direct path too.
+#[test]
+fn listens_answered_without_hyper_are_byte_identical() {
+    smol::block_on(async {
+        let (fake, server) = fake_server(Config {
+            limits: Limits {
+                max_listens: 2,
+                ..Limits::default()
+            },
+            ..Config::default()
+        })
+        .await;
+        fake.store(parse_key(FOO), Value::new(1, b"one".to_vec()));
+        let addr = server.local_addr();
+        let req = format!("GET /key/{FOO}/listen HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n");
+        let line = b"{\"data\":\"b25l\",\"id\":\"1\",\"type\":0}\n\r\n";
+        let (direct, _a) = raw_until(addr, req.as_bytes(), line).await;
+        assert_eq!(server.stats().direct_listens, 1);
+        let (by_hyper, _b) = raw_until(addr, format!("{req}\r\n").as_bytes(), line).await;
+        assert_eq!(server.stats().direct_listens, 1, "the second went to hyper");
+        assert_eq!(
+            String::from_utf8_lossy(&direct),
+            String::from_utf8_lossy(&by_hyper)
+        );
+        assert!(direct.starts_with(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n"));
+        assert!(direct.ends_with(
+            b"\r\nTransfer-Encoding: chunked\r\n\r\n22\r\n{\"data\":\"b25l\",\"id\":\"1\",\"type\":0}\n\r\n"
+        ));
+        // Both streams are still open: a third is refused, in a complete answer.
+        let (refused, _c) = raw_until(addr, req.as_bytes(), b"listens\"}").await;
+        let text = String::from_utf8_lossy(&refused);
+        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+        assert!(text.contains("\r\nContent-Length: "), "{text}");
+        assert!(text.contains("\r\n\r\n{\"err\":\"Too many listens\"}"), "{text}");
+        assert_eq!(server.stats().direct_listens, 2);
+        server.shutdown().await;
+    });
+}

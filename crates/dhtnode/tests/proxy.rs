@@ -288,3 +288,127 @@ fn our_proxyclient_through_debians_proxy_server() {
     a.exit();
     theirs.say("x");
 }
+
+/// One HTTP request as a push gateway receives it: request line and JSON body.
+struct Pushed {
+    request_line: String,
+    body: serde_json::Value,
+}
+
+/// A push gateway played by the test: answers every request `200 {}` and hands it over.
+fn fake_gateway() -> (String, std::sync::mpsc::Receiver<Pushed>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { return };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Head, then Content-Length bytes of body.
+            let parsed = loop {
+                if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + len {
+                        break Some((head, got[end + 4..end + 4 + len].to_vec()));
+                    }
+                }
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            };
+            let Some((head, body)) = parsed else { continue };
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{}\n",
+            );
+            let pushed = Pushed {
+                request_line: head.lines().next().unwrap_or_default().to_owned(),
+                body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            };
+            if tx.send(pushed).is_err() {
+                return;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// `--pushserver` and `--bundleid` end to end: a device subscribes to a key through our
+/// dhtnode's proxy; a plain node puts on the key; the gateway receives the gorush payload of
+/// OpenDHT 2.4.12 for it (Android form), and an iOS subscriber without a topic gets the bundle id.
+#[test]
+fn our_dhtnode_pushes_through_its_pushserver_when_a_listened_key_changes() {
+    let (gateway, pushes) = fake_gateway();
+    let (mut a, boot) = plain_node();
+    let (b, port) = proxy_node(
+        &boot,
+        &[
+            "--proxyserver",
+            "0",
+            "--pushserver",
+            &gateway,
+            "--bundleid",
+            "net.example.rdht",
+        ],
+        "proxy server listening on",
+    );
+    let subscribe = |token: &str, platform: &str| {
+        let body = format!(
+            "{{\"key\":\"{token}\",\"platform\":\"{platform}\",\"client_id\":\"cli-{token}\",\"session_id\":\"sess-{token}\"}}"
+        );
+        let raw = format!(
+            "SUBSCRIBE /key/pushed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let r = http_until(port, &raw, &["\r\n\r\n"]);
+        assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
+    };
+    subscribe("tokA", "android");
+    subscribe("tokI", "ios");
+    a.say("p pushed hello");
+    a.expect("put ");
+    let key = dht_proto::InfoHash::get("pushed").to_string();
+    let mut by_token = std::collections::BTreeMap::new();
+    let end = Instant::now() + WAIT;
+    while by_token.len() < 2 {
+        let left = end.saturating_duration_since(Instant::now());
+        let p = pushes
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("pushes seen: {:?}", by_token.keys().collect::<Vec<_>>()));
+        assert_eq!(p.request_line, "POST /api/push HTTP/1.1");
+        let n = p.body["notifications"][0].clone();
+        // Only value pushes of this key (not reminders).
+        if n["data"]["key"] == key.as_str() && n["data"]["ids"].is_string() {
+            by_token.insert(n["tokens"][0].as_str().unwrap().to_owned(), n);
+        }
+    }
+    let android = &by_token["tokA"];
+    let ids = android["data"]["ids"].as_str().unwrap();
+    assert!(
+        !ids.is_empty() && ids.bytes().all(|c| c.is_ascii_digit() || c == b','),
+        "{android}"
+    );
+    assert_eq!(android["platform"], 2, "{android}");
+    assert_eq!(android["priority"], "high", "{android}");
+    assert_eq!(android["time_to_live"], 86400, "{android}");
+    assert_eq!(android["data"]["to"], "cli-tokA", "{android}");
+    assert_eq!(android["data"]["s"], "sess-tokA", "{android}");
+    assert!(android["data"]["t"].is_u64(), "{android}");
+    let ios = &by_token["tokI"];
+    assert_eq!(ios["platform"], 1, "{ios}");
+    assert_eq!(ios["topic"], "net.example.rdht", "{ios}");
+    assert_eq!(ios["data"]["ids"], android["data"]["ids"], "{ios}");
+    assert_eq!(ios["data"]["to"], "cli-tokI", "{ios}");
+    b.exit();
+    a.exit();
+}
