@@ -22,6 +22,11 @@ pub struct Config {
     /// Nodes to join at start, as `host:port`, `[v6]:port` or `host` (port 4222); every one must
     /// resolve ([`crate::resolve`]).
     pub bootstrap: Vec<String>,
+    /// LAN peer discovery, compatible with OpenDHT's `PeerDiscovery` (`docs/discovery.md`):
+    /// `None` (the default, as in OpenDHT) runs none; `Some` binds UDP port 8888 with
+    /// `SO_REUSEADDR`, joins 239.192.0.1 and ff08::101, announces the node and adds the nodes
+    /// it hears of, within the limits of the [`crate::DiscoveryConfig`].
+    pub discovery: Option<crate::DiscoveryConfig>,
 }
 
 impl Default for Config {
@@ -34,6 +39,7 @@ impl Default for Config {
             node: dht_proto::Config::default(),
             seed: None,
             bootstrap: Vec::new(),
+            discovery: None,
         }
     }
 }

@@ -14,6 +14,8 @@
 //! - [`PutMode`]: plain, signed or encrypted puts.
 //! - [`Routes`]: events routed back to the callers that asked, whatever their sinks are.
 //! - [`Error`]: the errors every driver returns.
+//! - [`DiscoverySockets`], [`LanDiscovery`]: LAN peer discovery (OpenDHT's `PeerDiscovery`),
+//!   on when [`Config::discovery`] is set.
 //!
 //! ## The run loop
 //!
@@ -81,6 +83,7 @@
 
 mod clock;
 mod config;
+mod discovery;
 mod error;
 mod ids;
 mod put;
@@ -91,6 +94,10 @@ mod socket;
 
 pub use clock::{Clock, unix_now};
 pub use config::Config;
+pub use discovery::{
+    DISCOVERY_PORT, DiscoveryConfig, DiscoverySockets, DiscoveryStats, LanDiscovery, bind_discovery_socket,
+    group as discovery_group, rejoin as discovery_rejoin,
+};
 pub use error::Error;
 pub use ids::{GetId, Ids, ListenId};
 pub use put::PutMode;

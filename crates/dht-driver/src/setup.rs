@@ -2,9 +2,9 @@
 
 use std::net::SocketAddr;
 
-use dht_proto::Node;
+use dht_proto::{Node, PerFamily};
 
-use crate::{Clock, Config, DualSocket, Error, Ids, unix_now};
+use crate::{Clock, Config, DiscoverySockets, DualSocket, Error, Ids, LanDiscovery, unix_now};
 
 /// What a driver needs to start running a node: its sockets, the core and its id counter.
 #[derive(Debug)]
@@ -15,6 +15,9 @@ pub struct Setup {
     pub node: Node,
     /// The node's id counter (get, listen and value ids), for its handles.
     pub ids: Ids,
+    /// LAN peer discovery, when [`Config::discovery`] asked for it and a discovery socket could
+    /// be bound: its sockets, and its logic with the start-up query and announcement queued.
+    pub discovery: Option<(DiscoverySockets, LanDiscovery)>,
 }
 
 impl Setup {
@@ -24,6 +27,7 @@ impl Setup {
     /// and a driver may want it off its reactor.
     pub fn bind(config: Config, clock: &Clock, bootstrap: &[SocketAddr]) -> Result<Setup, Error> {
         let sockets = DualSocket::bind(&config)?;
+        let discovery_config = config.discovery.clone();
         let seed = config.seed_or_random();
         let now = clock.now();
         let mut node_config = config.node;
@@ -33,10 +37,26 @@ impl Setup {
         for addr in bootstrap {
             node.bootstrap(now, *addr);
         }
+        let discovery = discovery_config.and_then(|dc| {
+            let families = PerFamily::new(sockets.v4.is_some(), sockets.v6.is_some());
+            match DiscoverySockets::bind(families, crate::DISCOVERY_PORT) {
+                Ok(ds) => {
+                    let ports = LanDiscovery::ports(&sockets.local_addrs(), &ds);
+                    let lan = LanDiscovery::start(dc, &node, ports, now);
+                    Some((ds, lan))
+                }
+                Err(e) => {
+                    // As OpenDHT: the node runs on, without discovery.
+                    tracing::warn!(error = %e, "peer discovery off: no discovery socket");
+                    None
+                }
+            }
+        });
         Ok(Setup {
             sockets,
             node,
             ids: Ids::new(&seed),
+            discovery,
         })
     }
 }

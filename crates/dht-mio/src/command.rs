@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     pub(crate) id: InfoHash,
     pub(crate) status: PerFamily<Option<Status>>,
     pub(crate) stats: Stats,
+    /// LAN discovery's counters, when it runs (published with `stats`).
+    pub(crate) discovery: Option<dht_driver::DiscoveryStats>,
     /// The node finished its shutdown (or the runner was told to stop).
     pub(crate) stopped: bool,
     /// The host closed the node's sockets.

@@ -82,6 +82,12 @@ impl Handle {
         self.shared.lock().map(|s| s.stats.clone()).unwrap_or_default()
     }
 
+    /// LAN peer discovery's counters (heard, answered, bootstrapped, dropped by reason), as of
+    /// the node's last published turn; `None` when discovery is off or could not start.
+    pub fn discovery_stats(&self) -> Option<dht_driver::DiscoveryStats> {
+        self.shared.lock().ok().and_then(|s| s.discovery)
+    }
+
     /// Connectivity of `family`, as of the node's last turn.
     pub fn status(&self, family: Family) -> Status {
         self.shared

@@ -1,5 +1,6 @@
 //! A host: one thread that owns a `mio::Poll` and carries one or more nodes (slots). Slot `i`
-//! registers its sockets under the tokens `2i` (IPv4) and `2i + 1` (IPv6); the waker has its own.
+//! registers its sockets under the tokens `4i` (IPv4) and `4i + 1` (IPv6), and its discovery
+//! sockets, if any, under `4i + 2` and `4i + 3`; the waker has its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -134,7 +135,7 @@ impl Host {
             for ev in events.iter() {
                 let Token(t) = ev.token();
                 if ev.token() != WAKE {
-                    self.receive(t as u64 / 2, t % 2 == 1);
+                    self.receive(t as u64 / 4, t % 4);
                 }
             }
             let now = self.clock.now();
@@ -182,29 +183,43 @@ impl Host {
             if let Some(t) = slot.deadline {
                 self.timers.remove(&(t, id));
             }
-            for s in [slot.sock4.as_mut(), slot.sock6.as_mut()].into_iter().flatten() {
+            let disc = slot.discovery.as_mut();
+            let (d4, d6) = match disc {
+                Some(d) => (d.sock4.as_mut(), d.sock6.as_mut()),
+                None => (None, None),
+            };
+            for s in [slot.sock4.as_mut(), slot.sock6.as_mut(), d4, d6]
+                .into_iter()
+                .flatten()
+            {
                 let _ = self.poll.registry().deregister(s);
             }
             let shared = slot.shared.clone();
             let last = slot.node.stats();
+            let last_discovery = slot.discovery.as_ref().map(|d| d.lan.stats());
             drop(slot);
             if let Ok(mut s) = shared.lock() {
                 s.stats = last;
+                s.discovery = last_discovery;
                 s.stopped = true;
                 s.removed = true;
             }
         }
     }
 
-    fn receive(&mut self, id: u64, v6: bool) {
+    /// Reads every waiting datagram of socket `which` of node `id` (0, 1: DHT IPv4 and IPv6;
+    /// 2, 3: discovery IPv4 and IPv6).
+    fn receive(&mut self, id: u64, which: usize) {
         loop {
             let Some(slot) = self.slots.get_mut(&id) else {
                 return;
             };
-            let sock = if v6 {
-                slot.sock6.as_ref()
-            } else {
-                slot.sock4.as_ref()
+            let disc = slot.discovery.as_ref();
+            let sock = match which {
+                0 => slot.sock4.as_ref(),
+                1 => slot.sock6.as_ref(),
+                2 => disc.and_then(|d| d.sock4.as_ref()),
+                _ => disc.and_then(|d| d.sock6.as_ref()),
             };
             let Some(sock) = sock else { return };
             match sock.recv_from(&mut self.buf) {
@@ -213,7 +228,10 @@ impl Host {
                     self.messages();
                     let now = self.clock.now();
                     if let (Some(slot), Some(data)) = (self.slots.get_mut(&id), self.buf.get(..len)) {
-                        slot.node.handle_datagram(now, from, data);
+                        match slot.discovery.as_mut() {
+                            Some(d) if which >= 2 => d.lan.datagram(now, from, data),
+                            _ => slot.node.handle_datagram(now, from, data),
+                        }
                     }
                     self.after(id, now);
                 }
@@ -232,7 +250,7 @@ impl Host {
             return;
         };
         let stopped = slot.drain(now, &mut self.out);
-        let next = slot.node.poll_timeout();
+        let next = slot.next_deadline();
         if slot.deadline != next {
             if let Some(t) = slot.deadline {
                 self.timers.remove(&(t, id));

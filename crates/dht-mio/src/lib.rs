@@ -50,6 +50,8 @@ mod runner;
 mod slot;
 
 pub use command::Change;
-pub use dht_driver::{Config, Error, GetId, ListenId, PutMode, SOCKET_BUFFER, resolve};
+pub use dht_driver::{
+    Config, DiscoveryConfig, DiscoveryStats, Error, GetId, ListenId, PutMode, SOCKET_BUFFER, resolve,
+};
 pub use handle::Handle;
 pub use runner::{Pool, Runner};

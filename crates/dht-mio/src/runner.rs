@@ -112,7 +112,7 @@ impl Runner {
         let slot_id = host.next_slot.fetch_add(1, Ordering::Relaxed);
         let base = usize::try_from(slot_id)
             .unwrap_or(usize::MAX / 2)
-            .saturating_mul(2);
+            .saturating_mul(4);
         let setup = Setup::bind(config, &host.clock, &bootstrap)?;
         let addrs = setup.sockets.local_addrs();
         let register = |s: Option<std::net::UdpSocket>, token| -> Result<Option<UdpSocket>, Error> {
@@ -125,11 +125,20 @@ impl Runner {
         };
         let sock4 = register(setup.sockets.v4, Token(base))?;
         let sock6 = register(setup.sockets.v6, Token(base + 1))?;
+        let discovery = match setup.discovery {
+            Some((ds, lan)) => Some(crate::slot::SlotDiscovery {
+                sock4: register(ds.v4, Token(base + 2))?,
+                sock6: register(ds.v6, Token(base + 3))?,
+                lan,
+            }),
+            None => None,
+        };
         let shared = Arc::new(Mutex::new(Shared {
             id: setup.node.node_id(),
+            discovery: discovery.as_ref().map(|d| d.lan.stats()),
             ..Shared::default()
         }));
-        let slot = Slot::new(sock4, sock6, setup.node, shared.clone());
+        let slot = Slot::new(sock4, sock6, setup.node, shared.clone(), discovery);
         host.tx
             .send(HostMsg::Add(slot_id, Box::new(slot)))
             .map_err(|_| Error::Closed)?;

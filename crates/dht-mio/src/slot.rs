@@ -3,11 +3,18 @@
 
 use std::sync::{Arc, Mutex};
 
-use dht_driver::{Routed, Routes};
+use dht_driver::{LanDiscovery, Routed, Routes};
 use dht_proto::{Event, Family, Node, PerFamily};
 use mio::net::UdpSocket;
 
 use crate::command::{Change, Command, DoneCb, ListenCb, PutCb, Shared, ValuesCb};
+
+/// A node's LAN discovery: its sockets on port 8888 and the shared logic.
+pub(crate) struct SlotDiscovery {
+    pub(crate) sock4: Option<UdpSocket>,
+    pub(crate) sock6: Option<UdpSocket>,
+    pub(crate) lan: LanDiscovery,
+}
 
 /// One node on a host.
 pub(crate) struct Slot {
@@ -21,6 +28,8 @@ pub(crate) struct Slot {
     pub(crate) deadline: Option<dht_proto::Instant>,
     /// When the counters were last published.
     published: Option<dht_proto::Instant>,
+    /// LAN peer discovery, when configured.
+    pub(crate) discovery: Option<SlotDiscovery>,
 }
 
 impl Slot {
@@ -29,6 +38,7 @@ impl Slot {
         sock6: Option<UdpSocket>,
         node: Node,
         shared: Arc<Mutex<Shared>>,
+        discovery: Option<SlotDiscovery>,
     ) -> Slot {
         Slot {
             sock4,
@@ -39,6 +49,16 @@ impl Slot {
             shutting_down: false,
             deadline: None,
             published: None,
+            discovery,
+        }
+    }
+
+    /// The earliest of the node's and discovery's deadlines.
+    pub(crate) fn next_deadline(&self) -> Option<dht_proto::Instant> {
+        let d = self.discovery.as_ref().and_then(|d| d.lan.poll_timeout());
+        match (self.node.poll_timeout(), d) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -46,7 +66,10 @@ impl Slot {
     /// (as the node does on its ticks).
     pub(crate) fn timeout(&mut self, now: dht_proto::Instant) {
         self.deadline = None;
-        self.node.handle_timeout(now);
+        // The deadline may have been discovery's (its turn comes in `drain`).
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.node.handle_timeout(now);
+        }
         self.routes.compact();
     }
 
@@ -106,6 +129,25 @@ impl Slot {
     /// Sends what the node has queued, dispatches its events and publishes its view; whether
     /// the node has stopped (read under the same lock).
     pub(crate) fn drain(&mut self, now: dht_proto::Instant, out: &mut Vec<u8>) -> bool {
+        if let Some(d) = self.discovery.as_mut() {
+            d.lan.tick(now, &self.node);
+            let (s4, s6) = (&d.sock4, &d.sock6);
+            let pick = |f: Family| if f == Family::V4 { s4.as_ref() } else { s6.as_ref() };
+            d.lan.flush(
+                now,
+                &mut self.node,
+                |f, data, to| {
+                    if let Some(s) = pick(f) {
+                        let _ = s.send_to(data, to);
+                    }
+                },
+                |f| {
+                    if let Some(s) = pick(f) {
+                        rejoin(s, f);
+                    }
+                },
+            );
+        }
         while let Some(t) = self.node.poll_transmit(now, out) {
             let sock = if t.destination.is_ipv4() {
                 self.sock4.as_ref()
@@ -131,6 +173,7 @@ impl Slot {
         };
         if publish {
             s.stats = self.node.stats();
+            s.discovery = self.discovery.as_ref().map(|d| d.lan.stats());
             self.published = Some(now);
         }
         s.status = PerFamily::new(
@@ -164,4 +207,18 @@ impl Slot {
             Routed::Unrouted(_) => {}
         }
     }
+}
+
+/// Leaves and joins `family`'s group on a mio socket.
+fn rejoin(s: &UdpSocket, family: Family) {
+    use dht_proto::discovery::{GROUP_V4, GROUP_V6};
+    use std::net::Ipv4Addr;
+    let _ = match family {
+        Family::V4 => s.leave_multicast_v4(&GROUP_V4, &Ipv4Addr::UNSPECIFIED),
+        Family::V6 => s.leave_multicast_v6(&GROUP_V6, 0),
+    };
+    let _ = match family {
+        Family::V4 => s.join_multicast_v4(&GROUP_V4, &Ipv4Addr::UNSPECIFIED),
+        Family::V6 => s.join_multicast_v6(&GROUP_V6, 0),
+    };
 }

@@ -128,6 +128,7 @@ mod prelude {
 mod compact;
 mod config;
 pub mod crypto;
+pub mod discovery;
 mod error;
 mod event;
 mod family;

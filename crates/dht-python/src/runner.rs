@@ -624,6 +624,7 @@ impl PyDhtRunner {
             node,
             seed: None,
             bootstrap: Vec::new(),
+            discovery: None,
         };
         let pool = if config.shared_thread { shared_pool() } else { None };
         let runner = py

@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use dht_driver::{Clock, Routed, Routes};
-use dht_proto::{Event, Status};
+use dht_driver::{Clock, LanDiscovery, Routed, Routes, discovery_rejoin};
+use dht_proto::{Event, Family, Status};
 use smol::channel::Receiver;
 use smol::future::FutureExt;
 use smol::{Async, Timer};
@@ -54,6 +54,10 @@ pub(crate) struct Core {
     pub(crate) shutdown: Vec<smol::channel::Sender<()>>,
     pub(crate) shutting_down: bool,
     pub(crate) out: Vec<u8>,
+    /// LAN discovery's sockets (port 8888) and logic, when configured.
+    pub(crate) disc4: Option<Async<UdpSocket>>,
+    pub(crate) disc6: Option<Async<UdpSocket>>,
+    pub(crate) lan: Option<LanDiscovery>,
 }
 
 enum Wake {
@@ -76,7 +80,12 @@ impl Core {
     pub(crate) async fn run(mut self) {
         self.drain();
         loop {
-            let deadline = self.node.poll_timeout().map(|t| self.clock.std_instant(t));
+            let disc_deadline = self.lan.as_ref().and_then(|l| l.poll_timeout());
+            let deadline = match (self.node.poll_timeout(), disc_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .map(|t| self.clock.std_instant(t));
             let wake = {
                 let rx = &self.rx;
                 let cmd = async { Wake::Command(rx.recv().await.ok()) };
@@ -91,6 +100,8 @@ impl Core {
                 };
                 cmd.or(readable(&self.sock4))
                     .or(readable(&self.sock6))
+                    .or(readable(&self.disc4))
+                    .or(readable(&self.disc6))
                     .or(timer)
                     .await
             };
@@ -146,9 +157,14 @@ impl Core {
     }
 
     fn receive_into(&mut self, buf: &mut [u8]) -> bool {
-        for v6 in [false, true] {
+        for which in 0..4 {
             loop {
-                let sock = if v6 { &self.sock6 } else { &self.sock4 };
+                let sock = match which {
+                    0 => &self.sock4,
+                    1 => &self.sock6,
+                    2 => &self.disc4,
+                    _ => &self.disc6,
+                };
                 let Some(sock) = sock else { break };
                 match sock.get_ref().recv_from(buf) {
                     Ok((len, from)) => {
@@ -157,7 +173,10 @@ impl Core {
                         }
                         let now = self.clock.now();
                         if let Some(data) = buf.get(..len) {
-                            self.node.handle_datagram(now, from, data);
+                            match self.lan.as_mut() {
+                                Some(lan) if which >= 2 => lan.datagram(now, from, data),
+                                _ => self.node.handle_datagram(now, from, data),
+                            }
                         }
                         self.drain();
                     }
@@ -221,6 +240,25 @@ impl Core {
     /// Sends what the node has queued, dispatches its events, publishes its status.
     fn drain(&mut self) {
         let now = self.clock.now();
+        if let Some(lan) = self.lan.as_mut() {
+            lan.tick(now, &self.node);
+            let (d4, d6) = (&self.disc4, &self.disc6);
+            let pick = |f: Family| if f == Family::V4 { d4.as_ref() } else { d6.as_ref() };
+            lan.flush(
+                now,
+                &mut self.node,
+                |f, data, to| {
+                    if let Some(s) = pick(f) {
+                        let _ = s.get_ref().send_to(data, to);
+                    }
+                },
+                |f| {
+                    if let Some(s) = pick(f) {
+                        discovery_rejoin(s.get_ref(), f);
+                    }
+                },
+            );
+        }
         while let Some(t) = self.node.poll_transmit(now, &mut self.out) {
             let sock = if t.destination.is_ipv4() {
                 &self.sock4
@@ -238,6 +276,9 @@ impl Core {
         if let Some(inner) = self.inner.upgrade() {
             for (f, s) in inner.status.pairs() {
                 s.store(status_code(self.node.status(f)), Ordering::Relaxed);
+            }
+            if let (Some(lan), Ok(mut d)) = (self.lan.as_ref(), inner.discovery.lock()) {
+                *d = Some(lan.stats());
             }
         }
     }

@@ -27,6 +27,8 @@ pub(crate) struct Inner {
     ids: Ids,
     /// Latest status per family, published by the driver.
     pub(crate) status: PerFamily<AtomicU64>,
+    /// LAN discovery's counters, published by the driver when discovery runs.
+    pub(crate) discovery: std::sync::Mutex<Option<dht_driver::DiscoveryStats>>,
 }
 
 /// A handle to a running node: `Clone + Send + Sync`; every clone commands the same node.
@@ -76,6 +78,10 @@ impl Handle {
         };
         let sock4 = wrap(setup.sockets.v4)?;
         let sock6 = wrap(setup.sockets.v6)?;
+        let (disc4, disc6, lan) = match setup.discovery {
+            Some((ds, lan)) => (wrap(ds.v4)?, wrap(ds.v6)?, Some(lan)),
+            None => (None, None, None),
+        };
         let (tx, rx) = smol::channel::unbounded();
         let inner = Arc::new(Inner {
             tx,
@@ -83,6 +89,7 @@ impl Handle {
             id: setup.node.node_id(),
             ids: setup.ids,
             status: PerFamily::default(),
+            discovery: std::sync::Mutex::new(lan.as_ref().map(|l| l.stats())),
         });
         let core = Core {
             node: setup.node,
@@ -95,6 +102,9 @@ impl Handle {
             shutdown: Vec::new(),
             shutting_down: false,
             out: Vec::new(),
+            disc4,
+            disc6,
+            lan,
         };
         Ok((Handle { inner }, Driver(Box::pin(core.run()))))
     }
@@ -139,6 +149,12 @@ impl Handle {
             1 => Status::Connecting,
             _ => Status::Disconnected,
         }
+    }
+
+    /// LAN peer discovery's counters (heard, answered, bootstrapped, dropped by reason), as of
+    /// the driver's last turn; `None` when discovery is off or could not start.
+    pub fn discovery_stats(&self) -> Option<dht_driver::DiscoveryStats> {
+        self.inner.discovery.lock().ok().and_then(|d| *d)
     }
 
     /// Waits until either family is connected, at most `limit`.

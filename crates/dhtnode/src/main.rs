@@ -58,8 +58,15 @@ fn run(opts: Options) -> Result<(), CliError> {
         node,
         seed,
         bootstrap: opts.bootstrap.clone(),
+        discovery: opts.peer_discovery.then(dht_mio::DiscoveryConfig::default),
     };
     let runner = Runner::run(config)?;
+    if opts.peer_discovery {
+        match runner.discovery_stats() {
+            Some(_) => tracing::info!("peer discovery on (UDP port 8888)"),
+            None => tracing::warn!("peer discovery could not start (see the log above)"),
+        }
+    }
     tracing::info!(id = %runner.node_id(), addrs = ?runner.local_addrs(), network = opts.network, "node running");
     if !nodes.is_empty() || !values.is_empty() {
         tracing::info!(nodes = nodes.len(), values = values.len(), "state restored");

@@ -43,6 +43,11 @@ pub struct Options {
     /// IPv6 address to bind.
     #[arg(long = "bind6", default_value_t = Ipv6Addr::UNSPECIFIED)]
     pub bind6: Ipv6Addr,
+    /// LAN peer discovery, compatible with OpenDHT's (`dhtnode -D`): announce this node on UDP
+    /// port 8888 (239.192.0.1 and ff08::101) and join the nodes heard there, with no bootstrap
+    /// address needed.
+    #[arg(short = 'D', long = "peer-discovery", visible_alias = "discovery")]
+    pub peer_discovery: bool,
     /// IPv4 only.
     #[arg(short = '4', long = "ipv4-only", conflicts_with = "ipv6_only")]
     pub ipv4_only: bool,
@@ -120,6 +125,15 @@ fn explicit_port(spec: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_discovery_is_off_by_default_and_has_three_spellings() {
+        use clap::Parser;
+        assert!(!Options::parse_from(["dhtnode"]).peer_discovery);
+        for flag in ["-D", "--peer-discovery", "--discovery"] {
+            assert!(Options::parse_from(["dhtnode", flag]).peer_discovery, "{flag}");
+        }
+    }
 
     #[test]
     fn bootstrap_port_0_is_refused_in_every_spelling() {

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         node,
         seed: None,
         bootstrap: opts.bootstrap.clone(),
+        discovery: None,
     }) {
         Ok(r) => r,
         Err(e) => {
