@@ -1,13 +1,15 @@
 //! The side-by-side loopback benchmark: N = 100 of our nodes (dht-mio runners on 2 pool threads,
 //! then a thread per runner, then dht-smol nodes on smol's executor; each in a process of its own) and
-//! the same workload on N = 100 real OpenDHT 2.4.12 nodes (Debian's python3-opendht, one
-//! process, `tests/py/opendht_bench.py`), printed in two columns.
+//! the same workload on N = 100 real OpenDHT nodes, 2.4.12 (Debian's python3-opendht) and 4.4.2
+//! (the PyPI wheel, its interpreter as in `dht_tests::opendht::Version::python`), each in one
+//! process, `tests/py/opendht_bench.py`), printed in columns side by side.
 //!
 //! `cargo bench -p dht-tests --bench loopback` (env: `BENCH_N`, `BENCH_SECS` for the throughput
 //! phase, default 20, `BENCH_PAIRS`, default 16, `BENCH_POOLS`: our nodes on that many shared
-//! threads, default 2, next to a thread per node; `BENCH_ONLY=ours|opendht`; `BENCH_ROUNDS`,
-//! default 3: how many times dht-mio on pools and OpenDHT are measured, in turns, each figure
-//! of those two columns being the median of its rounds). Figures:
+//! threads, default 2, next to a thread per node; `BENCH_ONLY=ours|opendht`; `BENCH_OPENDHT`:
+//! which OpenDHT versions, default `2.4.12,4.4.2`; `BENCH_ROUNDS`, default 3: how many times
+//! dht-mio on pools and each OpenDHT are measured, in turns, each figure of those columns being
+//! the median of its rounds). Figures:
 //! put done and get done p50/p99, get's first value p50, listen notification p50, get done of
 //! 60 KiB values, pairs (put, then get of that key elsewhere) per second with 16 chains running
 //! at once and the process CPU per pair, and the resident memory each node adds.
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 use dht_mio::{Change, Config, Handle, Pool, Runner};
 use dht_proto::value::{Query, Value};
 use dht_proto::{Family, InfoHash, MessageKind, PutOptions};
+use dht_tests::opendht::Version;
 
 /// Counts live heap bytes while the nodes start, to tell the heap a node holds from what the
 /// allocator keeps around; stopped before the timed phases.
@@ -422,8 +425,9 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     m
 }
 
-fn opendht(n: usize, secs: u64, pairs: usize, seed: u64) -> Option<BTreeMap<String, f64>> {
-    let out = std::process::Command::new(dht_tests::opendht::PY)
+fn opendht(version: Version, n: usize, secs: u64, pairs: usize, seed: u64) -> Option<BTreeMap<String, f64>> {
+    version.check().ok()?;
+    let out = std::process::Command::new(version.python())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/py/opendht_bench.py"))
         .args([
             n.to_string(),
@@ -655,44 +659,62 @@ fn main() {
         return;
     }
     let rounds = env("BENCH_ROUNDS", 3).max(1) as usize;
+    let versions: Vec<Version> = if only == "ours" {
+        Vec::new()
+    } else {
+        let wanted = std::env::var("BENCH_OPENDHT").unwrap_or_else(|_| "2.4.12,4.4.2".into());
+        [Version::V2_4_12, Version::V4_4_2]
+            .into_iter()
+            .filter(|v| wanted.split(',').any(|w| w.trim() == v.name()))
+            .collect()
+    };
     println!(
         "loopback benchmark: N = {n} nodes per side, {pairs} chains for {secs} s; times in ms; \
-         dht-mio on pools and OpenDHT in {rounds} alternating rounds (medians shown)"
+         dht-mio on pools and OpenDHT {} in {rounds} alternating rounds (medians shown)",
+        versions
+            .iter()
+            .map(|v| v.name())
+            .collect::<Vec<_>>()
+            .join(" and ")
     );
-    // The machine is shared and its speed drifts: the two main columns are measured in turns
-    // (ours first in even rounds, OpenDHT first in odd ones), and each figure is the median of
-    // its rounds, so a slow minute weighs on both sides alike.
+    // The machine is shared and its speed drifts: the main columns are measured in turns (the
+    // order rotating from round to round: ours, 2.4.12, 4.4.2, then 2.4.12, 4.4.2, ours, ...),
+    // and each figure is the median of its rounds, so a slow minute weighs on every side alike.
     let mut ours_rounds = Vec::new();
-    let mut theirs_rounds = Vec::new();
+    let mut theirs_rounds: Vec<Vec<BTreeMap<String, f64>>> = vec![Vec::new(); versions.len()];
     for r in 0..rounds {
-        let mut run_ours = || {
-            if only != "opendht"
-                && let Some(m) = child(&pools.to_string())
-            {
-                ours_rounds.push(m);
+        let sides = versions.len() + 1;
+        for j in 0..sides {
+            match (r + j) % sides {
+                0 => {
+                    if only != "opendht"
+                        && let Some(m) = child(&pools.to_string())
+                    {
+                        ours_rounds.push(m);
+                    }
+                }
+                k => {
+                    if let Some(m) = opendht(versions[k - 1], n, secs, pairs, seed) {
+                        theirs_rounds[k - 1].push(m);
+                    }
+                }
             }
-        };
-        let mut run_theirs = || {
-            if only != "ours"
-                && let Some(m) = opendht(n, secs, pairs, seed)
-            {
-                theirs_rounds.push(m);
-            }
-        };
-        if r % 2 == 0 {
-            run_ours();
-            run_theirs();
-        } else {
-            run_theirs();
-            run_ours();
         }
     }
     let o = median_figures(&ours_rounds);
     let o1 = (only != "opendht" && pools > 0).then(|| child("0")).flatten();
     let o2 = (only != "opendht").then(|| child("smol")).flatten();
-    let t = median_figures(&theirs_rounds);
-    if only != "ours" && t.is_none() {
-        println!("(OpenDHT column missing: needs /usr/bin/python3 with Debian's python3-opendht)");
+    let t: Vec<Option<BTreeMap<String, f64>>> = theirs_rounds.iter().map(|rs| median_figures(rs)).collect();
+    for (v, m) in versions.iter().zip(&t) {
+        if m.is_none() {
+            println!(
+                "(OpenDHT {} column missing: {})",
+                v.name(),
+                v.check()
+                    .err()
+                    .unwrap_or_else(|| "its harness printed no figures".into())
+            );
+        }
     }
     let per_round = |rs: &[BTreeMap<String, f64>]| -> Vec<String> {
         rs.iter()
@@ -700,9 +722,13 @@ fn main() {
             .collect()
     };
     println!(
-        "pairs per second by round: mio {pools} pools [{}], OpenDHT [{}]",
+        "pairs per second by round: mio {pools} pools [{}]{}",
         per_round(&ours_rounds).join(", "),
-        per_round(&theirs_rounds).join(", ")
+        versions
+            .iter()
+            .zip(&theirs_rounds)
+            .map(|(v, rs)| format!(", OpenDHT {} [{}]", v.name(), per_round(rs).join(", ")))
+            .collect::<String>()
     );
     let rows = [
         ("put done p50", "put_p50"),
@@ -723,33 +749,41 @@ fn main() {
         ("retransmissions (all)", "retransmits"),
         ("rate-limited drops (all)", "rate_limited"),
     ];
-    println!(
-        "{:<26} {:>14} {:>14} {:>14} {:>14} {:>10}",
+    let mut header = format!(
+        "{:<26} {:>14} {:>14} {:>14}",
         "",
         format!("mio {pools} pools"),
         "mio thread/node",
-        "smol 2 threads",
-        "OpenDHT 2.4.12",
-        "ratio"
+        "smol 2 threads"
     );
+    for v in &versions {
+        header += &format!(" {:>14}", format!("OpenDHT {}", v.name()));
+    }
+    for v in &versions {
+        header += &format!(" {:>12}", format!("ratio {}", v.name()));
+    }
+    println!("{header}");
+    let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
     for (label, k) in rows {
         let a = o.as_ref().and_then(|m| m.get(k)).copied();
         let a1 = o1.as_ref().and_then(|m| m.get(k)).copied();
         let a2 = o2.as_ref().and_then(|m| m.get(k)).copied();
-        let b = t.as_ref().and_then(|m| m.get(k)).copied();
-        let f = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-        let ratio = match (a, b) {
-            (Some(a), Some(b)) if a > 0.0 && b > 0.0 => format!("{:.2}x", b / a),
-            _ => "-".into(),
-        };
-        println!(
-            "{label:<26} {:>14} {:>14} {:>14} {:>14} {:>10}",
-            f(a),
-            f(a1),
-            f(a2),
-            f(b),
-            ratio
-        );
+        let bs: Vec<Option<f64>> = t
+            .iter()
+            .map(|m| m.as_ref().and_then(|m| m.get(k)).copied())
+            .collect();
+        let mut line = format!("{label:<26} {:>14} {:>14} {:>14}", f(a), f(a1), f(a2));
+        for b in &bs {
+            line += &format!(" {:>14}", f(*b));
+        }
+        for b in &bs {
+            let ratio = match (a, *b) {
+                (Some(a), Some(b)) if a > 0.0 && b > 0.0 => format!("{:.2}x", b / a),
+                _ => "-".into(),
+            };
+            line += &format!(" {ratio:>12}");
+        }
+        println!("{line}");
     }
     println!(
         "(ratio: OpenDHT / mio on pools; above 1 is better for ours, except pairs per second, where it is the inverse)"

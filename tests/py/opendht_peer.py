@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""Real OpenDHT nodes (Debian's python3-opendht, OpenDHT 2.4.12) driven over stdin for interop tests.
-
-Run under /usr/bin/python3 (Debian's module does not load in other interpreters). Binds loopback
-only. One command per line; each gets exactly one reply line starting with "re"; listen
-notifications come at any time as lines starting with "ev". Data and keys are hex.
+"""Real OpenDHT nodes driven over stdin for interop tests: Debian's python3-opendht (OpenDHT
+2.4.12) under /usr/bin/python3 (Debian's module does not load in other interpreters), or the
+`opendht` 4.4.2 wheel from PyPI under a venv's python. Binds loopback only.
+One command per line; each gets exactly one reply line starting with "re"; listen notifications
+come at any time as lines starting with "ev". Data and keys are hex.
 
   start N                     -> re start PORT... (N new runners on 127.0.0.1 and ::1)
   boot I HOST PORT            -> re ok
@@ -68,7 +68,8 @@ def main():
                 runners[i].listen(key_of(k), cb)
                 say("re ok")
             elif cmd == "id":
-                say("re id", runners[int(w[1])].getNodeId().decode())
+                nid = runners[int(w[1])].getNodeId()  # bytes in 2.4.12, an InfoHash in 4.x
+                say("re id", nid.decode() if isinstance(nid, bytes) else str(nid))
             elif cmd == "nodes":
                 log = runners[int(w[1])].getRoutingTablesLog(2)  # AF_INET
                 good = sum(1 for l in log.splitlines() if l.strip().startswith("Node ") and "[good]" in l)

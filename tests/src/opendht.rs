@@ -1,50 +1,163 @@
-//! Running Debian's OpenDHT `dhtnode` on loopback for interop tests.
+//! Running real OpenDHT nodes on loopback for interop tests: Debian's `dhtnode` and
+//! python3-opendht (OpenDHT 2.4.12), and the `opendht` 4.4.2 wheel from PyPI in a venv, driven
+//! by the same Python harness (`tests/py/opendht_peer.py`).
 //!
-//! Tests call [`OpenDhtNode::start`]; when the binary is missing they print why and skip, unless
-//! `DHT_REQUIRE_OPENDHT` is set (as CI sets it), in which case a missing binary fails the test.
+//! Tests call [`OpenDhtNode::start`] or [`OpenDhtPeers::start`] (2.4.12) or their `_version`
+//! forms; when that OpenDHT is missing they print why and skip, unless `DHT_REQUIRE_OPENDHT` is
+//! set (as CI sets it), in which case a missing OpenDHT fails the test.
+//!
+//! 4.4.2's interpreter is `$DHT_OPENDHT442_PYTHON` (`.ci/run` sets it), or else
+//! `target/py-opendht4-venv/bin/python` (the venv `crates/dht-python/run-tests.sh` makes).
 
 use std::net::UdpSocket;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// Where Debian installs OpenDHT's node. Our own binary shares the name, so tests use full paths.
 pub const DHTNODE: &str = "/usr/bin/dhtnode";
 
-/// A running OpenDHT node, killed (by PID) when dropped.
-pub struct OpenDhtNode {
-    child: Child,
-    /// The UDP port it listens on (IPv4 and IPv6, all addresses).
-    pub port: u16,
+/// Which OpenDHT a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// Debian's OpenDHT 2.4.12: the `dhtnode` binary and python3-opendht.
+    V2_4_12,
+    /// The newest OpenDHT, the `opendht` 4.4.2 wheel from PyPI in a venv (no `dhtnode` binary:
+    /// its nodes are `DhtRunner`s in the Python harness).
+    V4_4_2,
 }
 
-impl OpenDhtNode {
-    /// Starts `dhtnode -s -p <free port>`. Returns `None` (after printing the reason) when the
-    /// binary is not installed and `DHT_REQUIRE_OPENDHT` is unset.
-    pub fn start() -> Option<OpenDhtNode> {
-        if !Path::new(DHTNODE).exists() {
-            let why = format!("{DHTNODE} is not installed (apt-get install dhtnode)");
-            if std::env::var_os("DHT_REQUIRE_OPENDHT").is_some() {
-                panic!("{why}, and DHT_REQUIRE_OPENDHT is set");
-            }
-            eprintln!("skipping OpenDHT interop test: {why}");
-            return None;
+impl Version {
+    /// Its version number, as printed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Version::V2_4_12 => "2.4.12",
+            Version::V4_4_2 => "4.4.2",
         }
-        let port = free_udp_port();
-        let child = Command::new(DHTNODE)
-            .args(["-s", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+    }
+
+    /// The Python interpreter whose `opendht` module is this version.
+    pub fn python(self) -> PathBuf {
+        match self {
+            Version::V2_4_12 => PathBuf::from(PY),
+            Version::V4_4_2 => std::env::var_os("DHT_OPENDHT442_PYTHON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py-opendht4-venv/bin/python")
+                }),
+        }
+    }
+
+    /// Whether [`Version::python`] imports `opendht` of this version; `Err` says why not.
+    pub fn check(self) -> Result<(), String> {
+        let py = self.python();
+        let out = Command::new(&py)
+            .args(["-c", "import opendht; print(getattr(opendht, '__version__', ''))"])
             .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn dhtnode");
-        Some(OpenDhtNode { child, port })
+            .output();
+        let install = match self {
+            Version::V2_4_12 => "apt-get install python3-opendht",
+            Version::V4_4_2 => {
+                "python3 -m venv V && V/bin/pip install opendht==4.4.2, then DHT_OPENDHT442_PYTHON=V/bin/python"
+            }
+        };
+        match out {
+            Ok(o) if o.status.success() => {
+                let found = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                // Debian's 2.4.12 module has no __version__.
+                if self == Version::V4_4_2 && found != self.name() {
+                    return Err(format!(
+                        "{} imports opendht {found:?}, not {}",
+                        py.display(),
+                        self.name()
+                    ));
+                }
+                Ok(())
+            }
+            _ => Err(format!("{} cannot import opendht ({install})", py.display())),
+        }
+    }
+
+    /// `true` when this OpenDHT can run; otherwise prints why and returns `false`, or panics if
+    /// `DHT_REQUIRE_OPENDHT` is set.
+    pub fn available_or_skip(self) -> bool {
+        match self.check() {
+            Ok(()) => true,
+            Err(why) => skip_or_fail(&why),
+        }
     }
 }
 
-impl Drop for OpenDhtNode {
+fn skip_or_fail(why: &str) -> bool {
+    if std::env::var_os("DHT_REQUIRE_OPENDHT").is_some() {
+        panic!("{why}, and DHT_REQUIRE_OPENDHT is set");
+    }
+    eprintln!("skipping OpenDHT interop test: {why}");
+    false
+}
+
+/// A running OpenDHT node: 2.4.12's `dhtnode` process, or one 4.4.2 `DhtRunner` in the Python
+/// harness. Killed (by PID) when dropped.
+pub struct OpenDhtNode {
+    _process: NodeProcess,
+    /// The UDP port it listens on (on 127.0.0.1 at least, and IPv6).
+    pub port: u16,
+}
+
+enum NodeProcess {
+    Dhtnode(Child),
+    /// Held for its `Drop`, which kills the harness.
+    Harness {
+        _peers: OpenDhtPeers,
+    },
+}
+
+impl OpenDhtNode {
+    /// Starts Debian's `dhtnode -s -p <free port>` (OpenDHT 2.4.12). Returns `None` (after
+    /// printing the reason) when the binary is not installed and `DHT_REQUIRE_OPENDHT` is unset.
+    pub fn start() -> Option<OpenDhtNode> {
+        OpenDhtNode::start_version(Version::V2_4_12)
+    }
+
+    /// Starts one node of OpenDHT `version`: 2.4.12's `dhtnode`, or for 4.4.2 (which has no
+    /// `dhtnode` here) a `DhtRunner` of the Python harness. `None` as [`OpenDhtNode::start`].
+    pub fn start_version(version: Version) -> Option<OpenDhtNode> {
+        match version {
+            Version::V2_4_12 => {
+                if !Path::new(DHTNODE).exists() {
+                    skip_or_fail(&format!("{DHTNODE} is not installed (apt-get install dhtnode)"));
+                    return None;
+                }
+                let port = free_udp_port();
+                let child = Command::new(DHTNODE)
+                    .args(["-s", "-p", &port.to_string()])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn dhtnode");
+                Some(OpenDhtNode {
+                    _process: NodeProcess::Dhtnode(child),
+                    port,
+                })
+            }
+            Version::V4_4_2 => {
+                let peers = OpenDhtPeers::start_version(version, 1)?;
+                let port = peers.ports[0];
+                Some(OpenDhtNode {
+                    _process: NodeProcess::Harness { _peers: peers },
+                    port,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for NodeProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let NodeProcess::Dhtnode(child) = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -64,8 +177,8 @@ pub const PY_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/py/opendht_peer.
 /// Debian's interpreter: its `opendht` module loads only here.
 pub const PY: &str = "/usr/bin/python3";
 
-/// Real OpenDHT nodes (`DhtRunner`s of Debian's python3-opendht) in one Python process, driven
-/// line by line. Killed (by PID) when dropped.
+/// Real OpenDHT nodes (`DhtRunner`s of Debian's python3-opendht, or of the 4.4.2 wheel) in one
+/// Python process, driven line by line. Killed (by PID) when dropped.
 pub struct OpenDhtPeers {
     child: Child,
     stdin: std::process::ChildStdin,
@@ -93,25 +206,20 @@ fn from_hex(s: &str) -> Vec<u8> {
 }
 
 impl OpenDhtPeers {
-    /// Starts `n` OpenDHT runners on loopback. `None` (after printing why) when Debian's
+    /// Starts `n` OpenDHT 2.4.12 runners on loopback. `None` (after printing why) when Debian's
     /// python3-opendht is missing and `DHT_REQUIRE_OPENDHT` is unset.
     pub fn start(n: usize) -> Option<OpenDhtPeers> {
+        OpenDhtPeers::start_version(Version::V2_4_12, n)
+    }
+
+    /// Starts `n` runners of OpenDHT `version` on loopback. `None` (after printing why) when
+    /// that version's module is missing and `DHT_REQUIRE_OPENDHT` is unset.
+    pub fn start_version(version: Version, n: usize) -> Option<OpenDhtPeers> {
         use std::io::BufRead;
-        let ok = Command::new(PY)
-            .args(["-c", "import opendht"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let why = format!("{PY} cannot import opendht (apt-get install python3-opendht)");
-            if std::env::var_os("DHT_REQUIRE_OPENDHT").is_some() {
-                panic!("{why}, and DHT_REQUIRE_OPENDHT is set");
-            }
-            eprintln!("skipping OpenDHT interop test: {why}");
+        if !version.available_or_skip() {
             return None;
         }
-        let mut child = Command::new(PY)
+        let mut child = Command::new(version.python())
             .arg(PY_PEER)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

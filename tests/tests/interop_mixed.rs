@@ -1,5 +1,5 @@
-//! Our runners (dht-mio, real loopback sockets) in networks with real OpenDHT 2.4.12 nodes
-//! (Debian's python3-opendht, driven by `tests/py/opendht_peer.py`): each side bootstraps from
+//! Our runners (dht-mio, real loopback sockets) in networks with real OpenDHT nodes, 2.4.12
+//! (Debian's python3-opendht) and 4.4.2 (the PyPI wheel), driven by `tests/py/opendht_peer.py`: each side bootstraps from
 //! the other, values of 10 B, 32 KiB and 60 KiB cross both ways, listens on either side hear puts
 //! on the other, and in a mixed network of 5 + 5 every value put anywhere is got everywhere.
 //!
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use dht_mio::{Change, Config, Runner};
 use dht_proto::value::{Query, Value};
 use dht_proto::{Family, InfoHash, Status};
-use dht_tests::opendht::OpenDhtPeers;
+use dht_tests::opendht::{OpenDhtPeers, Version};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -41,7 +41,16 @@ fn data(tag: &str, len: usize) -> Vec<u8> {
 
 #[test]
 fn ours_and_opendht_bootstrap_from_each_other_exchange_values_and_listen() {
-    let Some(mut py) = OpenDhtPeers::start(2) else {
+    bootstrap_exchange_listen(Version::V2_4_12);
+}
+
+#[test]
+fn ours_and_opendht_4_4_2_bootstrap_from_each_other_exchange_values_and_listen() {
+    bootstrap_exchange_listen(Version::V4_4_2);
+}
+
+fn bootstrap_exchange_listen(version: Version) {
+    let Some(mut py) = OpenDhtPeers::start_version(version, 2) else {
         return;
     };
     // Theirs from ours: OpenDHT node 0 knows only our r1.
@@ -136,7 +145,16 @@ fn ours_and_opendht_bootstrap_from_each_other_exchange_values_and_listen() {
 
 #[test]
 fn in_a_mixed_network_of_five_and_five_every_value_is_got_everywhere() {
-    let Some(mut py) = OpenDhtPeers::start(5) else {
+    mixed_five_and_five(Version::V2_4_12);
+}
+
+#[test]
+fn in_a_mixed_network_of_five_and_five_4_4_2_every_value_is_got_everywhere() {
+    mixed_five_and_five(Version::V4_4_2);
+}
+
+fn mixed_five_and_five(version: Version) {
+    let Some(mut py) = OpenDhtPeers::start_version(version, 5) else {
         return;
     };
     // Alternate: ours[0] ← theirs[0] ← ours[1] ← theirs[1] ← ...

@@ -1,17 +1,26 @@
-//! Our sans-IO `Node`, on real loopback sockets, in a network with a real OpenDHT 2.4.12
-//! `dhtnode`: it bootstraps from it, stores values on it (inline and fragmented), and a second
-//! node of ours gets them back from it alone.
+//! Our sans-IO `Node`, on real loopback sockets, in a network with a real OpenDHT node (Debian's
+//! 2.4.12 `dhtnode`, and a 4.4.2 node of the PyPI wheel): it bootstraps from it, stores values on
+//! it (inline and fragmented), and a second node of ours gets them back from it alone.
 
 use std::time::Duration;
 
 use dht_proto::value::{Query, Value};
 use dht_proto::{Event, Family, InfoHash, PutOptions, Status};
-use dht_tests::opendht::OpenDhtNode;
+use dht_tests::opendht::{OpenDhtNode, Version};
 use dht_tests::udp_node::{UdpNode, drive};
 
 #[test]
 fn our_node_stores_on_and_gets_from_a_real_opendht_node() {
-    let Some(dhtnode) = OpenDhtNode::start() else {
+    stores_on_and_gets_from(Version::V2_4_12);
+}
+
+#[test]
+fn our_node_stores_on_and_gets_from_a_real_opendht_4_4_2_node() {
+    stores_on_and_gets_from(Version::V4_4_2);
+}
+
+fn stores_on_and_gets_from(version: Version) {
+    let Some(dhtnode) = OpenDhtNode::start_version(version) else {
         return;
     };
     let theirs = std::net::SocketAddr::from(([127, 0, 0, 1], dhtnode.port));
@@ -89,7 +98,16 @@ fn our_node_stores_on_and_gets_from_a_real_opendht_node() {
 /// as an `update` push.
 #[test]
 fn a_real_opendht_node_pushes_updates_to_our_listen() {
-    let Some(dhtnode) = OpenDhtNode::start() else {
+    pushes_updates_to_our_listen(Version::V2_4_12);
+}
+
+#[test]
+fn a_real_opendht_4_4_2_node_pushes_updates_to_our_listen() {
+    pushes_updates_to_our_listen(Version::V4_4_2);
+}
+
+fn pushes_updates_to_our_listen(version: Version) {
+    let Some(dhtnode) = OpenDhtNode::start_version(version) else {
         return;
     };
     let theirs = std::net::SocketAddr::from(([127, 0, 0, 1], dhtnode.port));

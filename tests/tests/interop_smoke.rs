@@ -1,5 +1,6 @@
-//! Our encoder talks to a real OpenDHT 2.4.12 `dhtnode` on loopback, and our decoder reads its
-//! replies: ping, find, get, put (inline and fragmented), get of both values, and a bad token.
+//! Our encoder talks to a real OpenDHT node on loopback (Debian's 2.4.12 `dhtnode`, and a 4.4.2
+//! node of the PyPI wheel), and our decoder reads its replies: ping, find, get, put (inline and
+//! fragmented), get of both values, and a bad token.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant as StdInstant};
@@ -8,7 +9,7 @@ use dht_proto::value::Value;
 use dht_proto::wire::fragment::{self, Progress, Reassembler};
 use dht_proto::wire::{self, Body, ErrorCode, Message, PutRequest, Reply, RequestKind, Values, Want};
 use dht_proto::{InfoHash, Instant};
-use dht_tests::opendht::OpenDhtNode;
+use dht_tests::opendht::{OpenDhtNode, Version};
 
 struct Client {
     sock: UdpSocket,
@@ -130,7 +131,18 @@ fn values(r: &Reply) -> Vec<Value> {
 
 #[test]
 fn our_messages_against_real_opendht() {
-    let Some(node) = OpenDhtNode::start() else { return };
+    messages_against(Version::V2_4_12);
+}
+
+#[test]
+fn our_messages_against_real_opendht_4_4_2() {
+    messages_against(Version::V4_4_2);
+}
+
+fn messages_against(version: Version) {
+    let Some(node) = OpenDhtNode::start_version(version) else {
+        return;
+    };
     let mut c = Client::new(SocketAddr::from(([127, 0, 0, 1], node.port)));
     let wait = Duration::from_secs(15);
 
