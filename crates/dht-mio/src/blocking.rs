@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dht_proto::value::{Query, Value};
 use dht_proto::wire::NodeInfo;
-use dht_proto::{ExportedValue, Family, InfoHash, Node, PutOptions, PutOutcome};
+use dht_proto::{BucketSummary, ExportedValue, Family, InfoHash, Node, PerFamily, PutOptions, PutOutcome};
 
 use crate::command::Command;
 use crate::{Error, Handle, PutMode};
@@ -124,6 +124,11 @@ impl Handle {
             v.extend(n.public_addresses(Family::V6));
             v
         })
+    }
+
+    /// The routing tables as counts per bucket (IPv4 and IPv6), asked of the node.
+    pub fn routing_summary(&self) -> Result<PerFamily<Vec<BucketSummary>>, Error> {
+        self.inspect(|n| n.routing_summary())
     }
 
     /// Nodes worth remembering across restarts.

@@ -203,6 +203,7 @@ fn callbacks_may_command_runners_but_waiting_calls_refuse_instead_of_deadlocking
     }
     assert!(matches!(h.get_blocking(key, WAIT), Err(Error::Closed)));
     assert!(matches!(h.export_nodes(), Err(Error::Closed)));
+    assert!(matches!(h.routing_summary(), Err(Error::Closed)));
 }
 
 #[test]
@@ -248,6 +249,12 @@ fn export_and_import_move_nodes_and_values_to_a_new_runner() {
     let nodes = holder.export_nodes().unwrap();
     assert!(nodes.len() >= 3, "{nodes:?}");
     assert!(!holder.public_addresses().unwrap().is_empty());
+    // The routing tables as typed counts: the nodes it knows, in buckets covering the id space.
+    let t = holder.routing_summary().unwrap();
+    assert_eq!(t.v4.first().map(|b| b.first), Some(InfoHash::ZERO), "{t:?}");
+    assert_eq!(t.v4.iter().filter(|b| b.own).count(), 1, "{t:?}");
+    let known: usize = t.v4.iter().map(|b| b.good + b.dubious).sum();
+    assert!(known >= 3, "{t:?}");
     let fresh = Runner::run(Config::loopback()).unwrap();
     fresh.import_values(values).unwrap();
     fresh.import_nodes(nodes).unwrap();

@@ -151,6 +151,7 @@ pub use event::{Event, ListenToken, OpId, PutOutcome, Transmit};
 pub use family::{Family, PerFamily, Status};
 pub use infohash::{HASH_LEN, InfoHash, ParseHashError};
 pub use node::{ExportedValue, Node, PutHandle, PutOptions, TimerReason, public_key_location};
+pub use routing::BucketSummary;
 pub use stats::{DropReason, MessageKind, PerKind, PerReason, Stats};
 pub use time::Instant;
 

@@ -331,6 +331,22 @@ impl<'a> Reader<'a> {
 
     /// A map key: `Some(bytes)` for a str key, `None` (with the key skipped) for any other type.
     pub(crate) fn key(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
+        // Fast path: keys are short fixstrs (`0xa0..=0xbf`, length in the low five bits).
+        if let Some((&b, tail)) = self.buf.split_first()
+            && b & 0xe0 == 0xa0
+        {
+            let n = (b & 0x1f) as usize;
+            if n > tail.len() {
+                return Err(DecodeError::LengthTooLarge {
+                    field: "key",
+                    len: n as u64,
+                    remaining: tail.len(),
+                });
+            }
+            let (k, rest) = tail.split_at(n);
+            self.buf = rest;
+            return Ok(Some(k));
+        }
         let m = self.peek()?;
         match m {
             Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
@@ -345,6 +361,22 @@ impl<'a> Reader<'a> {
 
     /// Skips one complete value of any type, nested at most [`MAX_DEPTH`] deep.
     pub(crate) fn skip(&mut self) -> Result<(), DecodeError> {
+        // Fast path for the common scalars (positive fixint, fixstr, bin8/str8, nil, booleans),
+        // before the stack below is set up.
+        if let Some((&b, tail)) = self.buf.split_first() {
+            let n = match b {
+                0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => Some(0),
+                0xa0..=0xbf => Some((b & 0x1f) as usize),
+                _ => None,
+            };
+            if let Some(n) = n {
+                if n > tail.len() {
+                    return Err(DecodeError::Truncated);
+                }
+                self.buf = tail.get(n..).unwrap_or_default();
+                return Ok(());
+            }
+        }
         // Each stack slot counts the items still to skip at that nesting level.
         let mut stack = [0usize; MAX_DEPTH];
         let mut depth = 0usize;
@@ -443,6 +475,18 @@ impl Seen {
             }
             _ => Some(k),
         }
+    }
+}
+
+impl Seen {
+    /// `true` the first time key number `i` (< 64) is seen; `false` on a repeat, whose value the
+    /// caller skips.
+    #[inline]
+    pub(crate) fn first_index(&mut self, i: u32) -> bool {
+        let bit = 1u64 << (i & 63);
+        let first = self.0 & bit == 0;
+        self.0 |= bit;
+        first
     }
 }
 

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use dht_proto::value::Value;
-use dht_proto::{Family, InfoHash};
+use dht_proto::{BucketSummary, Family, InfoHash, PerFamily};
 use smol::stream::{Stream, StreamExt};
 
 /// A boxed stream, as [`Dht`] returns them.
@@ -90,6 +90,11 @@ pub trait Dht: Send + Sync + 'static {
     fn details(&self) -> BoxFuture<Option<crate::NodeDetails>> {
         Box::pin(async { None })
     }
+    /// The routing tables as counts per bucket (IPv4 and IPv6) for the status page's
+    /// `/ui/api/routing`. The default has none; the page then shows [`Dht::info`]'s totals.
+    fn routing(&self) -> BoxFuture<Option<PerFamily<Vec<BucketSummary>>>> {
+        Box::pin(async { None })
+    }
     /// Puts `value` signed with the node's identity (`POST /key/{h}/sign`). The default
     /// refuses: a node without an identity cannot sign.
     fn put_signed(&self, key: InfoHash, value: Value) -> BoxFuture<Result<PutResult, String>> {
@@ -136,6 +141,11 @@ impl Dht for dht_smol::Handle {
 
     fn details(&self) -> BoxFuture<Option<crate::NodeDetails>> {
         crate::details::of_smol(self)
+    }
+
+    fn routing(&self) -> BoxFuture<Option<PerFamily<Vec<BucketSummary>>>> {
+        let node = self.clone();
+        Box::pin(async move { node.inspect(|n| n.routing_summary()).await.ok() })
     }
 
     fn put_signed(&self, key: InfoHash, value: Value) -> BoxFuture<Result<PutResult, String>> {

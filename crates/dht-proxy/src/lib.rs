@@ -120,7 +120,7 @@ use std::time::Duration;
 
 pub use body::Body;
 pub use client::{ClientConfig, ClientError, ListenStream, ProxyClient, PushNotificationResult, ValueStream};
-pub use details::{Bucket, NodeDetails};
+pub use details::NodeDetails;
 pub use dht::{BoxFuture, BoxStream, Dht, FamilyInfo, ListenEvent, NodeInfo, PutResult};
 pub use gateway::{Gateway, GatewayConfig, GatewayStats};
 pub use json::{ValueJsonError, owner_to_pem, value_from_json, value_line};

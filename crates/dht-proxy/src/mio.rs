@@ -151,6 +151,12 @@ impl Dht for Handle {
         crate::details::of_mio(self)
     }
 
+    fn routing(&self) -> BoxFuture<Option<dht_proto::PerFamily<Vec<dht_proto::BucketSummary>>>> {
+        let node = self.clone();
+        // `routing_summary` waits for the runner thread: run it on the blocking pool.
+        Box::pin(smol::unblock(move || node.routing_summary().ok()))
+    }
+
     fn put_signed(&self, key: InfoHash, value: Value) -> BoxFuture<Result<PutResult, String>> {
         put_with(self, key, value, PutOptions::default(), PutMode::Signed)
     }

@@ -1,5 +1,5 @@
 //! The node's status page, `GET /ui/`: static files built into the binary, and the JSON they
-//! poll (`/ui/api/status`, `/ui/api/hash`). A child module of `server` (it reads the server's
+//! poll (`/ui/api/status`, `/ui/api/routing`, `/ui/api/hash`). A child module of `server` (it reads the server's
 //! counters); the routing of OpenDHT's paths is untouched, except that a GET of a path
 //! starting with `/ui/` is ours (`GET /ui`, `GET /key/ui` and other methods stay OpenDHT's).
 //!
@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use dht_proto::{DropReason, MessageKind, Status};
+use dht_proto::{BucketSummary, DropReason, MessageKind, Status};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -18,7 +18,6 @@ use serde_json::{Value as Json, json};
 
 use super::{Shared, lock};
 use crate::body::Body;
-use crate::details::Bucket;
 use crate::route::parse_key;
 
 const INDEX: &str = include_str!("../ui/index.html");
@@ -46,6 +45,7 @@ pub(super) async fn serve(
         "app.js" => file(APP, "text/javascript; charset=utf-8", close),
         "style.css" => file(STYLE, "text/css; charset=utf-8", close),
         "api/status" => status(shared, peer, close).await,
+        "api/routing" => routing(shared, close).await,
         "api/hash" => hash(req.uri().query().unwrap_or(""), close),
         _ => answer(
             StatusCode::NOT_FOUND,
@@ -137,15 +137,45 @@ fn status_name(s: Status) -> &'static str {
     }
 }
 
-fn buckets_json(b: &[Bucket]) -> Json {
+/// The first `depth` bits of `first`, as `0`s and `1`s.
+fn prefix_bits(first: &dht_proto::InfoHash, depth: u32) -> String {
+    let bytes = first.as_bytes();
+    (0..depth.min(160) as usize)
+        .map(|i| {
+            let byte = bytes.get(i / 8).copied().unwrap_or(0);
+            if byte & (0x80 >> (i % 8)) != 0 { '1' } else { '0' }
+        })
+        .collect()
+}
+
+fn buckets_json(b: &[BucketSummary]) -> Json {
     Json::Array(
         b.iter()
             .map(|b| {
-                json!({"first": b.first, "depth": b.depth, "good": b.good,
-                       "dubious": b.dubious, "bad": b.bad})
+                json!({"first": b.first.to_string(), "depth": b.depth,
+                       "prefix": prefix_bits(&b.first, b.depth), "good": b.good,
+                       "dubious": b.dubious, "bad": b.bad, "cached": b.cached, "own": b.own})
             })
             .collect(),
     )
+}
+
+/// `GET /ui/api/routing`: the node's routing tables, bucket by bucket, from
+/// [`crate::Dht::routing`]. `503` when the node gives none (a node without details, or shut
+/// down).
+async fn routing(shared: &Arc<Shared>, close: bool) -> Response<Body> {
+    match shared.dht.routing().await {
+        Some(t) => json_answer(
+            StatusCode::OK,
+            &json!({"ipv4": buckets_json(&t.v4), "ipv6": buckets_json(&t.v6)}),
+            close,
+        ),
+        None => json_answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"err": "The node gives no routing table"}),
+            close,
+        ),
+    }
 }
 
 /// `GET /ui/api/status`: the node (detailed when the [`crate::Dht`] gives details, else its
@@ -189,7 +219,6 @@ async fn status(shared: &Arc<Shared>, peer: SocketAddr, close: bool) -> Response
             "local_addrs": d.local_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "nodes": {"ipv4": {"total": s.nodes.v4, "good": s.good_nodes.v4},
                       "ipv6": {"total": s.nodes.v6, "good": s.good_nodes.v6}},
-            "buckets": {"ipv4": buckets_json(&d.buckets.v4), "ipv6": buckets_json(&d.buckets.v6)},
             "searches": s.searches,
             "operations": s.operations,
             "pending_requests": s.pending_requests,
@@ -239,7 +268,7 @@ async fn status(shared: &Arc<Shared>, peer: SocketAddr, close: bool) -> Response
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{percent_decode, prefix_bits};
 
     #[test]
     fn percent_decoding() {
@@ -251,5 +280,16 @@ mod tests {
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%FF"), None);
         assert_eq!(percent_decode("").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn bucket_prefixes_as_bits() {
+        let mut id = [0u8; 20];
+        id[0] = 0b1010_0000;
+        let h = dht_proto::InfoHash(id);
+        assert_eq!(prefix_bits(&h, 0), "");
+        assert_eq!(prefix_bits(&h, 3), "101");
+        assert_eq!(prefix_bits(&h, 9), "101000000");
+        assert_eq!(prefix_bits(&h, 500).len(), 160);
     }
 }

@@ -1,5 +1,6 @@
-// The rdht node page: polls /ui/api/status, gets and listens through the proxy's own routes.
-// Data from the network is only ever put in the page with textContent, never as HTML.
+// The rdht node page: polls /ui/api/status and /ui/api/routing, gets and listens through the
+// proxy's own routes. Data from the network is only ever put in the page with textContent,
+// never as HTML.
 "use strict";
 
 const POLL_MS = 1500;
@@ -7,6 +8,8 @@ const $ = (id) => document.getElementById(id);
 let startTime = null;
 let listening = null; // AbortController of the listen stream
 let failures = 0;
+let lost = null; // while the proxy or the node does not answer: { failures }
+const MAX_EVENTS = 20;
 
 function setText(id, v) {
   const e = $(id);
@@ -31,6 +34,14 @@ function banner(msg, info) {
   b.textContent = msg;
 }
 
+// The connection's history, newest last, bounded: what happened while nobody looked.
+function logEvent(text, cls) {
+  const list = $("events");
+  const li = el("li", new Date().toLocaleTimeString() + " " + text, cls);
+  list.append(li);
+  while (list.children.length > MAX_EVENTS) list.firstElementChild.remove();
+}
+
 function fmtBytes(n) {
   if (n === undefined) return "–";
   if (n < 1024) return n + " B";
@@ -44,16 +55,21 @@ function setStatus(id, s) {
   e.className = "status " + (s || "");
 }
 
-function renderBuckets(node) {
+// Buckets from /ui/api/routing (typed counts from the node's routing tables); without them,
+// one row per family from the node's totals.
+function renderBuckets(node, routing) {
   const body = $("bucket-rows");
   const rows = [];
   const fams = [["ipv4", "IPv4"], ["ipv6", "IPv6"]];
-  if (node.buckets) {
+  if (routing) {
     for (const [f, name] of fams) {
-      for (const b of node.buckets[f] || []) {
+      for (const b of routing[f] || []) {
         const tr = el("tr", undefined, "bucket");
         tr.dataset.family = f;
-        tr.append(el("td", name), el("td", b.first, "mono"), el("td", b.depth, "n"),
+        if (b.own) tr.dataset.own = "true";
+        const first = el("td", b.first, "mono");
+        first.title = b.depth === 0 ? "every id" : "ids starting with " + b.prefix;
+        tr.append(el("td", name + (b.own ? " (ours)" : "")), first, el("td", b.depth, "n"),
           el("td", b.good, "n good"), el("td", b.dubious, "n dubious"), el("td", b.bad, "n bad"));
         const bar = el("div", undefined, "bar");
         const total = Math.max(8, b.good + b.dubious + b.bad);
@@ -69,7 +85,6 @@ function renderBuckets(node) {
       }
     }
   } else if (node.nodes) {
-    // A node without details: one row per family from node info.
     for (const [f, name] of fams) {
       const n = node.nodes[f];
       const tr = el("tr", undefined, "bucket");
@@ -111,7 +126,7 @@ function renderTraffic(node) {
   setText("timeouts", t.timeouts + " / " + t.retransmits);
 }
 
-function render(s) {
+function render(s, routing) {
   const n = s.node;
   const p = s.proxy;
   setText("node-id", n.node_id);
@@ -135,9 +150,31 @@ function render(s) {
   setText("px-requests", p.requests);
   setText("px-refused", p.refused_connections + " connections, " + p.refused_requests + " requests");
   setText("px-start", new Date(p.start_time * 1000).toLocaleString());
-  renderBuckets(n);
+  renderBuckets(n, routing);
   renderTraffic(n);
   setText("updated", new Date().toLocaleTimeString());
+}
+
+// The routing tables, or null when the node gives none (the page then shows totals).
+async function fetchRouting() {
+  try {
+    const r = await fetch("api/routing", { cache: "no-store" });
+    return r.ok ? await r.json() : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+// A poll that failed: the proxy is unreachable, or the node behind it does not answer.
+function failed(msg) {
+  failures++;
+  if (!lost) {
+    lost = { failures: 0 };
+    logEvent(msg, "lost");
+    document.body.dataset.connection = "lost";
+  }
+  lost.failures++;
+  banner(msg + "; retrying…");
 }
 
 async function poll() {
@@ -145,25 +182,35 @@ async function poll() {
     const r = await fetch("api/status", { cache: "no-store" });
     const s = await r.json();
     if (!r.ok) {
-      banner("The node does not answer (" + (s.err || r.status) + "); retrying…");
-      failures++;
+      failed("The node does not answer (" + (s.err || r.status) + ")");
       return;
     }
-    render(s);
+    const routing = s.node.detailed ? await fetchRouting() : null;
+    render(s, routing);
     failures = 0;
     const restarted = startTime !== null && s.proxy.start_time !== startTime;
+    const first = startTime === null;
     startTime = s.proxy.start_time;
+    const was = lost;
+    lost = null;
+    document.body.dataset.connection = "ok";
     const n = s.node;
+    if (first) {
+      logEvent("Connected: node " + n.node_id + ".", "ok");
+    } else if (was || restarted) {
+      logEvent("Reconnected" + (restarted ? " to the restarted proxy" : "") +
+        (was ? " after " + was.failures + " failed poll" + (was.failures === 1 ? "" : "s") : "") +
+        ": node " + n.node_id + ".", "ok");
+    }
     if (n.status.ipv4 !== "connected" && n.status.ipv6 !== "connected") {
       banner("The node is " + (n.status.ipv4 === "connecting" || n.status.ipv6 === "connecting" ? "connecting" : "disconnected") + ": no good node in either routing table.");
-    } else if (restarted) {
-      banner("The proxy restarted; the page reconnected.", true);
+    } else if (was || restarted) {
+      banner((restarted ? "The proxy restarted" : "The proxy answers again") + "; the page reconnected.", true);
     } else if ($("banner").className === "banner") {
       banner("");
     }
   } catch (e) {
-    failures++;
-    banner("The proxy is unreachable (" + (e && e.message ? e.message : e) + "); retrying…");
+    failed("The proxy is unreachable (" + (e && e.message ? e.message : e) + ")");
   } finally {
     setTimeout(poll, failures > 5 ? 3 * POLL_MS : POLL_MS);
   }

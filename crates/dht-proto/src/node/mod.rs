@@ -326,6 +326,14 @@ impl Node {
         self.connectivity.public_addresses(family)
     }
 
+    /// The routing tables as counts per bucket (IPv4 and IPv6), in id order, for display.
+    pub fn routing_summary(&self) -> PerFamily<Vec<crate::routing::BucketSummary>> {
+        PerFamily::new(
+            self.tables.v4.summary(self.last_input),
+            self.tables.v6.summary(self.last_input),
+        )
+    }
+
     /// The routing table of `family`, one bucket per paragraph, for display.
     pub fn routing_table_text(&self, family: Family) -> String {
         self.tables[family].describe(self.last_input)

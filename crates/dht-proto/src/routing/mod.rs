@@ -587,6 +587,117 @@ impl RoutingTable {
     }
 }
 
+/// One bucket of a routing table as counts, for display (the node page, `dhtnode`).
+///
+/// The bucket holds the ids that start with the first `depth` bits of `first`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BucketSummary {
+    /// The first id of the bucket's range (its prefix followed by zeros).
+    pub first: InfoHash,
+    /// Bits of prefix the bucket's range covers (0: the whole id space).
+    pub depth: u32,
+    /// Nodes that replied within 120 minutes and were heard from within 10.
+    pub good: usize,
+    /// Nodes neither good nor expired (not yet confirmed, or quiet for a while).
+    pub dubious: usize,
+    /// Nodes that stopped answering (expired: OpenDHT's "bad").
+    pub bad: usize,
+    /// Whether a replacement candidate waits for a place in the bucket.
+    pub cached: bool,
+    /// Whether our own id falls in this bucket.
+    pub own: bool,
+}
+
+impl RoutingTable {
+    /// Every bucket, in id order, as counts at `now`.
+    pub(crate) fn summary(&self, now: Instant) -> Vec<BucketSummary> {
+        let mut out = Vec::with_capacity(self.buckets.len());
+        for (i, b) in self.buckets.iter().enumerate() {
+            let depth = self.depth(i);
+            let mut s = BucketSummary {
+                first: b.first,
+                depth,
+                cached: b.cached.is_some(),
+                own: self.own.common_bits(&b.first) >= depth,
+                ..BucketSummary::default()
+            };
+            for n in &b.nodes {
+                if n.expired {
+                    s.bad += 1;
+                } else if n.is_good(now) {
+                    s.good += 1;
+                } else {
+                    s.dubious += 1;
+                }
+            }
+            out.push(s);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn the_summary_counts_each_bucket_as_describe_lists_it() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let own = InfoHash::random(&mut rng);
+        let mut t = RoutingTable::new(Family::V4, own, false);
+        // Half the nodes heard from 10 minutes before the others: dubious by then.
+        let then = Instant::from_secs(1);
+        let now = then + NODE_EXPIRE_TIME;
+        let mut pings = Vec::new();
+        for i in 0..300u32 {
+            let id = InfoHash::random(&mut rng);
+            let addr = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 4222));
+            let at = if i % 2 == 0 { then } else { now };
+            t.on_new_node(at, id, addr, Confirm::Replied, &|_| false, &mut pings);
+        }
+        let expired = t.nodes().map(|n| n.id).nth(2).unwrap();
+        t.mark_expired(&expired);
+        let s = t.summary(now);
+        assert_eq!(s.len(), t.bucket_count());
+        assert!(s.len() >= 3, "{s:?}");
+        assert_eq!(
+            s.iter().map(|b| b.good + b.dubious + b.bad).sum::<usize>(),
+            t.len()
+        );
+        assert_eq!(s.iter().map(|b| b.bad).sum::<usize>(), 1);
+        assert!(
+            s.iter().any(|b| b.dubious > 0) && s.iter().any(|b| b.good > 0),
+            "{s:?}"
+        );
+        assert_eq!(s.iter().filter(|b| b.own).count(), 1, "{s:?}");
+        assert_eq!(s[0].first, InfoHash::ZERO);
+        // The same buckets, depths and states as the text view.
+        let text = t.describe(now);
+        for b in &s {
+            let head = format!(
+                "bucket {} depth {} ({} nodes)",
+                b.first,
+                b.depth,
+                b.good + b.dubious + b.bad
+            );
+            assert!(text.contains(&head), "{head} not in {text}");
+        }
+        assert_eq!(
+            text.matches(" good\n").count(),
+            s.iter().map(|b| b.good).sum::<usize>()
+        );
+        assert_eq!(
+            text.matches(" dubious\n").count(),
+            s.iter().map(|b| b.dubious).sum::<usize>()
+        );
+        // Later, with no news, good nodes turn dubious.
+        let later = t.summary(now + NODE_EXPIRE_TIME);
+        assert_eq!(later.iter().map(|b| b.good).sum::<usize>(), 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -337,42 +337,40 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
     let mut top = Top::default();
     let mut seen = Seen::default();
     for _ in 0..n {
-        let key = seen.first(
-            r.key()?,
-            &[b"y", b"q", b"t", b"a", b"r", b"e", b"u", b"p", b"v", b"n", b"s"],
-        );
+        let key = r.key()?.and_then(top_key).filter(|&k| seen.first_index(k as u32));
         let at = r.clone();
         match key {
-            Some(b"y") => top.y = Some(at),
-            Some(b"q") => top.q = Some(r.str_bytes("q")?),
-            Some(b"t") => {
+            Some(TopKey::Y) => top.y = Some(at),
+            Some(TopKey::Q) => {
+                top.q = Some(r.str_bytes("q")?);
+                continue;
+            }
+            Some(TopKey::T) => {
                 top.tid = read_tid(&mut r.clone(), "t")?;
             }
-            Some(b"a") => top.a = Some(at),
-            Some(b"r") => top.r = Some(at),
-            Some(b"e") => top.e = Some(at),
-            Some(b"u") => top.u = Some(at),
-            Some(b"p") => top.p = Some(at),
-            Some(b"v") => {
+            Some(TopKey::A) => top.a = Some(at),
+            Some(TopKey::R) => top.r = Some(at),
+            Some(TopKey::E) => top.e = Some(at),
+            Some(TopKey::U) => top.u = Some(at),
+            Some(TopKey::P) => top.p = Some(at),
+            Some(TopKey::V) => {
                 r.clone().str_bytes("v")?;
             }
-            Some(b"n") => top.network = r.clone().uint_as("n")?,
-            Some(b"s") => top.is_client = r.clone().bool("s")?,
-            _ => {}
-        }
-        if key == Some(b"q") {
-            continue;
+            Some(TopKey::N) => top.network = r.clone().uint_as("n")?,
+            Some(TopKey::S) => top.is_client = r.clone().bool("s")?,
+            None => {}
         }
         // Bodies are parsed where they stand, saving a second walk; a body that fails here is
         // skipped and parsed again only if it turns out to be the one the message uses, so a
         // malformed unused body rejects nothing, as in OpenDHT.
-        if let (Some(k @ (b"a" | b"r" | b"u")), None) = (key, &top.parsed) {
+        if let (Some(k @ (TopKey::A | TopKey::R | TopKey::U)), None) = (key, top.parsed) {
             let mut probe = r.clone();
-            if let Ok(f) = BodyFields::read(&mut probe) {
-                top.parsed = Some((k, f));
+            if top.fields.read_into(&mut probe).is_ok() {
+                top.parsed = Some(k);
                 r = probe;
                 continue;
             }
+            top.fields = BodyFields::default();
         }
         r.skip()?;
     }
@@ -384,7 +382,7 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
         }
         Body::Error(err)
     } else if top.r.is_some() {
-        Body::Reply(top.body()?.unwrap_or_default().into_reply())
+        Body::Reply(top.reply()?)
     } else if let Some(mut p) = top.p {
         Body::ValueData(read_value_parts(&mut p)?)
     } else if top.u.is_some() {
@@ -415,10 +413,45 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
     })
 }
 
+/// The top-level keys of a message, numbered for [`Seen`]'s mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TopKey {
+    Y,
+    Q,
+    T,
+    A,
+    R,
+    E,
+    U,
+    P,
+    V,
+    N,
+    S,
+}
+
+fn top_key(k: &[u8]) -> Option<TopKey> {
+    Some(match k {
+        b"y" => TopKey::Y,
+        b"q" => TopKey::Q,
+        b"t" => TopKey::T,
+        b"a" => TopKey::A,
+        b"r" => TopKey::R,
+        b"e" => TopKey::E,
+        b"u" => TopKey::U,
+        b"p" => TopKey::P,
+        b"v" => TopKey::V,
+        b"n" => TopKey::N,
+        b"s" => TopKey::S,
+        _ => return None,
+    })
+}
+
 #[derive(Default)]
 struct Top<'a> {
-    /// The first body parsed where it stood, with its key (`a`, `r` or `u`).
-    parsed: Option<(&'a [u8], BodyFields)>,
+    /// Which body (`a`, `r` or `u`) was parsed where it stood, into `fields`.
+    parsed: Option<TopKey>,
+    /// The body parsed where it stood (empty unless `parsed`).
+    fields: BodyFields,
     y: Option<Reader<'a>>,
     q: Option<&'a [u8]>,
     a: Option<Reader<'a>>,
@@ -431,19 +464,36 @@ struct Top<'a> {
     is_client: bool,
 }
 
-impl<'a> Top<'a> {
+impl Top<'_> {
+    /// The reply of a message with an `r` (and no `a`): field by field from the body parsed in
+    /// place when it is the one, which saves moving the whole [`BodyFields`].
+    fn reply(&mut self) -> Result<Reply, DecodeError> {
+        if self.a.is_none() && self.parsed == Some(TopKey::R) {
+            let f = &mut self.fields;
+            return Ok(Reply {
+                id: f.id.unwrap_or(InfoHash::ZERO),
+                addr: f.addr,
+                nodes4: core::mem::take(&mut f.nodes4),
+                nodes6: core::mem::take(&mut f.nodes6),
+                token: f.token.take(),
+                values: f.values.take(),
+                fields: f.fields.take(),
+                vid: f.vid,
+            });
+        }
+        Ok(self.body()?.unwrap_or_default().into_reply())
+    }
+
     /// The body OpenDHT uses: `a`, else `r`, else `u`.
     fn body(&mut self) -> Result<Option<BodyFields>, DecodeError> {
-        let (key, reader): (&[u8], _) = match (&self.a, &self.r, &self.u) {
-            (Some(a), _, _) => (b"a", a.clone()),
-            (None, Some(r), _) => (b"r", r.clone()),
-            (None, None, Some(u)) => (b"u", u.clone()),
+        let (key, reader) = match (&self.a, &self.r, &self.u) {
+            (Some(a), _, _) => (TopKey::A, a.clone()),
+            (None, Some(r), _) => (TopKey::R, r.clone()),
+            (None, None, Some(u)) => (TopKey::U, u.clone()),
             (None, None, None) => return Ok(None),
         };
-        if let Some((k, f)) = self.parsed.take()
-            && k == key
-        {
-            return Ok(Some(f));
+        if self.parsed.take() == Some(key) {
+            return Ok(Some(core::mem::take(&mut self.fields)));
         }
         let mut reader = reader;
         BodyFields::read(&mut reader).map(Some)
@@ -649,34 +699,60 @@ fn read_fields(r: &mut Reader<'_>) -> Result<FieldRows, DecodeError> {
     Ok(FieldRows { fields, rows })
 }
 
+/// The body keys OpenDHT's parser knows, numbered for [`Seen`]'s mask.
+fn body_key(k: &[u8]) -> Option<u32> {
+    Some(match k {
+        b"id" => 0,
+        b"h" => 1,
+        b"target" => 2,
+        b"q" => 3,
+        b"w" => 4,
+        b"token" => 5,
+        b"sid" => 6,
+        b"ve" => 7,
+        b"vid" => 8,
+        b"c" => 9,
+        b"values" => 10,
+        b"fileds" => 11,
+        b"fields" => 12,
+        b"n4" => 13,
+        b"n6" => 14,
+        b"sa" => 15,
+        b"re" => 16,
+        b"exp" => 17,
+        _ => return None,
+    })
+}
+
 impl BodyFields {
     fn read(r: &mut Reader<'_>) -> Result<BodyFields, DecodeError> {
-        let n = r.map_len("body")?;
         let mut f = BodyFields::default();
+        f.read_into(r)?;
+        Ok(f)
+    }
+
+    /// Reads a body into `self`, which must be empty (default).
+    fn read_into(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        let n = r.map_len("body")?;
+        let f = self;
         let mut seen = Seen::default();
         for _ in 0..n {
-            match seen.first(
-                r.key()?,
-                &[
-                    b"id", b"h", b"target", b"q", b"w", b"token", b"sid", b"ve", b"vid", b"c", b"values",
-                    b"fileds", b"fields", b"n4", b"n6", b"sa", b"re", b"exp",
-                ],
-            ) {
-                Some(b"id") => f.id = Some(read_hash(r, "id")?),
-                Some(b"h") => f.h = Some(read_hash(r, "h")?),
-                Some(b"target") => f.target = Some(read_hash(r, "target")?),
-                Some(b"q") => f.query = Some(Query::read(r)?),
-                Some(b"w") => f.want = Some(read_want(r)?),
-                Some(b"token") => f.token = Some(r.blob("token")?.into_vec()),
-                Some(b"sid") => f.sid = Some(read_tid(r, "sid")?),
-                Some(b"ve") => f.version = Some(r.uint_as("ve")?),
-                Some(b"vid") => f.vid = Some(r.uint("vid")?),
-                Some(b"c") => f.created = Some(r.int("c")?),
-                Some(b"values") => f.values = Some(read_values(r)?),
-                Some(b"fileds") | Some(b"fields") => f.fields = Some(read_fields(r)?),
-                Some(b"n4") => f.nodes4 = NodeInfo::parse_v4(r.blob("n4")?.as_slice())?,
-                Some(b"n6") => f.nodes6 = NodeInfo::parse_v6(r.blob("n6")?.as_slice())?,
-                Some(b"sa") => {
+            match r.key()?.and_then(body_key).filter(|&i| seen.first_index(i)) {
+                Some(0) => f.id = Some(read_hash(r, "id")?),
+                Some(1) => f.h = Some(read_hash(r, "h")?),
+                Some(2) => f.target = Some(read_hash(r, "target")?),
+                Some(3) => f.query = Some(Query::read(r)?),
+                Some(4) => f.want = Some(read_want(r)?),
+                Some(5) => f.token = Some(r.blob("token")?.into_vec()),
+                Some(6) => f.sid = Some(read_tid(r, "sid")?),
+                Some(7) => f.version = Some(r.uint_as("ve")?),
+                Some(8) => f.vid = Some(r.uint("vid")?),
+                Some(9) => f.created = Some(r.int("c")?),
+                Some(10) => f.values = Some(read_values(r)?),
+                Some(11 | 12) => f.fields = Some(read_fields(r)?),
+                Some(13) => f.nodes4 = NodeInfo::parse_v4(r.blob("n4")?.as_slice())?,
+                Some(14) => f.nodes6 = NodeInfo::parse_v6(r.blob("n6")?.as_slice())?,
+                Some(15) => {
                     let b = r.bin("sa")?;
                     f.addr = if let Ok(a) = <[u8; 4]>::try_from(b) {
                         Some(Ipv4Addr::from(a).into())
@@ -686,8 +762,8 @@ impl BodyFields {
                         None
                     };
                 }
-                Some(b"re") => f.refreshed = Some(read_ids(r, "re")?),
-                Some(b"exp") => f.expired = Some(read_ids(r, "exp")?),
+                Some(16) => f.refreshed = Some(read_ids(r, "re")?),
+                Some(17) => f.expired = Some(read_ids(r, "exp")?),
                 _ => r.skip()?,
             }
         }
@@ -701,7 +777,7 @@ impl BodyFields {
         } else if f.expired.is_some() {
             f.refreshed = None;
         }
-        Ok(f)
+        Ok(())
     }
 
     fn update_payload(&self) -> UpdatePayload {

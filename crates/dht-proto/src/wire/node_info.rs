@@ -33,17 +33,27 @@ impl NodeInfo {
                 entry: NODE4_LEN,
             });
         }
-        Ok(raw
-            .chunks_exact(NODE4_LEN)
-            .map(|c| {
-                let (id, rest) = c.split_at(20);
-                let (ip, port) = rest.split_at(4);
-                NodeInfo {
-                    id: InfoHash(to_array(id)),
-                    addr: SocketAddrV4::new(Ipv4Addr::from(to_array::<4>(ip)), be16(port)).into(),
-                }
-            })
-            .collect())
+        // Filled in place, field by field: building each `SocketAddr` on the stack and moving it
+        // into the vector costs a store-forwarding stall per entry.
+        let blank = NodeInfo {
+            id: InfoHash::ZERO,
+            addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+        };
+        let mut out = vec![blank; raw.len() / NODE4_LEN];
+        for (n, c) in out.iter_mut().zip(raw.chunks_exact(NODE4_LEN)) {
+            let Some((id, rest)) = c.split_first_chunk::<20>() else {
+                continue;
+            };
+            let Some((ip, port)) = rest.split_first_chunk::<4>() else {
+                continue;
+            };
+            n.id = InfoHash(*id);
+            if let SocketAddr::V4(a) = &mut n.addr {
+                a.set_ip(Ipv4Addr::from(*ip));
+                a.set_port(be16(port));
+            }
+        }
+        Ok(out)
     }
 
     /// Parses an `n6` list.
@@ -55,17 +65,25 @@ impl NodeInfo {
                 entry: NODE6_LEN,
             });
         }
-        Ok(raw
-            .chunks_exact(NODE6_LEN)
-            .map(|c| {
-                let (id, rest) = c.split_at(20);
-                let (ip, port) = rest.split_at(16);
-                NodeInfo {
-                    id: InfoHash(to_array(id)),
-                    addr: SocketAddrV6::new(Ipv6Addr::from(to_array::<16>(ip)), be16(port), 0, 0).into(),
-                }
-            })
-            .collect())
+        let blank = NodeInfo {
+            id: InfoHash::ZERO,
+            addr: SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)),
+        };
+        let mut out = vec![blank; raw.len() / NODE6_LEN];
+        for (n, c) in out.iter_mut().zip(raw.chunks_exact(NODE6_LEN)) {
+            let Some((id, rest)) = c.split_first_chunk::<20>() else {
+                continue;
+            };
+            let Some((ip, port)) = rest.split_first_chunk::<16>() else {
+                continue;
+            };
+            n.id = InfoHash(*id);
+            if let SocketAddr::V6(a) = &mut n.addr {
+                a.set_ip(Ipv6Addr::from(*ip));
+                a.set_port(be16(port));
+            }
+        }
+        Ok(out)
     }
 
     /// Appends the compact form of every node of the given family (`v6` false: IPv4) to `out`.
@@ -88,15 +106,12 @@ impl NodeInfo {
     }
 }
 
-/// Copies a slice whose length the caller has fixed by `split_at`/`chunks_exact`.
-fn to_array<const N: usize>(s: &[u8]) -> [u8; N] {
-    let mut out = [0u8; N];
-    out.copy_from_slice(s);
-    out
-}
-
+/// The big-endian port at the end of an entry (exactly 2 bytes by construction).
 fn be16(s: &[u8]) -> u16 {
-    u16::from_be_bytes(to_array(s))
+    match s {
+        [a, b] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
