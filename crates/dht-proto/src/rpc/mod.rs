@@ -714,7 +714,7 @@ mod tests {
         let tid = ping(&mut rpc, &mut rng, now, a);
         assert!(rpc.progress(now, a, tid).is_some());
         let mut out = Vec::new();
-        assert!(rpc.poll_timeout(now + ANSWER_IDLE - ms(1), &mut rng, &mut out).is_none());
+        assert!(rpc.poll_timeout(now + (ANSWER_IDLE - ms(1)), &mut rng, &mut out).is_none());
         assert!(matches!(
             rpc.poll_timeout(now + ANSWER_IDLE, &mut rng, &mut out),
             Some(Timeout::Expired { .. })
