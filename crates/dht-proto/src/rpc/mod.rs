@@ -37,37 +37,49 @@ pub(crate) const MAX_RTO: Duration = Duration::from_millis(1000);
 /// (the reassembler's idle limit): fragments arriving are signs of life.
 pub(crate) const ANSWER_IDLE: Duration = Duration::from_secs(3);
 /// Peers whose round-trip estimate is kept at most (the least recently measured goes first).
-const MAX_RTT_PEERS: usize = 256;
+const MAX_RTT_PEERS: usize = 32;
 
-/// A round-trip estimate: smoothed RTT and its mean deviation (RFC 6298 §2, as QUIC's).
+/// A round-trip estimate: smoothed RTT and its mean deviation (RFC 6298 §2, as QUIC's), in
+/// microseconds (16 bytes: a node keeps one per recent peer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RttEstimate {
-    /// Smoothed round-trip time.
-    pub srtt: Duration,
-    /// Mean deviation of the samples.
-    pub rttvar: Duration,
+    srtt: u32,
+    rttvar: u32,
     /// Last sample taken.
     last: Instant,
 }
 
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
 impl RttEstimate {
     fn new(now: Instant, sample: Duration) -> RttEstimate {
+        let r = micros(sample);
         RttEstimate {
-            srtt: sample,
-            rttvar: sample / 2,
+            srtt: r,
+            rttvar: r / 2,
             last: now,
         }
     }
 
+    /// Smoothed round-trip time.
+    pub(crate) fn srtt(&self) -> Duration {
+        Duration::from_micros(u64::from(self.srtt))
+    }
+
+    /// Mean deviation of the samples.
+    pub(crate) fn rttvar(&self) -> Duration {
+        Duration::from_micros(u64::from(self.rttvar))
+    }
+
     /// RFC 6298 §2.3: `RTTVAR ← ¾ RTTVAR + ¼ |SRTT − R|`, then `SRTT ← ⅞ SRTT + ⅛ R`.
     fn update(&mut self, now: Instant, sample: Duration) {
-        let diff = if self.srtt > sample {
-            self.srtt - sample
-        } else {
-            sample - self.srtt
-        };
-        self.rttvar = (self.rttvar * 3 + diff) / 4;
-        self.srtt = (self.srtt * 7 + sample) / 8;
+        let r = u64::from(micros(sample));
+        let (srtt, var) = (u64::from(self.srtt), u64::from(self.rttvar));
+        let diff = srtt.abs_diff(r);
+        self.rttvar = u32::try_from((var * 3 + diff) / 4).unwrap_or(u32::MAX);
+        self.srtt = u32::try_from((srtt * 7 + r) / 8).unwrap_or(u32::MAX);
         self.last = now;
     }
 
@@ -75,8 +87,21 @@ impl RttEstimate {
     /// in for TCP's clock granularity and QUIC's ack delay: a peer answers after its own
     /// processing, which a run of equal samples hides.
     pub(crate) fn rto(&self) -> Duration {
-        (self.srtt + (4 * self.rttvar).max(self.srtt / 2)).clamp(MIN_RTO, MAX_RTO)
+        (self.srtt() + (4 * self.rttvar()).max(self.srtt() / 2)).clamp(MIN_RTO, MAX_RTO)
     }
+}
+
+/// The key a peer's estimate is kept under: its address folded to 64 bits (two peers that
+/// collide share an estimate, which costs only a less exact timeout).
+fn peer_key(a: &SocketAddr) -> u64 {
+    let ip = match a.ip() {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let x = u128::from(v6);
+            (x as u64) ^ ((x >> 64) as u64).rotate_left(17) ^ 1 << 63
+        }
+    };
+    ip.rotate_left(16) ^ u64::from(a.port())
 }
 
 /// Why a request was sent: handed back with its reply, error or timeout.
@@ -156,8 +181,9 @@ pub(crate) struct Rpc {
     max_pending: usize,
     /// Bootstrap pings in flight (a family shows "connecting" while there are any).
     bootstrapping: usize,
-    /// Round-trip estimates per peer address (bounded by [`MAX_RTT_PEERS`]).
-    rtt: BTreeMap<SocketAddr, RttEstimate>,
+    /// Round-trip estimates of the peers measured last ([`MAX_RTT_PEERS`] at most), by
+    /// [`peer_key`]: a few hundred bytes.
+    rtt: Vec<(u64, RttEstimate)>,
     /// The estimate over every peer's samples: what a peer never measured is first given.
     all: Option<RttEstimate>,
 }
@@ -195,7 +221,7 @@ impl Rpc {
             counters: BTreeMap::new(),
             max_pending,
             bootstrapping: 0,
-            rtt: BTreeMap::new(),
+            rtt: Vec::new(),
             all: None,
         }
     }
@@ -203,7 +229,12 @@ impl Rpc {
     /// The round-trip estimate of `peer`, if it was ever measured (and is still kept).
     #[cfg(test)]
     pub(crate) fn rtt(&self, peer: &SocketAddr) -> Option<&RttEstimate> {
-        self.rtt.get(peer)
+        self.estimate(peer)
+    }
+
+    fn estimate(&self, peer: &SocketAddr) -> Option<&RttEstimate> {
+        let k = peer_key(peer);
+        self.rtt.iter().find(|(p, _)| *p == k).map(|(_, e)| e)
     }
 
     /// The first wait of a request to `to`: the peer's retransmission timeout when it was
@@ -211,7 +242,7 @@ impl Rpc {
     /// every peer's paths); OpenDHT's fixed 2 × 500 ms + U(0, 250 ms) while the node has measured
     /// nothing at all.
     fn first_wait(&self, to: &SocketAddr, rng: &mut impl RngCore) -> Duration {
-        if let Some(e) = self.rtt.get(to) {
+        if let Some(e) = self.estimate(to) {
             return e.rto();
         }
         match &self.all {
@@ -226,16 +257,20 @@ impl Rpc {
             Some(e) => e.update(now, r),
             None => self.all = Some(RttEstimate::new(now, r)),
         }
-        if let Some(e) = self.rtt.get_mut(&peer) {
+        let k = peer_key(&peer);
+        if let Some((_, e)) = self.rtt.iter_mut().find(|(p, _)| *p == k) {
             e.update(now, r);
             return;
         }
         if self.rtt.len() >= MAX_RTT_PEERS
-            && let Some(old) = self.rtt.iter().min_by_key(|(a, e)| (e.last, **a)).map(|(a, _)| *a)
+            && let Some(i) = (0..self.rtt.len()).min_by_key(|i| self.rtt.get(*i).map(|(_, e)| e.last))
         {
-            self.rtt.remove(&old);
+            self.rtt.swap_remove(i);
         }
-        self.rtt.insert(peer, RttEstimate::new(now, r));
+        if self.rtt.capacity() == 0 {
+            self.rtt.reserve_exact(MAX_RTT_PEERS);
+        }
+        self.rtt.push((k, RttEstimate::new(now, r)));
     }
 
     /// Part of the reply to (`from`, `tid`) arrived: the request stops being retransmitted and
@@ -664,8 +699,8 @@ mod tests {
             assert!(rpc.complete(now, a, tid).is_some());
         }
         let e = *rpc.rtt(&a).unwrap();
-        assert_eq!(e.srtt, ms(100));
-        assert!(e.rttvar < ms(5), "{e:?}");
+        assert_eq!(e.srtt(), ms(100));
+        assert!(e.rttvar() < ms(5), "{e:?}");
         assert_eq!(e.rto(), ms(150), "SRTT + max(4 RTTVAR, SRTT/2)");
         // A silent peer is re-sent at RTO, 2 RTO, and given up 4 RTO later (7 RTO, 1.05 s,
         // where OpenDHT's fixed schedule takes 7 to 9.75 s).
@@ -707,9 +742,9 @@ mod tests {
             assert!(out.is_empty());
             assert!(rpc.progress(now, a, tid).is_some());
         }
-        assert_eq!(rpc.rtt(&a).unwrap().srtt, ms(100), "the header was the sample");
+        assert_eq!(rpc.rtt(&a).unwrap().srtt(), ms(100), "the header was the sample");
         assert!(rpc.complete(now, a, tid).is_some());
-        assert_eq!(rpc.rtt(&a).unwrap().srtt, ms(100), "the whole reply is not");
+        assert_eq!(rpc.rtt(&a).unwrap().srtt(), ms(100), "the whole reply is not");
         // A reply that stops arriving is given up after ANSWER_IDLE.
         let tid = ping(&mut rpc, &mut rng, now, a);
         assert!(rpc.progress(now, a, tid).is_some());
