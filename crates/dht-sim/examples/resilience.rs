@@ -72,7 +72,11 @@ fn gets(sim: &mut Sim, keys: &[(InfoHash, usize)]) -> (f64, f64, f64) {
             ok += usize::from(r.ok && !r.found.is_empty());
         }
     }
-    (pct(lat.clone(), 0.5), pct(lat, 0.99), ok as f64 / ops.len() as f64)
+    (
+        pct(lat.clone(), 0.5),
+        pct(lat, 0.99),
+        ok as f64 / ops.len() as f64,
+    )
 }
 
 fn put_keys(sim: &mut Sim, n: usize) -> Vec<(InfoHash, usize)> {
@@ -160,7 +164,10 @@ fn complete(seed: u64, nodes: usize) {
             .unwrap_or(0);
         let lat: Vec<f64> = ops
             .iter()
-            .filter_map(|o| sim.op(*o).and_then(|r| r.done.map(|d| (d - r.start).as_secs_f64())))
+            .filter_map(|o| {
+                sim.op(*o)
+                    .and_then(|r| r.done.map(|d| (d - r.start).as_secs_f64()))
+            })
             .collect();
         println!(
             "seed {seed} 500 x 1 KiB, 10 Mbit/s, {at_once:2} gets at once: all done {all}, ok with all 500 {full}, \

@@ -1874,7 +1874,11 @@ fn a_frugal_search_starts_with_one_request_and_hedges_with_a_second() {
     // The hedge. The scripted peers answered within 1 ms, so the first node's retransmission
     // timeout is the 100 ms floor and fires now too: it is re-sent, and as it has gone
     // unanswered twice the search gives it up as slow and asks another in its place.
-    assert_eq!(gets(&drain(&mut n)), 3, "the hedge, a retransmission, a replacement");
+    assert_eq!(
+        gets(&drain(&mut n)),
+        3,
+        "the hedge, a retransmission, a replacement"
+    );
     n.handle_timeout(t(start + 199));
     assert_eq!(gets(&drain(&mut n)), 0, "two in flight are enough");
 }

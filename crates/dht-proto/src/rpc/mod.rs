@@ -617,7 +617,10 @@ mod tests {
         assert!(rpc.complete(Instant::ZERO, addr("10.0.0.2:1"), tid).is_none());
         assert!(rpc.complete(Instant::ZERO, a, tid.wrapping_add(1)).is_none());
         assert!(rpc.complete(Instant::ZERO, a, tid).is_some());
-        assert!(rpc.complete(Instant::ZERO, a, tid).is_none(), "a second reply is ignored");
+        assert!(
+            rpc.complete(Instant::ZERO, a, tid).is_none(),
+            "a second reply is ignored"
+        );
         assert!(rpc.next_deadline().is_none());
     }
 
@@ -749,7 +752,10 @@ mod tests {
         let tid = ping(&mut rpc, &mut rng, now, a);
         assert!(rpc.progress(now, a, tid).is_some());
         let mut out = Vec::new();
-        assert!(rpc.poll_timeout(now + (ANSWER_IDLE - ms(1)), &mut rng, &mut out).is_none());
+        assert!(
+            rpc.poll_timeout(now + (ANSWER_IDLE - ms(1)), &mut rng, &mut out)
+                .is_none()
+        );
         assert!(matches!(
             rpc.poll_timeout(now + ANSWER_IDLE, &mut rng, &mut out),
             Some(Timeout::Expired { .. })
