@@ -67,7 +67,7 @@ fn gets_end_with_every_value_under_a_slow_uplink_10_and_50_at_once() {
         let mut data = vec![0u8; 1024];
         data[..8].copy_from_slice(&i.to_be_bytes());
         puts.push(sim.put(from, key, Value::new(i + 1, data), PutOptions::default()));
-        if puts.len() % 50 == 0 {
+        if puts.len().is_multiple_of(50) {
             assert!(sim.run_until_done(&puts, Duration::from_secs(120)));
         }
     }

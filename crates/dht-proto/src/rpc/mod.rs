@@ -698,7 +698,7 @@ mod tests {
         let mut now = Instant::ZERO;
         for _ in 0..10 {
             let tid = ping(&mut rpc, &mut rng, now, a);
-            now = now + ms(100);
+            now += ms(100);
             assert!(rpc.complete(now, a, tid).is_some());
         }
         let e = *rpc.rtt(&a).unwrap();
@@ -739,7 +739,7 @@ mod tests {
         let mut now = Instant::ZERO + ms(100);
         assert!(rpc.progress(now, a, tid).is_some());
         for _ in 0..10 {
-            now = now + ms(2000);
+            now += ms(2000);
             let mut out = Vec::new();
             assert!(rpc.poll_timeout(now, &mut rng, &mut out).is_none());
             assert!(out.is_empty());
