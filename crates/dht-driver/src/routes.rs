@@ -25,7 +25,7 @@ use crate::{GetId, ListenId};
 /// let op = node.get(Instant::ZERO, InfoHash::get("k"), Query::default()).unwrap();
 /// routes.add_get(ids.get_id(), op, Vec::new());
 /// // The core reports the end of the get; the table hands back the get's sink.
-/// let done = Event::GetDone { op, key: InfoHash::get("k"), ok: false };
+/// let done = Event::GetDone { op, key: InfoHash::get("k"), ok: false, answered: 0, asked: 0 };
 /// match routes.route(done) {
 ///     Routed::GetDone { sink, ok } => assert!(sink.is_empty() && !ok),
 ///     _ => unreachable!(),

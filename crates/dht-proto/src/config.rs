@@ -76,6 +76,13 @@ pub struct Config {
     pub max_listeners: usize,
     /// Bytes of values in one get reply; further values are left out.
     pub max_reply_values_bytes: usize,
+    /// The uplink's rate in bytes per second, when known. With it, the value data of get
+    /// replies is paced to this rate, round robin between replies, behind every other
+    /// datagram: a large answer on a slow uplink then arrives slowly instead of queueing
+    /// unseen, the header and first fragments of every reply go out at once (so askers see the
+    /// node alive), and a retransmitted get whose reply is still queued is not answered twice.
+    /// `None` (the default): value data is queued at once, as OpenDHT does.
+    pub uplink_bytes_per_sec: Option<u64>,
     /// Our identity, for signed and encrypted puts. With one, values encrypted to us are opened
     /// before they are delivered, and encrypted values we cannot open are dropped (counted in
     /// `Stats::unreadable`); without one, encrypted values are delivered as they are.
@@ -119,6 +126,7 @@ impl Default for Config {
             max_listeners_per_key: 1024,
             max_listeners: 65_536,
             max_reply_values_bytes: 4 << 20,
+            uplink_bytes_per_sec: None,
             identity: None,
             replicate: true,
             replicate_period: Duration::from_secs(60),

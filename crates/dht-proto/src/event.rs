@@ -72,8 +72,15 @@ pub enum Event {
         op: OpId,
         /// Its key.
         key: InfoHash,
-        /// True when at least one family reached its closest nodes.
+        /// True when at least one family reached its closest nodes: every live one of them
+        /// (not silent through its retransmissions) answered in full.
         ok: bool,
+        /// Of the closest nodes the get settled on (both families), how many answered it in
+        /// full.
+        answered: usize,
+        /// How many of the closest nodes it asked: those that answered, those still answering
+        /// and those that stayed silent (nodes that expired are not counted).
+        asked: usize,
     },
     /// A put finished (for a permanent put: its first announce).
     PutDone {

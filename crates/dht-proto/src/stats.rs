@@ -167,6 +167,8 @@ pub struct Stats {
     pub timeouts: u64,
     /// Retransmissions sent.
     pub retransmits: u64,
+    /// Retransmitted gets not answered again: their reply's value data was still queued.
+    pub duplicate_gets: u64,
     /// Error replies sent.
     pub errors_sent: u64,
     /// Values refused by storage (policy, quota, distance).

@@ -55,7 +55,9 @@ pub struct NetConfig {
     pub reorder: f64,
     /// Longest hold-back of a reordered datagram.
     pub reorder_delay: Duration,
-    /// Upload bandwidth of every node in bytes per second; `None`: unlimited.
+    /// Upload bandwidth of every node in bytes per second; `None`: unlimited. Each simulated
+    /// node is told it (`Config::uplink_bytes_per_sec`) unless its own configuration says
+    /// otherwise.
     pub bandwidth: Option<u64>,
 }
 

@@ -39,6 +39,8 @@ pub struct OpRecord {
     pub done: Option<Instant>,
     /// Its result: a get found its family's closest nodes, a put reached them.
     pub ok: bool,
+    /// A get's closest nodes that answered it in full, and those it asked (`Event::GetDone`).
+    pub answered: (usize, usize),
     /// Value ids found (gets) or announced (listens).
     pub found: BTreeSet<ValueId>,
     /// Value ids a listen was told expired.
@@ -64,6 +66,7 @@ impl OpRecord {
             first_value: None,
             done: None,
             ok: false,
+            answered: (0, 0),
             found: BTreeSet::new(),
             expired: BTreeSet::new(),
             vid: None,
@@ -144,7 +147,13 @@ impl OpTable {
                     r.found.extend(values.iter().map(|v| v.id));
                 }
             }
-            Event::GetDone { op, ok, .. } => {
+            Event::GetDone {
+                op,
+                ok,
+                answered,
+                asked,
+                ..
+            } => {
                 if let Some(o) = find(&self.by_node_op, op.0)
                     && let Some(r) = self.ops.get_mut(&o)
                 {
@@ -154,6 +163,7 @@ impl OpTable {
                         self.done += 1;
                     }
                     r.ok = *ok;
+                    r.answered = (*answered, *asked);
                 }
             }
             Event::PutDone { op, outcome, .. } => {

@@ -310,6 +310,10 @@ impl Sim {
         self.node_seeds.fill_bytes(&mut seed);
         let mut config = config.unwrap_or(&self.config.node).clone();
         config.dual_stack = self.config.stack == Stack::Dual;
+        // A host knows its uplink: its node paces value data to the modelled bandwidth.
+        if config.uplink_bytes_per_sec.is_none() {
+            config.uplink_bytes_per_sec = self.config.net.bandwidth;
+        }
         let mut node = Node::new(config, seed, self.now);
         node.set_unix_time(self.now, Sim::unix_at(self.now));
         node

@@ -95,7 +95,7 @@ impl Node {
                     s.wide = wide;
                     s.add_get(now, op, query.clone());
                 }
-                None => self.family_get_done(op, fam, false),
+                None => self.family_get_done(op, fam, false, 0, 0),
             }
         }
         self.after_input(now);
@@ -358,6 +358,8 @@ impl Node {
                 op,
                 key: InfoHash::ZERO,
                 ok: false,
+                answered: 0,
+                asked: 0,
             });
         }
         let listens = self.ops.listen_tokens();

@@ -170,6 +170,13 @@ pub struct Node {
     searches: Searches,
     ops: Operations,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Value data of get replies waiting for the uplink ([`Config::uplink_bytes_per_sec`]),
+    /// served round robin.
+    paced: VecDeque<PacedReply>,
+    /// Datagrams in `paced`.
+    paced_len: usize,
+    /// When the uplink is free again, by the datagrams handed out so far.
+    uplink_free: Instant,
     events: VecDeque<Event>,
     stats: Stats,
     connectivity: Connectivity,
@@ -209,7 +216,7 @@ use keys::KeyBook;
 pub use keys::public_key_location;
 use ops::Operations;
 use replicator::Replicator;
-use requester::{message_kind, value_of_row};
+use requester::{PacedReply, message_kind, value_of_row};
 use searches::Searches;
 use storer::{Notice, Storer};
 pub use timers::TimerReason;
@@ -261,6 +268,9 @@ impl Node {
             searches: Searches::new(config.max_searches),
             ops: Operations::new(),
             transmits: VecDeque::new(),
+            paced: VecDeque::new(),
+            paced_len: 0,
+            uplink_free: Instant::ZERO,
             events: VecDeque::new(),
             stats: Stats::default(),
             connectivity: Connectivity::new(),
@@ -405,8 +415,12 @@ impl Node {
     /// The next datagram to send, written into `buf` (cleared first). Call until `None` after
     /// every input and command.
     #[must_use]
-    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let (destination, data) = self.transmits.pop_front()?;
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let (destination, data) = match self.transmits.pop_front() {
+            Some(t) => t,
+            None => self.next_paced(now)?,
+        };
+        self.charge_uplink(now, data.len());
         buf.clear();
         buf.extend_from_slice(&data);
         Some(Transmit {
@@ -447,6 +461,9 @@ impl Node {
         consider(self.reassembler.next_deadline(), TimerReason::Reassembly);
         consider(self.storer.storage.next_expiry(), TimerReason::ValueExpiry);
         consider(self.searches.next_wakeup(), TimerReason::Search);
+        if !self.paced.is_empty() {
+            consider(Some(self.uplink_free), TimerReason::Pacing);
+        }
         if self.searches.has_dirty() {
             consider(Some(self.last_input), TimerReason::SearchStep);
         }
@@ -524,6 +541,7 @@ impl Node {
         self.searches.compact();
         self.ops.compact();
         self.transmits.compact();
+        self.paced.compact();
         self.events.compact();
         self.keys.compact();
     }

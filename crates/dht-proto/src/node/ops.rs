@@ -11,6 +11,9 @@ struct GetState {
     /// Families still searching.
     pending: PerFamily<bool>,
     ok: bool,
+    /// Closest nodes that answered in full, and that were asked (both families).
+    answered: usize,
+    asked: usize,
     /// Values delivered: id and a hash of their content.
     seen: BTreeMap<ValueId, InfoHash>,
 }
@@ -76,6 +79,8 @@ impl Operations {
             query,
             pending: PerFamily::new(true, true),
             ok: false,
+            answered: 0,
+            asked: 0,
             seen: BTreeMap::new(),
         };
         self.gets.insert(op, get);
@@ -91,16 +96,34 @@ impl Operations {
     }
 
     /// One family of a get finished; the get's done event once both have.
-    pub(super) fn get_done(&mut self, op: OpId, fam: Family, ok: bool) -> Option<Event> {
+    pub(super) fn get_done(
+        &mut self,
+        op: OpId,
+        fam: Family,
+        ok: bool,
+        answered: usize,
+        asked: usize,
+    ) -> Option<Event> {
         let g = self.gets.get_mut(&op)?;
+        if !g.pending[fam] {
+            return None;
+        }
         g.pending[fam] = false;
         g.ok |= ok;
+        g.answered += answered;
+        g.asked += asked;
         if g.pending.iter().any(|p| *p) {
             return None;
         }
-        let (key, ok) = (g.key, g.ok);
+        let (key, ok, answered, asked) = (g.key, g.ok, g.answered, g.asked);
         self.gets.remove(&op);
-        Some(Event::GetDone { op, key, ok })
+        Some(Event::GetDone {
+            op,
+            key,
+            ok,
+            answered,
+            asked,
+        })
     }
 
     /// Values found by a get, for its user: each value once, again only if it changed (at most
@@ -298,8 +321,8 @@ impl Operations {
 }
 
 impl Node {
-    pub(super) fn family_get_done(&mut self, op: OpId, fam: Family, ok: bool) {
-        if let Some(e) = self.ops.get_done(op, fam, ok) {
+    pub(super) fn family_get_done(&mut self, op: OpId, fam: Family, ok: bool, answered: usize, asked: usize) {
+        if let Some(e) = self.ops.get_done(op, fam, ok, answered, asked) {
             self.emit(e);
         }
     }

@@ -34,6 +34,7 @@ impl Node {
             if !self.reassembler.has_session(from, msg.tid) && !self.admit(now, &from) {
                 return;
             }
+            self.reply_progress(now, from, msg.tid);
             match self.reassembler.on_parts(now, from, msg.tid, parts) {
                 Ok(Progress::Complete(m)) => self.process(now, from, m),
                 Ok(Progress::Pending { .. }) => {}
@@ -53,8 +54,13 @@ impl Node {
                 }
             } else if self.rpc.get(from, msg.tid).is_none() {
                 return self.drop_datagram(from, DropReason::Unexpected);
+            } else {
+                self.reply_progress(now, from, msg.tid);
             }
+            let tid = msg.tid;
+            let reply = !is_request;
             match self.reassembler.on_header(now, from, msg) {
+                Ok(Progress::Pending { .. }) if reply => self.reassembler.await_reply(from, tid),
                 Ok(Progress::Complete(m)) => self.process(now, from, m),
                 Ok(Progress::Pending { .. }) => {}
                 Err(_) => self.drop_datagram(from, DropReason::Reassembly),
@@ -91,7 +97,7 @@ impl Node {
                 self.on_request(now, from, tid, req);
             }
             Body::Reply(reply) => {
-                let pending = self.rpc.complete(from, tid);
+                let pending = self.rpc.complete(now, from, tid);
                 if !msg.is_client {
                     let confirm = if pending.is_some() {
                         Confirm::Replied
@@ -108,7 +114,7 @@ impl Node {
                 }
             }
             Body::Error(err) => {
-                if let Some(p) = self.rpc.complete(from, tid) {
+                if let Some(p) = self.rpc.complete(now, from, tid) {
                     self.on_error(now, from, p, err.code);
                 }
             }

@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// The value data of one get reply, waiting for the uplink (see
+/// [`Config::uplink_bytes_per_sec`]).
+#[derive(Debug)]
+pub(super) struct PacedReply {
+    to: SocketAddr,
+    tid: Tid,
+    parts: VecDeque<Vec<u8>>,
+}
+
 impl Node {
     pub(super) fn emit(&mut self, mut e: Event) {
         if let Some(me) = &self.config.identity {
@@ -153,9 +162,75 @@ impl Node {
 
     pub(super) fn send_reply(&mut self, to: SocketAddr, tid: Tid, reply: Reply, data: &[Vec<u8>]) {
         self.send_message(to, Message::reply(tid, reply), MessageKind::Reply);
-        for p in self.value_parts(tid, data) {
+        let parts = self.value_parts(tid, data);
+        if self.config.uplink_bytes_per_sec.is_some() && !parts.is_empty() {
+            if self.transmits.len() + self.paced_len + parts.len() > self.config.max_transmit_queue {
+                tracing::debug!(%to, "reply data dropped: the transmit queue is full");
+                self.stats.transmit_overflow += parts.len() as u64;
+                return;
+            }
+            for _ in &parts {
+                self.stats.count_out(MessageKind::ValueData);
+            }
+            self.paced_len += parts.len();
+            self.paced.push_back(PacedReply {
+                to,
+                tid,
+                parts: parts.into(),
+            });
+            return;
+        }
+        for p in parts {
             self.stats.count_out(MessageKind::ValueData);
             self.queue(to, p);
+        }
+    }
+
+    /// Whether value data of our reply to (`to`, `tid`) is still waiting for the uplink: a
+    /// retransmission of that request is not answered again.
+    pub(super) fn reply_queued(&self, to: SocketAddr, tid: Tid) -> bool {
+        self.paced.iter().any(|r| r.to == to && r.tid == tid)
+    }
+
+    /// The next paced datagram, if the uplink is free at `now`: one datagram of the reply at
+    /// the head, which then goes to the back (round robin between replies).
+    pub(super) fn next_paced(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+        if self.uplink_free > now {
+            return None;
+        }
+        let mut r = self.paced.pop_front()?;
+        let data = r.parts.pop_front();
+        let to = r.to;
+        if !r.parts.is_empty() {
+            self.paced.push_back(r);
+        }
+        let data = data?;
+        self.paced_len = self.paced_len.saturating_sub(1);
+        Some((to, data))
+    }
+
+    /// A datagram of `len` bytes goes out at `now`: it holds the uplink for `len / rate`.
+    pub(super) fn charge_uplink(&mut self, now: Instant, len: usize) {
+        if let Some(rate) = self.config.uplink_bytes_per_sec.filter(|r| *r > 0) {
+            let tx = Duration::from_micros((len as u64 * 1_000_000).div_ceil(rate));
+            self.uplink_free = self.uplink_free.max(now) + tx;
+        }
+    }
+
+    /// A datagram of the reply to our request (`from`, `tid`) arrived, before the whole reply:
+    /// the peer is alive and answering. The request stops being retransmitted, and a search
+    /// that had given the peer up as slow takes it back (it must now finish its answer).
+    pub(super) fn reply_progress(&mut self, now: Instant, from: SocketAddr, tid: Tid) {
+        let Some(p) = self.rpc.progress(now, from, tid) else {
+            return;
+        };
+        if let Purpose::SearchGet { key, family } = p.purpose {
+            let node = p.node;
+            if let Some(s) = self.searches.get_mut(&(family, key))
+                && s.on_get_progress(&node, tid)
+            {
+                self.searches.mark((family, key));
+            }
         }
     }
 

@@ -297,7 +297,12 @@ impl Node {
                         s.sent(&to.id, Sent::Listen(sid), tid, None);
                     }
                 }
-                Action::GetDone { op, ok } => self.family_get_done(op, fam, ok),
+                Action::GetDone {
+                    op,
+                    ok,
+                    answered,
+                    asked,
+                } => self.family_get_done(op, fam, ok, answered, asked),
                 Action::PutDone {
                     op,
                     vid: _,

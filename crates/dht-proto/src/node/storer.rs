@@ -129,6 +129,11 @@ impl Node {
                 "Get_values with no info_hash",
             );
         }
+        if self.reply_queued(from, tid) {
+            // A retransmission while our answer is still going out: not a second copy.
+            self.stats.duplicate_gets += 1;
+            return;
+        }
         let mut r = self.nodes_reply(now, &from, &key, want);
         let values = self
             .storer

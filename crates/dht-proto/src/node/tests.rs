@@ -392,6 +392,73 @@ fn a_large_get_reply_is_sent_as_fragments() {
     );
 }
 
+/// The datagrams the node hands out at `now` (decoded).
+fn drain_at(n: &mut Node, now: Instant) -> Vec<(SocketAddr, Message)> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while let Some(tx) = n.poll_transmit(now, &mut buf) {
+        out.push((tx.destination, wire::decode(&buf[..tx.len]).expect("valid")));
+    }
+    out
+}
+
+#[test]
+fn reply_data_is_paced_round_robin_and_a_retransmitted_get_is_not_answered_twice() {
+    // 1 MB/s: a 1280-byte slice holds the uplink for about 1.3 ms.
+    let mut n = node_with(Config {
+        uplink_bytes_per_sec: Some(1_000_000),
+        ..Config::default()
+    });
+    let key = InfoHash::get("paced");
+    let big = Value::new(3, vec![9; 20_000]);
+    n.put(t(0), key, big.clone(), PutOptions::default()).unwrap();
+    let _ = drain_at(&mut n, t(0));
+    let get = |tid| {
+        request(
+            InfoHash([tid as u8; 20]),
+            tid,
+            RequestKind::Get {
+                key,
+                query: Query::default(),
+                want: None,
+            },
+        )
+    };
+    let (a, b) = (peer(1).1, peer(2).1);
+    send(&mut n, t(1000), a, &get(11));
+    send(&mut n, t(1000), b, &get(21));
+    // The headers go out at once; the value data waits for the uplink.
+    let out = drain_at(&mut n, t(1000));
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(out.iter().all(|(_, m)| matches!(m.body, Body::Reply(_))));
+    assert_eq!(n.next_timer().map(|x| x.1), Some(TimerReason::Pacing));
+    // A retransmission of a's get while its data is queued: no second answer.
+    send(&mut n, t(1000), a, &get(11));
+    assert!(drain_at(&mut n, t(1000)).is_empty());
+    assert_eq!(n.stats().duplicate_gets, 1);
+    // Then one slice at a time, alternating between the two replies.
+    let slices = big.encode_to_vec().len().div_ceil(1280);
+    let mut order = Vec::new();
+    let mut now = t(1000);
+    while order.len() < 2 * slices {
+        let at = n.poll_timeout().unwrap();
+        assert!(at > now, "paced");
+        now = at;
+        n.handle_timeout(now);
+        let out = drain_at(&mut n, now);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(matches!(out[0].1.body, Body::ValueData(_)));
+        order.push(out[0].0);
+    }
+    assert!(order.chunks(2).all(|c| c == [a, b] || c == [b, a]), "{order:?}");
+    // 2 × 16 slices at 1 MB/s: about 42 ms of uplink.
+    assert!(now - t(1000) >= Duration::from_millis(40), "{:?}", now - t(1000));
+    // Once it is all out, the same tid is answered again (the first answer may have been lost).
+    send(&mut n, now, a, &get(11));
+    assert_eq!(drain_at(&mut n, now).len(), 1);
+    assert_eq!(n.stats().duplicate_gets, 1);
+}
+
 #[test]
 fn listen_pushes_existing_new_refreshed_and_expired_values() {
     let mut n = node();
@@ -1804,8 +1871,15 @@ fn a_frugal_search_starts_with_one_request_and_hedges_with_a_second() {
     n.handle_timeout(t(start + 99));
     assert_eq!(gets(&drain(&mut n)), 0, "not before 100 ms");
     n.handle_timeout(t(start + 100));
-    assert_eq!(gets(&drain(&mut n)), 1, "the hedge");
-    n.handle_timeout(t(start + 300));
+    // The hedge. The scripted peers answered within 1 ms, so the first node's retransmission
+    // timeout is the 100 ms floor and fires now too: it is re-sent, and as it has gone
+    // unanswered twice the search gives it up as slow and asks another in its place.
+    assert_eq!(
+        gets(&drain(&mut n)),
+        3,
+        "the hedge, a retransmission, a replacement"
+    );
+    n.handle_timeout(t(start + 199));
     assert_eq!(gets(&drain(&mut n)), 0, "two in flight are enough");
 }
 

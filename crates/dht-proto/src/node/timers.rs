@@ -12,6 +12,8 @@ use crate::Instant;
 pub enum TimerReason {
     /// A request is due for retransmission, or has gone unanswered too long.
     Request,
+    /// The uplink is free for the next paced datagram of value data.
+    Pacing,
     /// A message being reassembled from fragments gives up.
     Reassembly,
     /// A stored value expires.

@@ -29,6 +29,80 @@ pub(crate) const MAX_ATTEMPTS: u8 = 3;
 const FIRST_WAIT: Duration = Duration::from_millis(500);
 /// Upper bound of the random part added to each wait.
 const WAIT_JITTER_MICROS: u64 = 250_000;
+/// Lowest retransmission timeout of a measured peer.
+pub(crate) const MIN_RTO: Duration = Duration::from_millis(100);
+/// Highest retransmission timeout of a measured peer: OpenDHT's first wait, 2 × 500 ms.
+pub(crate) const MAX_RTO: Duration = Duration::from_millis(1000);
+/// A reply whose value data is arriving is given up after this long without a datagram of it
+/// (the reassembler's idle limit): fragments arriving are signs of life.
+pub(crate) const ANSWER_IDLE: Duration = Duration::from_secs(3);
+/// Peers whose round-trip estimate is kept at most (the least recently measured goes first).
+const MAX_RTT_PEERS: usize = 32;
+
+/// A round-trip estimate: smoothed RTT and its mean deviation (RFC 6298 §2, as QUIC's), in
+/// microseconds (16 bytes: a node keeps one per recent peer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RttEstimate {
+    srtt: u32,
+    rttvar: u32,
+    /// Last sample taken.
+    last: Instant,
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+impl RttEstimate {
+    fn new(now: Instant, sample: Duration) -> RttEstimate {
+        let r = micros(sample);
+        RttEstimate {
+            srtt: r,
+            rttvar: r / 2,
+            last: now,
+        }
+    }
+
+    /// Smoothed round-trip time.
+    pub(crate) fn srtt(&self) -> Duration {
+        Duration::from_micros(u64::from(self.srtt))
+    }
+
+    /// Mean deviation of the samples.
+    pub(crate) fn rttvar(&self) -> Duration {
+        Duration::from_micros(u64::from(self.rttvar))
+    }
+
+    /// RFC 6298 §2.3: `RTTVAR ← ¾ RTTVAR + ¼ |SRTT − R|`, then `SRTT ← ⅞ SRTT + ⅛ R`.
+    fn update(&mut self, now: Instant, sample: Duration) {
+        let r = u64::from(micros(sample));
+        let (srtt, var) = (u64::from(self.srtt), u64::from(self.rttvar));
+        let diff = srtt.abs_diff(r);
+        self.rttvar = u32::try_from((var * 3 + diff) / 4).unwrap_or(u32::MAX);
+        self.srtt = u32::try_from((srtt * 7 + r) / 8).unwrap_or(u32::MAX);
+        self.last = now;
+    }
+
+    /// `SRTT + max(4 RTTVAR, SRTT / 2)`, within [`MIN_RTO`, `MAX_RTO`]. The SRTT/2 floor stands
+    /// in for TCP's clock granularity and QUIC's ack delay: a peer answers after its own
+    /// processing, which a run of equal samples hides.
+    pub(crate) fn rto(&self) -> Duration {
+        (self.srtt() + (4 * self.rttvar()).max(self.srtt() / 2)).clamp(MIN_RTO, MAX_RTO)
+    }
+}
+
+/// The key a peer's estimate is kept under: its address folded to 64 bits (two peers that
+/// collide share an estimate, which costs only a less exact timeout).
+fn peer_key(a: &SocketAddr) -> u64 {
+    let ip = match a.ip() {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let x = u128::from(v6);
+            (x as u64) ^ ((x >> 64) as u64).rotate_left(17) ^ 1 << 63
+        }
+    };
+    ip.rotate_left(16) ^ u64::from(a.port())
+}
 
 /// Why a request was sent: handed back with its reply, error or timeout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +142,11 @@ pub(crate) struct Pending {
     attempts: u8,
     wait: Duration,
     next: Instant,
+    /// When it was first sent (the round-trip sample of a reply to a single send).
+    sent: Instant,
+    /// Part of the reply has arrived (a fragmented reply's header or value data): no more
+    /// retransmissions, and the request lives while datagrams of its reply keep arriving.
+    answering: bool,
     /// The encoded request, re-sent as it is.
     packet: Vec<u8>,
     /// Value-data datagrams that follow the request, re-sent with it.
@@ -102,6 +181,11 @@ pub(crate) struct Rpc {
     max_pending: usize,
     /// Bootstrap pings in flight (a family shows "connecting" while there are any).
     bootstrapping: usize,
+    /// Round-trip estimates of the peers measured last ([`MAX_RTT_PEERS`] at most), by
+    /// [`peer_key`]: a few hundred bytes.
+    rtt: Vec<(u64, RttEstimate)>,
+    /// The estimate over every peer's samples: what a peer never measured is first given.
+    all: Option<RttEstimate>,
 }
 
 /// A request the node sends now, as [`Rpc::start`] records it.
@@ -137,7 +221,76 @@ impl Rpc {
             counters: BTreeMap::new(),
             max_pending,
             bootstrapping: 0,
+            rtt: Vec::new(),
+            all: None,
         }
+    }
+
+    /// The round-trip estimate of `peer`, if it was ever measured (and is still kept).
+    #[cfg(test)]
+    pub(crate) fn rtt(&self, peer: &SocketAddr) -> Option<&RttEstimate> {
+        self.estimate(peer)
+    }
+
+    fn estimate(&self, peer: &SocketAddr) -> Option<&RttEstimate> {
+        let k = peer_key(peer);
+        self.rtt.iter().find(|(p, _)| *p == k).map(|(_, e)| e)
+    }
+
+    /// The first wait of a request to `to`: the peer's retransmission timeout when it was
+    /// measured; for a peer never measured, 1.5 times the node-wide estimate's (its variance spans
+    /// every peer's paths); OpenDHT's fixed 2 × 500 ms + U(0, 250 ms) while the node has measured
+    /// nothing at all.
+    fn first_wait(&self, to: &SocketAddr, rng: &mut impl RngCore) -> Duration {
+        if let Some(e) = self.estimate(to) {
+            return e.rto();
+        }
+        match &self.all {
+            Some(all) => (all.rto() * 3 / 2).clamp(MIN_RTO, MAX_RTO),
+            None => next_wait(FIRST_WAIT, rng),
+        }
+    }
+
+    /// A round-trip sample of `peer` (Karn: only of requests sent once).
+    fn sample(&mut self, now: Instant, peer: SocketAddr, r: Duration) {
+        match self.all.as_mut() {
+            Some(e) => e.update(now, r),
+            None => self.all = Some(RttEstimate::new(now, r)),
+        }
+        let k = peer_key(&peer);
+        if let Some((_, e)) = self.rtt.iter_mut().find(|(p, _)| *p == k) {
+            e.update(now, r);
+            return;
+        }
+        if self.rtt.len() >= MAX_RTT_PEERS
+            && let Some(i) = (0..self.rtt.len()).min_by_key(|i| self.rtt.get(*i).map(|(_, e)| e.last))
+        {
+            self.rtt.swap_remove(i);
+        }
+        if self.rtt.capacity() == 0 {
+            self.rtt.reserve_exact(MAX_RTT_PEERS);
+        }
+        self.rtt.push((k, RttEstimate::new(now, r)));
+    }
+
+    /// Part of the reply to (`from`, `tid`) arrived: the request stops being retransmitted and
+    /// is given up only after [`ANSWER_IDLE`] without another datagram of its reply. The first
+    /// such datagram of a request sent once is a round-trip sample. Returns the request.
+    pub(crate) fn progress(&mut self, now: Instant, from: SocketAddr, tid: Tid) -> Option<&Pending> {
+        let (first, sent, attempts, old) = {
+            let p = self.pending.get(&(from, tid))?;
+            (!p.answering, p.sent, p.attempts, p.next)
+        };
+        if first && attempts == 1 {
+            self.sample(now, from, now - sent);
+        }
+        let next = now + ANSWER_IDLE;
+        self.timers.remove(&(old, from, tid));
+        self.timers.insert((next, from, tid));
+        let p = self.pending.get_mut(&(from, tid))?;
+        p.answering = true;
+        p.next = next;
+        Some(p)
     }
 
     /// A fresh id for `to`: the next value of that peer's counter, never 0 and never one still
@@ -179,7 +332,7 @@ impl Rpc {
         if purpose == Purpose::Bootstrap {
             self.bootstrapping += 1;
         }
-        let wait = next_wait(FIRST_WAIT, rng);
+        let wait = self.first_wait(&to, rng);
         let next = now + wait;
         self.timers.insert((next, to, tid));
         self.pending.insert(
@@ -190,6 +343,8 @@ impl Rpc {
                 attempts: 1,
                 wait,
                 next,
+                sent: now,
+                answering: false,
                 packet,
                 parts,
             },
@@ -200,8 +355,18 @@ impl Rpc {
         self.pending.get(&(from, tid))
     }
 
-    /// Takes the request a reply or error from `from` answers.
-    pub(crate) fn complete(&mut self, from: SocketAddr, tid: Tid) -> Option<Pending> {
+    /// Takes the request a reply or error from `from` answers (at `now`: the answer to a
+    /// request sent once, not already sampled, is a round-trip sample).
+    pub(crate) fn complete(&mut self, now: Instant, from: SocketAddr, tid: Tid) -> Option<Pending> {
+        let p = self.take(from, tid)?;
+        if p.attempts == 1 && !p.answering {
+            self.sample(now, from, now - p.sent);
+        }
+        Some(p)
+    }
+
+    /// Takes a request out, unanswered.
+    fn take(&mut self, from: SocketAddr, tid: Tid) -> Option<Pending> {
         let p = self.pending.remove(&(from, tid))?;
         self.timers.remove(&(p.next, from, tid));
         self.forget(from, &p);
@@ -216,7 +381,7 @@ impl Rpc {
             .map(|((_, t), _)| *t)
             .collect();
         tids.into_iter()
-            .filter_map(|t| self.complete(to, t).map(|p| (t, p)))
+            .filter_map(|t| self.take(to, t).map(|p| (t, p)))
             .collect()
     }
 
@@ -257,13 +422,18 @@ impl Rpc {
         }
         self.timers.remove(&(at, to, tid));
         let p = self.pending.get_mut(&(to, tid))?;
-        if p.attempts >= MAX_ATTEMPTS {
+        if p.attempts >= MAX_ATTEMPTS || p.answering {
             let pending = self.pending.remove(&(to, tid))?;
             self.forget(to, &pending);
             return Some(Timeout::Expired { to, pending });
         }
         p.attempts += 1;
-        p.wait = next_wait(p.wait, rng);
+        p.wait = if self.all.is_some() {
+            // Measured: the timeout doubles (RFC 6298 §5.5), within bounds.
+            (2 * p.wait).clamp(MIN_RTO, 4 * MAX_RTO)
+        } else {
+            next_wait(p.wait, rng)
+        };
         p.next = now + p.wait;
         self.timers.insert((p.next, to, tid));
         out.push((to, p.packet.clone()));
@@ -444,10 +614,13 @@ mod tests {
                 parts: vec![],
             },
         );
-        assert!(rpc.complete(addr("10.0.0.2:1"), tid).is_none());
-        assert!(rpc.complete(a, tid.wrapping_add(1)).is_none());
-        assert!(rpc.complete(a, tid).is_some());
-        assert!(rpc.complete(a, tid).is_none(), "a second reply is ignored");
+        assert!(rpc.complete(Instant::ZERO, addr("10.0.0.2:1"), tid).is_none());
+        assert!(rpc.complete(Instant::ZERO, a, tid.wrapping_add(1)).is_none());
+        assert!(rpc.complete(Instant::ZERO, a, tid).is_some());
+        assert!(
+            rpc.complete(Instant::ZERO, a, tid).is_none(),
+            "a second reply is ignored"
+        );
         assert!(rpc.next_deadline().is_none());
     }
 
@@ -480,9 +653,114 @@ mod tests {
         assert_ne!(a1, b1, "independent starts");
         assert_eq!(rpc.counters(), 2);
         for t in [a1, a1.wrapping_add(1)] {
-            rpc.complete(a, t);
+            rpc.complete(Instant::ZERO, a, t);
         }
         assert_eq!(rpc.counters(), 1, "an idle peer's counter is dropped");
+    }
+
+    fn ping(rpc: &mut Rpc, rng: &mut ChaCha20Rng, now: Instant, to: SocketAddr) -> Tid {
+        let tid = rpc.next_tid(to, rng);
+        rpc.start(
+            now,
+            rng,
+            Outgoing {
+                to,
+                tid,
+                node: InfoHash::ZERO,
+                purpose: Purpose::Ping,
+                packet: vec![1],
+                parts: vec![],
+            },
+        );
+        tid
+    }
+
+    /// The sends and the expiry of one unanswered request started at `t0`.
+    fn schedule(rpc: &mut Rpc, rng: &mut ChaCha20Rng, t0: Instant, to: SocketAddr) -> Vec<Duration> {
+        ping(rpc, rng, t0, to);
+        let mut out = Vec::new();
+        let mut at = vec![];
+        while let Some(t) = rpc.next_deadline() {
+            if rpc.poll_timeout(t, rng, &mut out).is_some() {
+                at.push(t - t0);
+            }
+        }
+        at
+    }
+
+    #[test]
+    fn measured_peers_get_timeouts_from_their_round_trip() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let mut rpc = Rpc::new(16);
+        let a = addr("10.0.0.1:1");
+        let ms = Duration::from_millis;
+        // Ten replies after 100 ms each: SRTT 100 ms, RTTVAR decaying towards 0.
+        let mut now = Instant::ZERO;
+        for _ in 0..10 {
+            let tid = ping(&mut rpc, &mut rng, now, a);
+            now += ms(100);
+            assert!(rpc.complete(now, a, tid).is_some());
+        }
+        let e = *rpc.rtt(&a).unwrap();
+        assert_eq!(e.srtt(), ms(100));
+        assert!(e.rttvar() < ms(5), "{e:?}");
+        assert_eq!(e.rto(), ms(150), "SRTT + max(4 RTTVAR, SRTT/2)");
+        // A silent peer is re-sent at RTO, 2 RTO, and given up 4 RTO later (7 RTO, 1.05 s,
+        // where OpenDHT's fixed schedule takes 7 to 9.75 s).
+        let at = schedule(&mut rpc, &mut rng, now, a);
+        assert_eq!(at, vec![ms(150), ms(450), ms(1050)]);
+        // A peer never measured gets 1.5 times the node-wide timeout.
+        let b = addr("10.0.0.2:1");
+        assert!(rpc.rtt(&b).is_none());
+        let at = schedule(&mut rpc, &mut rng, now, b);
+        assert_eq!(at, vec![ms(225), ms(675), ms(1575)]);
+        // Karn: a reply to a retransmitted request is no sample.
+        let tid = ping(&mut rpc, &mut rng, now, a);
+        let mut out = Vec::new();
+        let t = rpc.next_deadline().unwrap();
+        assert!(rpc.poll_timeout(t, &mut rng, &mut out).is_some());
+        assert!(rpc.complete(t + ms(900), a, tid).is_some());
+        assert_eq!(*rpc.rtt(&a).unwrap(), e);
+        // The bounds: a very slow peer waits at most OpenDHT's first wait, a fast one 100 ms.
+        let slow = RttEstimate::new(now, ms(5000));
+        assert_eq!(slow.rto(), MAX_RTO);
+        let fast = RttEstimate::new(now, ms(1));
+        assert_eq!(fast.rto(), MIN_RTO);
+    }
+
+    #[test]
+    fn a_reply_arriving_in_fragments_is_not_retransmitted_while_it_progresses() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let mut rpc = Rpc::new(16);
+        let a = addr("10.0.0.1:1");
+        let ms = Duration::from_millis;
+        let tid = ping(&mut rpc, &mut rng, Instant::ZERO, a);
+        // The header after 100 ms, then a fragment every 2 s for 20 s: no retransmission.
+        let mut now = Instant::ZERO + ms(100);
+        assert!(rpc.progress(now, a, tid).is_some());
+        for _ in 0..10 {
+            now += ms(2000);
+            let mut out = Vec::new();
+            assert!(rpc.poll_timeout(now, &mut rng, &mut out).is_none());
+            assert!(out.is_empty());
+            assert!(rpc.progress(now, a, tid).is_some());
+        }
+        assert_eq!(rpc.rtt(&a).unwrap().srtt(), ms(100), "the header was the sample");
+        assert!(rpc.complete(now, a, tid).is_some());
+        assert_eq!(rpc.rtt(&a).unwrap().srtt(), ms(100), "the whole reply is not");
+        // A reply that stops arriving is given up after ANSWER_IDLE.
+        let tid = ping(&mut rpc, &mut rng, now, a);
+        assert!(rpc.progress(now, a, tid).is_some());
+        let mut out = Vec::new();
+        assert!(
+            rpc.poll_timeout(now + (ANSWER_IDLE - ms(1)), &mut rng, &mut out)
+                .is_none()
+        );
+        assert!(matches!(
+            rpc.poll_timeout(now + ANSWER_IDLE, &mut rng, &mut out),
+            Some(Timeout::Expired { .. })
+        ));
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -272,8 +272,14 @@ pub(crate) enum Action {
         sid: Option<Tid>,
         query: Query,
     },
-    /// A get is complete.
-    GetDone { op: OpId, ok: bool },
+    /// A get is complete: `answered` of the `asked` closest nodes it settled on answered it
+    /// in full.
+    GetDone {
+        op: OpId,
+        ok: bool,
+        answered: usize,
+        asked: usize,
+    },
     /// A put's announce is complete (or failed, with fewer acks than targeted).
     PutDone {
         op: OpId,
@@ -587,6 +593,18 @@ impl Search {
         true
     }
 
+    /// Part of `id`'s reply to get or find `tid` arrived: a node given up as slow is taken
+    /// back (its answer is coming, and the get waits for it). Returns true when it was.
+    pub(crate) fn on_get_progress(&mut self, id: &InfoHash, tid: Tid) -> bool {
+        match self.node_mut(id) {
+            Some(n) if n.candidate && n.get_pending.as_ref().is_some_and(|(t, _)| *t == tid) => {
+                n.candidate = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A get or find to `id` went unanswered twice: the node is a candidate (bad) until it
     /// answers.
     pub(crate) fn on_get_slow(&mut self, id: &InfoHash, tid: Tid) {
@@ -790,16 +808,39 @@ impl Search {
         any
     }
 
+    /// Whether `n` has answered get `g` in full.
+    fn answered_get(n: &SearchNode, g: &GetOp) -> bool {
+        n.get_pending.is_none()
+            && n.last_reply.is_some_and(|t| t >= g.started)
+            && n.replied_query
+                .as_ref()
+                .is_some_and(|q| g.query.is_satisfied_by(q))
+    }
+
+    /// A get is done when every live node among the closest [`TARGET_NODES`] has answered it in
+    /// full. Live: not expired, and not silent (a candidate whose reply shows any sign of life
+    /// is taken back, see [`Search::on_get_progress`]), so a node whose answer is still arriving
+    /// holds the get until it has all of it.
     fn get_done(&self, g: &GetOp) -> bool {
         let first: Vec<&SearchNode> = self.non_bad().take(TARGET_NODES).collect();
-        !first.is_empty()
-            && first.iter().all(|n| {
-                n.get_pending.is_none()
-                    && n.last_reply.is_some_and(|t| t >= g.started)
-                    && n.replied_query
-                        .as_ref()
-                        .is_some_and(|q| g.query.is_satisfied_by(q))
-            })
+        !first.is_empty() && first.iter().all(|n| Search::answered_get(n, g))
+    }
+
+    /// (answered, asked) of get `g` among the closest nodes: the non-expired nodes up to the
+    /// [`TARGET_NODES`]th non-bad one (silent candidates count as asked), and of them those that
+    /// answered in full.
+    fn get_tally(&self, g: &GetOp) -> (usize, usize) {
+        let mut good = 0;
+        let (mut answered, mut asked) = (0, 0);
+        for n in self.nodes.iter().filter(|n| !n.expired) {
+            if good >= TARGET_NODES {
+                break;
+            }
+            good += usize::from(!n.is_bad());
+            asked += 1;
+            answered += usize::from(Search::answered_get(n, g));
+        }
+        (answered, asked)
     }
 
     /// The query this search sends: the gets' common query, or everything when they differ.
@@ -843,7 +884,15 @@ impl Search {
                 .partition(|g| self.get_done(g));
             self.gets = keep;
             self.join = false;
-            out.extend(done.into_iter().map(|g| Action::GetDone { op: g.op, ok: true }));
+            for g in done {
+                let (answered, asked) = self.get_tally(&g);
+                out.push(Action::GetDone {
+                    op: g.op,
+                    ok: true,
+                    answered,
+                    asked,
+                });
+            }
             self.check_announces(now, &mut out);
             if self.wide_sent && !self.nodes.iter().any(|n| n.asked_wide && n.get_pending.is_some()) {
                 // Did speculation pay? Only if it found one of the closest 8 (replies to it
@@ -1034,8 +1083,14 @@ impl Search {
         }
         self.expired_at = Some(now);
         self.join = false;
-        for g in self.gets.drain(..) {
-            out.push(Action::GetDone { op: g.op, ok: false });
+        for g in core::mem::take(&mut self.gets) {
+            let (answered, asked) = self.get_tally(&g);
+            out.push(Action::GetDone {
+                op: g.op,
+                ok: false,
+                answered,
+                asked,
+            });
         }
         let targeted = self.non_bad().take(TARGET_NODES).count();
         let mut i = 0;

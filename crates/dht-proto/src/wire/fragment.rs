@@ -219,6 +219,8 @@ struct Session {
     early_bytes: usize,
     /// Bytes held by this session (early parts plus fragments).
     held: usize,
+    /// A reply to a request of ours ([`Reassembler::await_reply`]).
+    awaited: bool,
 }
 
 impl Session {
@@ -231,6 +233,7 @@ impl Session {
             early: Vec::new(),
             early_bytes: 0,
             held: 0,
+            awaited: false,
         }
     }
 
@@ -239,9 +242,18 @@ impl Session {
     }
 
     fn deadline(&self, limits: &ReassemblyLimits) -> Instant {
-        (self.start + limits.max_duration).min(self.last + limits.max_gap)
+        let longest = if self.awaited {
+            limits.max_duration * AWAITED_DURATION_FACTOR
+        } else {
+            limits.max_duration
+        };
+        (self.start + longest).min(self.last + limits.max_gap)
     }
 }
+
+/// A reply to a request of ours may take this many times `max_duration` to arrive, as long as
+/// its datagrams keep coming (`max_gap`): a storer with a slow uplink paces a large answer.
+const AWAITED_DURATION_FACTOR: u32 = 12;
 
 /// Reassembles fragmented messages. Keyed by (source address, tid).
 #[derive(Debug, Default)]
@@ -502,6 +514,14 @@ impl Reassembler {
         expired.len()
     }
 
+    /// The session (`from`, `tid`) is a reply to a request of ours: it may last
+    /// [`AWAITED_DURATION_FACTOR`] times longer while its datagrams keep coming.
+    pub fn await_reply(&mut self, from: SocketAddr, tid: Tid) {
+        if let Some(s) = self.sessions.get_mut(&(from, tid)) {
+            s.awaited = true;
+        }
+    }
+
     /// When the next session will expire, if any is open.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.sessions.values().map(|s| s.deadline(&self.limits)).min()
@@ -724,6 +744,31 @@ mod tests {
         // Gap.
         r.on_header(t0, from(), header(2, &out.values)).unwrap();
         assert_eq!(r.expire(t0 + Duration::from_millis(2999)), 0);
+        assert_eq!(r.expire(t0 + Duration::from_secs(3)), 1);
+    }
+
+    #[test]
+    fn an_awaited_reply_lives_past_the_total_limit_while_it_progresses() {
+        let out = prepare(&[big(1, 20_000)]);
+        let parts: Vec<_> = slices(&out.data).collect();
+        assert!(parts.len() > 8);
+        let mut r = Reassembler::default();
+        let t0 = Instant::from_secs(100);
+        r.on_header(t0, from(), header(1, &out.values)).unwrap();
+        r.await_reply(from(), 1);
+        // One fragment every 2.5 s: 20 s and more, past the 10 s of an unawaited session.
+        let mut t = t0;
+        let n = parts.len();
+        for (i, p) in parts.into_iter().enumerate() {
+            t += Duration::from_millis(2500);
+            assert_eq!(r.expire(t), 0);
+            let done = matches!(r.on_parts(t, from(), 1, p).unwrap(), Progress::Complete(_));
+            assert_eq!(done, i + 1 == n);
+        }
+        assert!(t - t0 > Duration::from_secs(20));
+        // The gap rule still holds.
+        r.on_header(t0, from(), header(2, &out.values)).unwrap();
+        r.await_reply(from(), 2);
         assert_eq!(r.expire(t0 + Duration::from_secs(3)), 1);
     }
 
