@@ -140,6 +140,7 @@ mod search;
 pub mod state;
 mod stats;
 mod storage;
+mod subnet;
 mod time;
 pub mod value;
 pub mod wire;

@@ -255,10 +255,17 @@ impl Node {
             blacklist: Blacklist::new(config.max_blacklist),
             reassembler: Reassembler::new(config.reassembly.clone()),
             tables: PerFamily::new(
-                RoutingTable::new(Family::V4, id, config.bootstrap_mode),
-                RoutingTable::new(Family::V6, id, config.bootstrap_mode),
+                RoutingTable::new(Family::V4, id, config.bootstrap_mode).with_subnet_limits(
+                    config.max_bucket_nodes_per_subnet,
+                    config.max_search_nodes_per_subnet,
+                ),
+                RoutingTable::new(Family::V6, id, config.bootstrap_mode).with_subnet_limits(
+                    config.max_bucket_nodes_per_subnet,
+                    config.max_search_nodes_per_subnet,
+                ),
             ),
-            searches: Searches::new(config.max_searches),
+            searches: Searches::new(config.max_searches)
+                .with_subnet_limit(config.max_search_nodes_per_subnet),
             ops: Operations::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),

@@ -38,7 +38,8 @@ fn node_knowing(peers: &[(InfoHash, SocketAddr)]) -> Node {
 fn peer(i: u8) -> (InfoHash, SocketAddr) {
     (
         InfoHash([i; 20]),
-        SocketAddr::from(([10, 0, 0, i], 4000 + u16::from(i))),
+        // Each on a /24 of its own, so no Sybil limit applies.
+        SocketAddr::from(([10, 0, i, i], 4000 + u16::from(i))),
     )
 }
 
@@ -871,7 +872,7 @@ fn bad_sources_and_senders_are_dropped() {
     assert_eq!(n.stats().dropped(DropReason::TooLarge), 1);
     assert!(drain(&mut n).is_empty());
     // An IPv4-mapped source is the IPv4 address.
-    send(&mut n, t(1), "[::ffff:10.0.0.1]:4001".parse().unwrap(), &ping);
+    send(&mut n, t(1), "[::ffff:10.0.1.1]:4001".parse().unwrap(), &ping);
     let out = drain(&mut n);
     assert_eq!(out[0].0, p.1);
     assert_eq!(out[0].1.network, 7, "our messages carry our network id");
@@ -1632,7 +1633,7 @@ fn ranked_peers(key: InfoHash) -> Vec<(InfoHash, SocketAddr)> {
         .map(|i| {
             let mut id = key;
             id.0[19] ^= i;
-            (id, SocketAddr::from(([10, 0, 1, i], 5000 + u16::from(i))))
+            (id, SocketAddr::from(([10, 1, i, i], 5000 + u16::from(i))))
         })
         .collect()
 }
