@@ -125,6 +125,7 @@ mod prelude {
     pub(crate) use alloc::vec::Vec;
 }
 
+mod amplify;
 mod compact;
 mod config;
 pub mod crypto;
