@@ -95,6 +95,30 @@ pub struct Config {
     pub replicate_period: Duration,
     /// Bootstrap addresses remembered.
     pub max_bootstrap: usize,
+
+    /// Sybil limit: nodes of one IPv4 /24 or IPv6 /64 in one routing-table bucket; `None`: no
+    /// limit. Loopback addresses are never limited (a test network on one machine); a network
+    /// of many nodes on one private LAN should turn it off.
+    pub max_bucket_nodes_per_subnet: Option<usize>,
+    /// Sybil limit: nodes of one subnet among a search's nodes, so among the storers of a put
+    /// and the nodes a get asks; also among the closest nodes a storer counts before it takes
+    /// a put or re-replicates. `None`: no limit.
+    pub max_search_nodes_per_subnet: Option<usize>,
+
+    /// Anti-amplification: to an address that has not proven a round trip (answered a request
+    /// of ours, sent a token of ours, or is a good node of our routing table), the node sends
+    /// at most this many times the bytes it received from it; the rest waits for the proof (a
+    /// ping) or is dropped. `None`: no limit.
+    pub amplification_factor: Option<u32>,
+    /// Unproven addresses tracked at once (their byte credit and held datagrams); the longest
+    /// idle is forgotten first.
+    pub max_unproven_addresses: usize,
+    /// Bytes held for unproven addresses in all.
+    pub max_held_bytes: usize,
+    /// Bytes held for one unproven address.
+    pub max_held_bytes_per_address: usize,
+    /// Proven addresses remembered (beyond the routing table's good nodes).
+    pub max_proven_addresses: usize,
 }
 
 impl Default for Config {
@@ -131,6 +155,13 @@ impl Default for Config {
             replicate: true,
             replicate_period: Duration::from_secs(60),
             max_bootstrap: 64,
+            max_bucket_nodes_per_subnet: Some(2),
+            max_search_nodes_per_subnet: Some(3),
+            amplification_factor: Some(2),
+            max_unproven_addresses: 4096,
+            max_held_bytes: 8 << 20,
+            max_held_bytes_per_address: 512 << 10,
+            max_proven_addresses: 16_384,
         }
     }
 }

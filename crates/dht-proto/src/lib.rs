@@ -125,6 +125,7 @@ mod prelude {
     pub(crate) use alloc::vec::Vec;
 }
 
+mod amplify;
 mod compact;
 mod config;
 pub mod crypto;
@@ -141,6 +142,7 @@ mod search;
 pub mod state;
 mod stats;
 mod storage;
+mod subnet;
 mod time;
 pub mod value;
 pub mod wire;

@@ -182,6 +182,10 @@ pub struct Stats {
     pub unreadable: u64,
     /// Transmits dropped because the queue was full.
     pub transmit_overflow: u64,
+    /// Datagrams held for an address without a proven round trip (anti-amplification).
+    pub amplification_held: u64,
+    /// Datagrams for such an address dropped: past the hold's bounds, or held too long.
+    pub amplification_dropped: u64,
     /// Events dropped because the queue was full.
     pub event_overflow: u64,
     /// Requests not sent because the pending table was full.

@@ -38,8 +38,8 @@ pub mod summary;
 pub use op::{Op, OpKind, OpRecord};
 pub use report::{Mark, Percentiles, Report};
 pub use sim::{
-    Annotation, Host, HostTraffic, Observer, ObserverFactory, Phase, Progress, Sim, SimConfig, Stack,
-    observe_new_sims, trace_step,
+    Annotation, Host, HostTraffic, Misbehaviour, Observer, ObserverFactory, Phase, Progress, Sim, SimConfig,
+    Stack, observe_new_sims, trace_step,
 };
 
 /// The seeds a scenario runs: `DHT_SIM_SEED` when set (to replay one run), else `fixed`.

@@ -103,7 +103,38 @@ pub struct Host {
     /// The causal depth of the last datagram this host handled: what its timers' transmits
     /// continue from.
     depth: u16,
+    /// Addresses chosen with [`Sim::add_host_on`]; `None`: the default layout.
+    placed: Option<(Ipv4Addr, Ipv6Addr)>,
+    /// How the host misbehaves ([`Sim::add_host_on`]).
+    pub misbehaviour: Misbehaviour,
+    /// Targets of the finds and gets a colluding host was asked, by (requester, tid), to
+    /// answer them with colluders (bounded: the oldest go first).
+    asked: std::collections::VecDeque<(SocketAddr, u32, InfoHash)>,
 }
+
+/// How a host placed with [`Sim::add_host_on`] misbehaves: the Sybil's repertoire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Misbehaviour {
+    /// Acknowledges puts but keeps nothing (its node stores no key).
+    pub drop_stores: bool,
+    /// Answers finds and gets with only colluders' addresses: the live hosts that collude
+    /// too, closest to the target first.
+    pub collude: bool,
+    /// Never answers a get (the request is dropped on arrival; finds are answered).
+    pub ignore_gets: bool,
+}
+
+impl Misbehaviour {
+    /// All three.
+    pub const SYBIL: Misbehaviour = Misbehaviour {
+        drop_stores: true,
+        collude: true,
+        ignore_gets: true,
+    };
+}
+
+/// Finds and gets a colluding host remembers, to answer them with colluders.
+const MAX_ASKED: usize = 1024;
 
 /// Datagrams and bytes one host's nodes sent (offered to the network, lost ones included) and
 /// received (handed to a live node).
@@ -246,6 +277,8 @@ pub struct Sim {
     annotations_dropped: u64,
     up: usize,
     joined: Option<(usize, usize)>,
+    /// Hosts placed with [`Sim::add_host_on`], by address.
+    placed: std::collections::BTreeMap<IpAddr, usize>,
 }
 
 impl Sim {
@@ -282,6 +315,7 @@ impl Sim {
             annotations_dropped: 0,
             up: 0,
             joined: None,
+            placed: std::collections::BTreeMap::new(),
             config,
         };
         sim.observer = OBSERVE_NEW
@@ -347,6 +381,9 @@ impl Sim {
             incarnation: 0,
             traffic: HostTraffic::default(),
             depth: 0,
+            placed: None,
+            misbehaviour: Misbehaviour::default(),
+            asked: std::collections::VecDeque::new(),
         });
         self.up += 1;
         let i = self.hosts.len() - 1;
@@ -354,48 +391,110 @@ impl Sim {
         i
     }
 
-    /// Host `i`'s IPv4 address (10.0.0.0/8).
+    /// Host `i`'s IPv4 address in the default layout: every host on a /24 of its own
+    /// (10.x.y.1 for the first 65,535 hosts, so the Sybil limits never bind on an ordinary
+    /// run). Hosts placed with [`Sim::add_host_on`] are elsewhere ([`Sim::host_addr4`]).
     pub fn addr4(i: usize) -> SocketAddr {
-        let i = i as u32 + 1;
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i)), 4222)
+        let n = i as u32 + 1;
+        let [_, hi, x, y] = n.to_be_bytes();
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, x, y, hi.saturating_add(1))), 4222)
     }
 
-    /// Host `i`'s IPv6 address (fd00::/64).
+    /// Host `i`'s IPv6 address in the default layout: every host on a /64 of its own
+    /// (`fd00:0:0:n::1`).
     pub fn addr6(i: usize) -> SocketAddr {
         SocketAddr::new(
-            IpAddr::V6(Ipv6Addr::from(0xfd00_u128 << 112 | (i as u128 + 1))),
+            IpAddr::V6(Ipv6Addr::from(0xfd00_u128 << 112 | (i as u128 + 1) << 64 | 1)),
             4222,
         )
+    }
+
+    /// Host `i`'s IPv4 address: its placed one, or [`Sim::addr4`].
+    pub fn host_addr4(&self, i: usize) -> SocketAddr {
+        match self.hosts.get(i).and_then(|h| h.placed) {
+            Some((v4, _)) => SocketAddr::new(IpAddr::V4(v4), 4222),
+            None => Sim::addr4(i),
+        }
+    }
+
+    /// Host `i`'s IPv6 address: its placed one, or [`Sim::addr6`].
+    pub fn host_addr6(&self, i: usize) -> SocketAddr {
+        match self.hosts.get(i).and_then(|h| h.placed) {
+            Some((_, v6)) => SocketAddr::new(IpAddr::V6(v6), 4222),
+            None => Sim::addr6(i),
+        }
     }
 
     /// Host `i`'s address in its main family.
     pub fn addr(&self, i: usize) -> SocketAddr {
         match self.config.stack {
-            Stack::V6 => Sim::addr6(i),
-            _ => Sim::addr4(i),
+            Stack::V6 => self.host_addr6(i),
+            _ => self.host_addr4(i),
         }
     }
 
+    /// Adds a host on subnet `subnet` (the IPv4 /24 `10.x.y.0` with `x.y` = `subnet`, and the
+    /// IPv6 /64 `fd00:0:0:subnet::`), shared with the default host whose own subnet it is and
+    /// with the other hosts placed on it; with `config` (`None`: the simulation's) and
+    /// `misbehaviour`. Up to 253 hosts per subnet. Returns the host's index.
+    pub fn add_host_on(&mut self, subnet: u16, config: Option<Config>, misbehaviour: Misbehaviour) -> usize {
+        let placed_here = self
+            .hosts
+            .iter()
+            .filter(|h| {
+                h.placed
+                    .is_some_and(|(v4, _)| u32::from(v4) >> 8 == 0x0a_0000 | u32::from(subnet))
+            })
+            .count();
+        let h = u8::try_from(placed_here + 2).unwrap_or(u8::MAX).min(254);
+        let [x, y] = subnet.to_be_bytes();
+        let v4 = Ipv4Addr::new(10, x, y, h);
+        let v6 = Ipv6Addr::from(0xfd00_u128 << 112 | u128::from(subnet) << 64 | u128::from(h));
+        let mut config = config.unwrap_or_else(|| self.config.node.clone());
+        if misbehaviour.drop_stores {
+            config.max_store_keys = 0;
+        }
+        let i = self.push_host(Some(Box::new(config)));
+        if let Some(host) = self.hosts.get_mut(i) {
+            host.placed = Some((v4, v6));
+            host.misbehaviour = misbehaviour;
+        }
+        self.placed.insert(IpAddr::V4(v4), i);
+        self.placed.insert(IpAddr::V6(v6), i);
+        i
+    }
+
     fn host_of(&self, a: &SocketAddr) -> Option<usize> {
+        if a.port() != 4222 {
+            return None;
+        }
         let i = match a.ip() {
             IpAddr::V4(v4) if self.config.stack != Stack::V6 => {
-                let n = u32::from(v4);
-                if n >> 24 != 10 {
+                let [a, x, y, h] = v4.octets();
+                if a != 10 || h == 0 {
                     return None;
                 }
-                (n & 0x00ff_ffff) as usize
+                if h != 1
+                    && let Some(j) = self.placed.get(&IpAddr::V4(v4))
+                {
+                    return Some(*j);
+                }
+                (usize::from(h - 1) << 16) | (usize::from(x) << 8) | usize::from(y)
             }
             IpAddr::V6(v6) if self.config.stack != Stack::V4 => {
                 let n = u128::from(v6);
                 if n >> 112 != 0xfd00 {
                     return None;
                 }
-                (n & 0xffff_ffff) as usize
+                if n & 0xffff_ffff_ffff_ffff != 1 {
+                    return self.placed.get(&IpAddr::V6(v6)).copied();
+                }
+                ((n >> 64) & 0xffff_ffff_ffff) as usize
             }
             _ => return None,
         };
         let i = i.checked_sub(1)?;
-        (i < self.hosts.len()).then_some(i)
+        (i < self.hosts.len() && self.hosts.get(i).is_some_and(|h| h.placed.is_none())).then_some(i)
     }
 
     fn push(&mut self, at: Instant, job: Job) {
@@ -432,8 +531,13 @@ impl Sim {
                 }
             });
         }
-        let from4 = Sim::addr4(i);
-        let from6 = Sim::addr6(i);
+        let from4 = self.host_addr4(i);
+        let from6 = self.host_addr6(i);
+        if self.hosts.get(i).is_some_and(|h| h.misbehaviour.collude) {
+            for (to, data) in &mut out {
+                self.collude(i, *to, data);
+            }
+        }
         if let Some(h) = self.hosts.get_mut(i) {
             h.traffic.sent += out.len() as u64;
             h.traffic.sent_bytes += out.iter().map(|o| o.1.len() as u64).sum::<u64>();
@@ -466,6 +570,82 @@ impl Sim {
         self.reschedule(i);
     }
 
+    /// A misbehaving host sees a datagram: false when it ignores it (a get, for a host that
+    /// never answers them). A colluding host remembers what finds and gets asked for.
+    fn misbehave_on_receive(h: &mut Host, from: SocketAddr, data: &[u8]) -> bool {
+        let Ok(msg) = dht_proto::wire::decode(data) else {
+            return true;
+        };
+        let dht_proto::wire::Body::Request(req) = &msg.body else {
+            return true;
+        };
+        let target = match &req.kind {
+            dht_proto::wire::RequestKind::Get { key, .. } => {
+                if h.misbehaviour.ignore_gets {
+                    return false;
+                }
+                *key
+            }
+            dht_proto::wire::RequestKind::Find { target, .. } => *target,
+            _ => return true,
+        };
+        if h.misbehaviour.collude {
+            if h.asked.len() >= MAX_ASKED {
+                h.asked.pop_front();
+            }
+            h.asked.push_back((from, msg.tid, target));
+        }
+        true
+    }
+
+    /// Host `i` colludes: a reply it sends to a find or get names, instead of the nodes it
+    /// knows, the live colluding hosts closest to the target.
+    fn collude(&self, i: usize, to: SocketAddr, data: &mut Vec<u8>) {
+        let Ok(mut msg) = dht_proto::wire::decode(data) else {
+            return;
+        };
+        let Some(h) = self.hosts.get(i) else { return };
+        let Some(target) = h
+            .asked
+            .iter()
+            .rev()
+            .find(|(from, tid, _)| *from == to && *tid == msg.tid)
+            .map(|a| a.2)
+        else {
+            return;
+        };
+        let dht_proto::wire::Body::Reply(r) = &mut msg.body else {
+            return;
+        };
+        let colluders = |v6: bool| {
+            let mut c: Vec<dht_proto::wire::NodeInfo> = self
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(j, o)| *j != i && o.misbehaviour.collude)
+                .filter_map(|(j, o)| {
+                    let id = o.node.as_ref()?.node_id();
+                    let addr = if v6 {
+                        self.host_addr6(j)
+                    } else {
+                        self.host_addr4(j)
+                    };
+                    Some(dht_proto::wire::NodeInfo { id, addr })
+                })
+                .collect();
+            c.sort_by(|a, b| target.xor_cmp(&a.id, &b.id));
+            c.truncate(8);
+            c
+        };
+        if !r.nodes4.is_empty() {
+            r.nodes4 = colluders(false);
+        }
+        if !r.nodes6.is_empty() {
+            r.nodes6 = colluders(true);
+        }
+        *data = msg.encode_to_vec();
+    }
+
     /// Runs one job. Returns false when nothing is left before `until` (time then moves to
     /// `until`).
     pub fn step(&mut self, until: Instant) -> bool {
@@ -496,6 +676,12 @@ impl Sim {
                 let Some(h) = self.hosts.get_mut(to) else {
                     return true;
                 };
+                if h.node.is_none() {
+                    return true;
+                }
+                if h.misbehaviour != Misbehaviour::default() && !Sim::misbehave_on_receive(h, from, &data) {
+                    return true;
+                }
                 let Some(node) = h.node.as_mut() else {
                     return true;
                 };
@@ -648,12 +834,13 @@ impl Sim {
     /// first).
     pub fn bootstrap_from(&mut self, i: usize, j: usize) {
         let stack = self.config.stack;
+        let (a4, a6) = (self.host_addr4(j), self.host_addr6(j));
         self.with(i, |n, now| {
             if stack != Stack::V6 {
-                n.bootstrap(now, Sim::addr4(j));
+                n.bootstrap(now, a4);
             }
             if stack != Stack::V4 {
-                n.bootstrap(now, Sim::addr6(j));
+                n.bootstrap(now, a6);
             }
         });
     }

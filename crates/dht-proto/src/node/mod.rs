@@ -34,6 +34,8 @@
 //! | listen pushes to remote listeners, §2.10 | `notify_listeners` (`storer.rs`) |
 //! | listen results for our own listens | `Operations::listen_changes` |
 //! | re-replication (our departure) | `replicate`, `Replicator` (`replicator.rs`) |
+//! | anti-amplification (our departure) | `amplify::Guard`; credited in `receive`, charged in `queue`, proofs and probes in `amplify.rs` |
+//! | Sybil limits (our departure) | `subnet`; `RoutingTable::on_new_node`, `Search::insert_node`, `RoutingTable::takes_store` |
 
 use crate::prelude::*;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -193,8 +195,11 @@ pub struct Node {
     replicator: Replicator,
     /// Whether searches should explore as OpenDHT's do, or frugally (see [`Speculation`]).
     speculation: Speculation,
+    /// Anti-amplification: credit of addresses without a proven round trip, held datagrams.
+    guard: crate::amplify::Guard,
 }
 
+mod amplify;
 mod commands;
 mod connectivity;
 mod keys;
@@ -262,10 +267,17 @@ impl Node {
             blacklist: Blacklist::new(config.max_blacklist),
             reassembler: Reassembler::new(config.reassembly.clone()),
             tables: PerFamily::new(
-                RoutingTable::new(Family::V4, id, config.bootstrap_mode),
-                RoutingTable::new(Family::V6, id, config.bootstrap_mode),
+                RoutingTable::new(Family::V4, id, config.bootstrap_mode).with_subnet_limits(
+                    config.max_bucket_nodes_per_subnet,
+                    config.max_search_nodes_per_subnet,
+                ),
+                RoutingTable::new(Family::V6, id, config.bootstrap_mode).with_subnet_limits(
+                    config.max_bucket_nodes_per_subnet,
+                    config.max_search_nodes_per_subnet,
+                ),
             ),
-            searches: Searches::new(config.max_searches),
+            searches: Searches::new(config.max_searches)
+                .with_subnet_limit(config.max_search_nodes_per_subnet),
             ops: Operations::new(),
             transmits: VecDeque::new(),
             paced: VecDeque::new(),
@@ -282,6 +294,13 @@ impl Node {
             last_input: now,
             replicator: Replicator::new(config.replicate_period),
             speculation: Speculation::new(),
+            guard: crate::amplify::Guard::new(crate::amplify::Limits {
+                factor: config.amplification_factor,
+                max_unproven: config.max_unproven_addresses,
+                max_held: config.max_held_bytes,
+                max_held_per_address: config.max_held_bytes_per_address,
+                max_proven: config.max_proven_addresses,
+            }),
             rng,
             secret_rng,
             id,
@@ -464,6 +483,7 @@ impl Node {
         if !self.paced.is_empty() {
             consider(Some(self.uplink_free), TimerReason::Pacing);
         }
+        consider(self.guard.next_deadline(), TimerReason::HeldDatagrams);
         if self.searches.has_dirty() {
             consider(Some(self.last_input), TimerReason::SearchStep);
         }
@@ -497,6 +517,7 @@ impl Node {
             self.on_timeout(now, t);
         }
         self.reassembler.expire(now);
+        self.expire_held(now);
         let removed = self.storer.storage.expire(now);
         if !removed.is_empty() {
             tracing::trace!(reason = ?TimerReason::ValueExpiry, values = removed.len(), "timer fired");
@@ -544,6 +565,7 @@ impl Node {
         self.paced.compact();
         self.events.compact();
         self.keys.compact();
+        self.guard.compact();
     }
 
     /// Steps the searches touched by the last input, then updates statuses.
@@ -560,6 +582,7 @@ impl Node {
         }
         self.update_status(now);
         self.internal(now);
+        self.send_probes(now);
         if self.shutting_down && !self.shutdown_reported && !self.ops.has_puts() {
             self.shutdown_reported = true;
             self.emit(Event::ShutdownComplete);

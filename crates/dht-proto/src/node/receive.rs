@@ -28,6 +28,7 @@ impl Node {
         if msg.network != self.config.network {
             return self.drop_datagram(from, DropReason::WrongNetwork);
         }
+        self.note_received(now, from, data.len(), &msg);
         self.stats.count_in(message_kind(&msg));
         if let Body::ValueData(parts) = msg.body {
             // The first packet of a session is charged like a request.
@@ -107,6 +108,8 @@ impl Node {
                     self.learn_sender(now, reply.id, from, confirm);
                 }
                 if let Some(p) = pending {
+                    // Our transaction id came back: a round trip.
+                    self.proven(now, from);
                     if let Some(ip) = reply.addr {
                         self.tally_public_address(ip);
                     }

@@ -58,6 +58,9 @@ impl Node {
             self.stats.transmit_overflow += 1;
             return;
         }
+        if !self.amplification_allows(to, &data) {
+            return;
+        }
         self.transmits.push_back((to, data));
     }
 

@@ -17,6 +17,8 @@ pub(super) struct Searches {
     sockets: BTreeMap<(SocketAddr, Tid), SearchKey>,
     /// `Config::max_searches`.
     max: usize,
+    /// `Config::max_search_nodes_per_subnet`, given to every new search.
+    per_subnet: Option<usize>,
 }
 
 impl Searches {
@@ -28,7 +30,14 @@ impl Searches {
             dirty: BTreeSet::new(),
             sockets: BTreeMap::new(),
             max,
+            per_subnet: None,
         }
+    }
+
+    /// Every new search keeps at most `limit` nodes of one subnet (Sybil limit).
+    pub(super) fn with_subnet_limit(mut self, limit: Option<usize>) -> Searches {
+        self.per_subnet = limit;
+        self
     }
 
     pub(super) fn len(&self) -> usize {
@@ -100,7 +109,9 @@ impl Searches {
             if self.map.len() >= self.max {
                 return None;
             }
-            self.map.insert(skey, Search::new(now, key, family));
+            let mut s = Search::new(now, key, family);
+            s.per_subnet = self.per_subnet;
+            self.map.insert(skey, s);
         }
         self.dirty.insert(skey);
         self.map.get_mut(&skey)

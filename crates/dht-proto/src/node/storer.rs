@@ -72,7 +72,8 @@ impl Node {
                 self.send_reply(from, tid, r, &[]);
             }
             RequestKind::Find { target, want } => {
-                let r = self.nodes_reply(now, &from, &target, want);
+                let mut r = self.nodes_reply(now, &from, &target, want);
+                self.fit_reply(&from, tid, &mut r, false);
                 self.send_reply(from, tid, r, &[]);
             }
             RequestKind::Get { key, query, want } => self.on_get(now, from, tid, key, query, want),
@@ -154,6 +155,7 @@ impl Node {
             r.values = Some(out.values);
             data = out.data;
         }
+        self.fit_reply(&from, tid, &mut r, !data.is_empty());
         self.send_reply(from, tid, r, &data);
     }
 
@@ -177,6 +179,8 @@ impl Node {
             self.send_error(from, tid, ErrorCode::UNAUTHORIZED, &text);
             return false;
         }
+        // Only the address we gave the token to has it: a round trip.
+        self.proven(self.last_input, from);
         true
     }
 
@@ -354,6 +358,7 @@ impl Node {
         if !self.storer.tokens.check(&from, token) {
             return self.send_error(from, tid, ErrorCode::UNAUTHORIZED, "Refresh with wrong token");
         }
+        self.proven(now, from);
         let life = self
             .storer
             .storage

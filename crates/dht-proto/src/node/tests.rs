@@ -38,7 +38,8 @@ fn node_knowing(peers: &[(InfoHash, SocketAddr)]) -> Node {
 fn peer(i: u8) -> (InfoHash, SocketAddr) {
     (
         InfoHash([i; 20]),
-        SocketAddr::from(([10, 0, 0, i], 4000 + u16::from(i))),
+        // Each on a /24 of its own, so no Sybil limit applies.
+        SocketAddr::from(([10, 0, i, i], 4000 + u16::from(i))),
     )
 }
 
@@ -133,9 +134,186 @@ fn ping_is_answered_with_our_id_and_the_senders_address() {
     assert_eq!(n.status(Family::V4), Status::Connecting);
 }
 
+/// A node holding 8 values of 8 KB at `key` (its own), with 3 good peers in its table.
+fn node_holding_big_values(key: InfoHash) -> Node {
+    let mut n = node();
+    n.set_unix_time(t(0), 1_767_225_600);
+    for i in 1..=8u8 {
+        n.put(
+            t(0),
+            key,
+            Value::new(u64::from(i), vec![i; 8000]),
+            PutOptions::default(),
+        )
+        .unwrap();
+    }
+    let _ = drain(&mut n);
+    n
+}
+
+fn get_req(from: (InfoHash, SocketAddr), tid: Tid, key: InfoHash) -> Message {
+    request(
+        from.0,
+        tid,
+        RequestKind::Get {
+            key,
+            query: Query::default(),
+            want: None,
+        },
+    )
+}
+
+#[test]
+fn an_unproven_address_gets_at_most_twice_its_bytes_until_it_answers_our_ping() {
+    let key = InfoHash::get("big");
+    let mut n = node_holding_big_values(key);
+    let asker = peer(9);
+    let get = get_req(asker, 5, key).encode_to_vec();
+    n.handle_datagram(t(10), asker.1, &get);
+    let mut buf = Vec::new();
+    let mut sent = Vec::new();
+    while let Some(tx) = n.poll_transmit(t(10), &mut buf) {
+        assert_eq!(tx.destination, asker.1);
+        sent.push(buf.clone());
+    }
+    let bytes: usize = sent.iter().map(Vec::len).sum();
+    assert!(
+        bytes <= 2 * get.len(),
+        "{bytes} bytes sent for {} received",
+        get.len()
+    );
+    // What went out is the probe: a ping.
+    let msgs: Vec<Message> = sent.iter().map(|d| wire::decode(d).unwrap()).collect();
+    let ping = msgs
+        .iter()
+        .find(|m| matches!(&m.body, Body::Request(r) if r.kind == RequestKind::Ping))
+        .unwrap_or_else(|| panic!("a probe: {msgs:?} {:?}", n.stats()));
+    assert!(n.stats().amplification_held > 0);
+    // The pong proves the address: the whole answer follows at once.
+    let pong = Reply {
+        id: asker.0,
+        addr: Some(asker.1.ip()),
+        ..Reply::default()
+    };
+    send(&mut n, t(11), asker.1, &Message::reply(ping.tid, pong));
+    let out = drain(&mut n);
+    let parts = out
+        .iter()
+        .filter(|(_, m)| m.tid == 5 && matches!(m.body, Body::ValueData(_)))
+        .count();
+    assert!(
+        parts >= 8 * 8000_usize.div_ceil(1280),
+        "{parts} value-data datagrams"
+    );
+    let header: Vec<_> = msgs
+        .iter()
+        .chain(out.iter().map(|(_, m)| m))
+        .filter(|m| m.tid == 5 && matches!(m.body, Body::Reply(_)))
+        .collect();
+    assert_eq!(header.len(), 1, "one header, before or after the proof");
+    // Proven now: answered at once, whatever the size.
+    send(&mut n, t(12), asker.1, &get_req(asker, 6, key));
+    assert!(drain(&mut n).len() > 8);
+}
+
+#[test]
+fn what_an_address_that_never_answers_was_owed_is_given_up() {
+    let key = InfoHash::get("big");
+    let mut n = node_holding_big_values(key);
+    let victims: Vec<SocketAddr> = (0..50u16)
+        .map(|i| SocketAddr::from(([192, 0, 2, 7], 1000 + i)))
+        .collect();
+    let (mut received, mut sent) = (0usize, 0usize);
+    let mut now = 10;
+    for _ in 0..3 {
+        for (i, v) in victims.iter().enumerate() {
+            let g = get_req((InfoHash([i as u8 + 1; 20]), *v), i as Tid, key).encode_to_vec();
+            received += g.len();
+            n.handle_datagram(t(now), *v, &g);
+        }
+        let mut buf = Vec::new();
+        loop {
+            while let Some(tx) = n.poll_transmit(t(now), &mut buf) {
+                if victims.contains(&tx.destination) {
+                    sent += tx.len;
+                }
+            }
+            match n.poll_timeout() {
+                Some(at) if at <= t(now + 4000) => {
+                    now = now.max(at.as_micros().div_ceil(1000));
+                    n.handle_timeout(t(now));
+                }
+                _ => break,
+            }
+        }
+        now += 4000;
+    }
+    assert!(sent <= 2 * received, "{sent} bytes sent for {received} received");
+    assert!(n.stats().amplification_dropped > 0);
+    assert_eq!(n.guard.held_bytes(), 0, "nothing left held");
+}
+
+#[test]
+fn a_find_reply_to_an_unproven_address_names_only_the_nodes_that_fit() {
+    // 20 good nodes: we ping them and they answer.
+    let good = |n: &mut Node| {
+        for i in 20..40u8 {
+            n.bootstrap(t(0), SocketAddr::from(([10, 2, i, 1], 4222)));
+        }
+        for (to, msg) in drain(n) {
+            let IpAddr::V4(v4) = to.ip() else { panic!() };
+            let r = Reply {
+                id: InfoHash([v4.octets()[2]; 20]),
+                addr: Some(to.ip()),
+                ..Reply::default()
+            };
+            send(n, t(1), to, &Message::reply(msg.tid, r));
+        }
+        let _ = drain(n);
+    };
+    let mut n = node();
+    good(&mut n);
+    let asker = peer(9);
+    let find = request(
+        asker.0,
+        5,
+        RequestKind::Find {
+            target: InfoHash([30; 20]),
+            want: None,
+        },
+    );
+    let len = find.encode_to_vec().len();
+    send(&mut n, t(2), asker.1, &find);
+    let mut buf = Vec::new();
+    let tx = n.poll_transmit(t(2), &mut buf).unwrap();
+    assert!(tx.len <= 2 * len);
+    let Body::Reply(r) = wire::decode(&buf).unwrap().body else {
+        panic!()
+    };
+    assert!(
+        !r.nodes4.is_empty() && r.nodes4.len() < 8,
+        "{} nodes",
+        r.nodes4.len()
+    );
+    assert_eq!(r.nodes4[0].id, InfoHash([30; 20]), "the closest kept");
+    // Off: all 8.
+    let mut open = node_with(Config {
+        amplification_factor: None,
+        ..Config::default()
+    });
+    good(&mut open);
+    send(&mut open, t(2), asker.1, &find);
+    let out = drain(&mut open);
+    assert_eq!(only_reply(&out).nodes4.len(), 8);
+}
+
 #[test]
 fn find_returns_closest_good_nodes_of_the_wanted_family_and_a_token() {
-    let mut n = node();
+    // Amplification limits would trim the list for this unproven asker (tested above).
+    let mut n = node_with(Config {
+        amplification_factor: None,
+        ..Config::default()
+    });
     // Make 3 IPv4 and 1 IPv6 node good: we ping them (as bootstrap nodes) and they reply.
     let v6: (InfoHash, SocketAddr) = (InfoHash([0x60; 20]), "[2001:db8::6]:6000".parse().unwrap());
     let all = [peer(1), peer(2), peer(3), v6];
@@ -938,7 +1116,7 @@ fn bad_sources_and_senders_are_dropped() {
     assert_eq!(n.stats().dropped(DropReason::TooLarge), 1);
     assert!(drain(&mut n).is_empty());
     // An IPv4-mapped source is the IPv4 address.
-    send(&mut n, t(1), "[::ffff:10.0.0.1]:4001".parse().unwrap(), &ping);
+    send(&mut n, t(1), "[::ffff:10.0.1.1]:4001".parse().unwrap(), &ping);
     let out = drain(&mut n);
     assert_eq!(out[0].0, p.1);
     assert_eq!(out[0].1.network, 7, "our messages carry our network id");
@@ -1699,7 +1877,7 @@ fn ranked_peers(key: InfoHash) -> Vec<(InfoHash, SocketAddr)> {
         .map(|i| {
             let mut id = key;
             id.0[19] ^= i;
-            (id, SocketAddr::from(([10, 0, 1, i], 5000 + u16::from(i))))
+            (id, SocketAddr::from(([10, 1, i, i], 5000 + u16::from(i))))
         })
         .collect()
 }

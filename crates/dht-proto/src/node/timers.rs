@@ -32,6 +32,9 @@ pub enum TimerReason {
     Search,
     /// Searches touched by the last input have not stepped yet: at once.
     SearchStep,
+    /// Datagrams held for an address that has not proven a round trip are given up
+    /// (anti-amplification, `Config::amplification_factor`).
+    HeldDatagrams,
 }
 
 /// The timers the node itself owns (the sub-machines keep their own deadlines).

@@ -142,6 +142,10 @@ pub(crate) struct RoutingTable {
     graveyard: alloc::collections::VecDeque<Grave>,
     /// Last time a node was added to our own bucket.
     pub grow_time: Option<Instant>,
+    /// `Config::max_bucket_nodes_per_subnet`.
+    per_subnet: Option<usize>,
+    /// `Config::max_search_nodes_per_subnet`: among the closest a storer counts.
+    closest_per_subnet: Option<usize>,
 }
 
 impl RoutingTable {
@@ -158,7 +162,22 @@ impl RoutingTable {
             buckets: vec![Bucket::new(InfoHash::ZERO)],
             graveyard: alloc::collections::VecDeque::new(),
             grow_time: None,
+            per_subnet: None,
+            closest_per_subnet: None,
         }
+    }
+
+    /// At most `bucket` nodes of one subnet (IPv4 /24, IPv6 /64) per bucket, and at most
+    /// `closest` of one subnet counted among the closest nodes of a key when deciding whether
+    /// we store it; `None`: no limit.
+    pub(crate) fn with_subnet_limits(
+        mut self,
+        bucket: Option<usize>,
+        closest: Option<usize>,
+    ) -> RoutingTable {
+        self.per_subnet = bucket;
+        self.closest_per_subnet = closest;
+        self
     }
 
     /// Index of the bucket covering `id`.
@@ -249,6 +268,25 @@ impl RoutingTable {
                 // Heard of, not from: it counts as dubious until it answers.
                 entry.last_heard = None;
             }
+            if let Some(limit) = self.per_subnet
+                && b.nodes
+                    .iter()
+                    .filter(|n| crate::subnet::same_subnet(&n.addr.ip(), &addr.ip()))
+                    .count()
+                    >= limit
+            {
+                // Sybil limit: the subnet has its share of this bucket. A dead one of it may
+                // make room; nothing else does (no split, no candidate).
+                if let Some(slot) = b
+                    .nodes
+                    .iter_mut()
+                    .find(|n| n.expired && crate::subnet::same_subnet(&n.addr.ip(), &addr.ip()))
+                {
+                    *slot = entry;
+                    return true;
+                }
+                return false;
+            }
             if b.nodes.len() < BUCKET_SIZE {
                 b.nodes.insert(0, entry);
                 if b.first <= own && self.bucket_of(&own) == i {
@@ -308,7 +346,12 @@ impl RoutingTable {
         count: usize,
         good_only: bool,
     ) -> Option<bool> {
-        let closest = self.closest(now, key, count, good_only);
+        let mut closest = match self.closest_per_subnet {
+            None => self.closest(now, key, count, good_only),
+            Some(_) => self.closest(now, key, 2 * count, good_only),
+        };
+        crate::subnet::diverse(&mut closest, self.closest_per_subnet, |n| n.addr.ip());
+        closest.truncate(count);
         let far = closest.last()?;
         Some(closest.len() < REPLICAS || key.xor_cmp(me, &far.id) == core::cmp::Ordering::Less)
     }
@@ -733,6 +776,99 @@ mod tests {
         assert_eq!(t.status(now), Status::Connected);
         // A good node's state decays: dubious after 10 min without hearing from it.
         assert_eq!(t.status(now + Duration::from_secs(601)), Status::Connecting);
+    }
+
+    #[test]
+    fn a_bucket_takes_at_most_two_nodes_of_one_subnet_but_any_number_on_loopback() {
+        let own = InfoHash([0; 20]);
+        let mut t = RoutingTable::new(Family::V4, own, false).with_subnet_limits(Some(2), Some(3));
+        let now = Instant::from_secs(1);
+        let mut pings = Vec::new();
+        let id = |i: u8| {
+            let mut b = [0u8; 20];
+            b[0] = 0x80;
+            b[19] = i;
+            InfoHash(b)
+        };
+        let at = |a: [u8; 4]| SocketAddr::from((a, 4222));
+        // Five nodes of 198.51.100.0/24, in the far bucket: two get in.
+        for i in 0..5 {
+            t.on_new_node(
+                now,
+                id(i),
+                at([198, 51, 100, i + 1]),
+                Confirm::Replied,
+                &|_| false,
+                &mut pings,
+            );
+        }
+        assert_eq!(t.len(), 2);
+        assert!(t.get(&id(0)).is_some() && t.get(&id(1)).is_some());
+        // Other subnets still fit; loopback is never limited.
+        t.on_new_node(
+            now,
+            id(10),
+            at([198, 51, 101, 1]),
+            Confirm::Replied,
+            &|_| false,
+            &mut pings,
+        );
+        for i in 20..24 {
+            t.on_new_node(
+                now,
+                id(i),
+                at([127, 0, 0, 1]),
+                Confirm::Replied,
+                &|_| false,
+                &mut pings,
+            );
+        }
+        assert_eq!(t.len(), 7);
+        // A dead node of the subnet makes room for another of it.
+        t.mark_expired(&id(0));
+        t.on_new_node(
+            now,
+            id(4),
+            at([198, 51, 100, 5]),
+            Confirm::Replied,
+            &|_| false,
+            &mut pings,
+        );
+        assert!(t.get(&id(4)).is_some() && t.get(&id(0)).is_none());
+        // Without the limit, all five.
+        let mut open = RoutingTable::new(Family::V4, own, false);
+        for i in 0..5 {
+            open.on_new_node(
+                now,
+                id(i),
+                at([198, 51, 100, i + 1]),
+                Confirm::Replied,
+                &|_| false,
+                &mut pings,
+            );
+        }
+        assert_eq!(open.len(), 5);
+    }
+
+    #[test]
+    fn a_storer_counts_at_most_a_few_nodes_of_one_subnet_among_the_closest() {
+        // Ten good nodes of one /24 right next to the key, closer than we are: with the limit
+        // they count as three, so we still take the put; without it we would not.
+        let key = InfoHash([0x40; 20]);
+        let me = InfoHash([0x41; 20]);
+        let now = Instant::from_secs(1);
+        let mut pings = Vec::new();
+        let mut limited = RoutingTable::new(Family::V4, me, false).with_subnet_limits(None, Some(3));
+        let mut open = RoutingTable::new(Family::V4, me, false);
+        for i in 0..10u8 {
+            let mut id = key;
+            id.0[19] ^= i + 1;
+            let a = SocketAddr::from(([198, 51, 100, i + 1], 4222));
+            limited.on_new_node(now, id, a, Confirm::Replied, &|_| false, &mut pings);
+            open.on_new_node(now, id, a, Confirm::Replied, &|_| false, &mut pings);
+        }
+        assert!(limited.takes_store(now, &key, &me));
+        assert!(!open.takes_store(now, &key, &me));
     }
 
     #[test]

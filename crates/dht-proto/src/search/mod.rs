@@ -331,6 +331,8 @@ pub(crate) struct Search {
     /// gave up): whether one of them found a node now among the closest 8 that no other reply
     /// named. The node takes it.
     pub verdict: Option<bool>,
+    /// Sybil limit (`Config::max_search_nodes_per_subnet`): non-bad nodes of one subnet kept.
+    pub per_subnet: Option<usize>,
 }
 
 impl Search {
@@ -351,6 +353,7 @@ impl Search {
             wide: true,
             wide_sent: false,
             verdict: None,
+            per_subnet: None,
         }
     }
 
@@ -496,6 +499,34 @@ impl Search {
         if self.nodes.iter().take(pos).filter(|n| !n.is_bad()).count() >= SEARCH_NODES {
             return false;
         }
+        if let Some(limit) = self.per_subnet {
+            let ip = info.addr.ip();
+            let same = |n: &SearchNode| !n.is_bad() && crate::subnet::same_subnet(&n.addr.ip(), &ip);
+            if self.nodes.iter().take(pos).filter(|n| same(n)).count() >= limit {
+                return false;
+            }
+            // The new node is among its subnet's closest `limit`: the farthest past it goes.
+            let mut seen = 0;
+            let mut over = None;
+            for (i, n) in self.nodes.iter().enumerate() {
+                if same(n) {
+                    seen += 1;
+                    if seen + usize::from(i >= pos) > limit {
+                        over = Some(i);
+                        break;
+                    }
+                }
+            }
+            if let Some(i) = over {
+                let gone = self.nodes.remove(i);
+                if let Some(l) = gone.listen {
+                    changes.extend(l.cache.into_keys().map(ListenChange::Removed));
+                }
+            }
+        }
+        let pos = self
+            .nodes
+            .partition_point(|n| self.key.xor_cmp(&n.id, &info.id) == core::cmp::Ordering::Less);
         let mut n = SearchNode::new(info);
         n.wide_only = wide;
         self.nodes.insert(pos, n);
@@ -1207,8 +1238,46 @@ impl Search {
 
 #[cfg(test)]
 mod tests {
-    use super::Speculation;
+    use super::{Search, Speculation};
     use crate::prelude::*;
+    use crate::wire::NodeInfo;
+    use crate::{Family, InfoHash, Instant};
+
+    #[test]
+    fn a_search_keeps_at_most_a_few_nodes_of_one_subnet_the_closest_of_them() {
+        let key = InfoHash([0x40; 20]);
+        let near = |i: u8| {
+            let mut id = key;
+            id.0[19] ^= i;
+            id
+        };
+        let mut s = Search::new(Instant::ZERO, key, Family::V4);
+        s.per_subnet = Some(3);
+        let mut changes = Vec::new();
+        let sybil = |i: u8| NodeInfo {
+            id: near(i),
+            addr: core::net::SocketAddr::from(([198, 51, 100, i], 4222)),
+        };
+        // Sybils at distances 10..20, then closer ones at 1..3: the closest three stay.
+        for i in 10..20 {
+            s.insert_node(Instant::ZERO, sybil(i), false, &mut changes);
+        }
+        assert_eq!(s.nodes.len(), 3);
+        for i in 1..4 {
+            assert!(s.insert_node(Instant::ZERO, sybil(i), false, &mut changes));
+        }
+        let ids: Vec<InfoHash> = s.nodes.iter().map(|n| n.id).collect();
+        assert_eq!(ids, [near(1), near(2), near(3)]);
+        // Nodes of other subnets are not held back.
+        for i in 30..40u8 {
+            let n = NodeInfo {
+                id: near(i),
+                addr: core::net::SocketAddr::from(([198, 51, i, 1], 4222)),
+            };
+            assert!(s.insert_node(Instant::ZERO, n, false, &mut changes));
+        }
+        assert_eq!(s.nodes.len(), 13);
+    }
 
     #[test]
     fn speculation_stops_when_it_finds_nothing_and_comes_back_when_it_pays() {
