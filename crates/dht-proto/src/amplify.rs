@@ -198,6 +198,19 @@ impl Guard {
         Some(usize::try_from(u.received.saturating_mul(factor).saturating_sub(u.sent)).unwrap_or(usize::MAX))
     }
 
+    /// A request of ours to `to` (or its retransmission or value data): always sent, never
+    /// held, since a peer cannot make us send requests at will; its bytes are charged to the
+    /// address's credit, so the replies that follow stay within the bound.
+    pub(crate) fn charge_request(&mut self, to: &SocketAddr, len: usize) {
+        if self.limits.factor.is_none() {
+            return;
+        }
+        if let Some(u) = self.unproven.get_mut(to) {
+            u.sent = u.sent.saturating_add(len as u64);
+            u.probe_next = false;
+        }
+    }
+
     /// A datagram for `to`: sent if the credit allows, else held (a probe is then wanted) or,
     /// past the holding bounds, dropped.
     pub(crate) fn admit(&mut self, now: Instant, to: SocketAddr, data: &[u8]) -> Admit {

@@ -512,6 +512,8 @@ impl Node {
         while let Some(t) = self.rpc.poll_timeout(now, &mut self.rng, &mut out) {
             tracing::trace!(reason = ?TimerReason::Request, timeout = ?t, "timer fired");
             for (to, data) in out.drain(..) {
+                // A retransmission keeps to the anti-amplification bound (held or dropped
+                // past it): only a request's first sending is exempt.
                 self.queue(to, data);
             }
             self.on_timeout(now, t);

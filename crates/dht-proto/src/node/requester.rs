@@ -64,6 +64,19 @@ impl Node {
         self.transmits.push_back((to, data));
     }
 
+    /// Queues a request of ours (or its value data, or a retransmission): charged to the
+    /// anti-amplification credit of `to` but never held, so a search or a probe is not
+    /// delayed by the bound that protects others from our replies.
+    pub(super) fn queue_request(&mut self, to: SocketAddr, data: Vec<u8>) {
+        if self.transmits.len() >= self.config.max_transmit_queue {
+            tracing::debug!(%to, "transmit dropped: the transmit queue is full");
+            self.stats.transmit_overflow += 1;
+            return;
+        }
+        self.guard.charge_request(&to, data.len());
+        self.transmits.push_back((to, data));
+    }
+
     pub(super) fn stamp(&self, mut msg: Message) -> Message {
         msg.network = self.config.network;
         msg.is_client = self.config.is_client;
@@ -143,10 +156,10 @@ impl Node {
         let packet = self.encode(Message::request(tid, self.id, kind));
         let parts = self.value_parts(tid, data);
         self.stats.count_out(mk);
-        self.queue(to, packet.clone());
+        self.queue_request(to, packet.clone());
         for p in &parts {
             self.stats.count_out(MessageKind::ValueData);
-            self.queue(to, p.clone());
+            self.queue_request(to, p.clone());
         }
         self.rpc.start(
             now,
@@ -166,7 +179,12 @@ impl Node {
     pub(super) fn send_reply(&mut self, to: SocketAddr, tid: Tid, reply: Reply, data: &[Vec<u8>]) {
         self.send_message(to, Message::reply(tid, reply), MessageKind::Reply);
         let parts = self.value_parts(tid, data);
-        if self.config.uplink_bytes_per_sec.is_some() && !parts.is_empty() {
+        // Paced only to proven addresses: data owed to an unproven one goes through the
+        // anti-amplification guard (held until its proof) like every other reply.
+        if self.config.uplink_bytes_per_sec.is_some()
+            && !parts.is_empty()
+            && self.guard.budget(&to).is_none()
+        {
             if self.transmits.len() + self.paced_len + parts.len() > self.config.max_transmit_queue {
                 tracing::debug!(%to, "reply data dropped: the transmit queue is full");
                 self.stats.transmit_overflow += parts.len() as u64;
