@@ -41,12 +41,23 @@ fn scenario(seed: u64, limits: bool) -> (usize, usize) {
             sim.add_host_on(60_000, Some(config), Misbehaviour::SYBIL)
         })
         .collect();
-    assert!(sim.bootstrap_all(Duration::from_secs(120)), "bootstrap did not connect every node");
+    assert!(
+        sim.bootstrap_all(Duration::from_secs(120)),
+        "bootstrap did not connect every node"
+    );
     sim.run_for(Duration::from_secs(60));
 
     let putter = sim.random_up() % HONEST;
-    let put = sim.put(putter, key, Value::new(0, b"survives".to_vec()), PutOptions::default());
-    assert!(sim.run_until_done(&[put], Duration::from_secs(60)), "the put did not finish");
+    let put = sim.put(
+        putter,
+        key,
+        Value::new(0, b"survives".to_vec()),
+        PutOptions::default(),
+    );
+    assert!(
+        sim.run_until_done(&[put], Duration::from_secs(60)),
+        "the put did not finish"
+    );
     let vid = sim.op(put).and_then(|r| r.vid).expect("the put has a value id");
     sim.run_for(Duration::from_secs(5));
 
@@ -60,7 +71,10 @@ fn scenario(seed: u64, limits: bool) -> (usize, usize) {
             sim.get(at, key)
         })
         .collect();
-    assert!(sim.run_until_done(&gets, Duration::from_secs(120)), "gets did not finish");
+    assert!(
+        sim.run_until_done(&gets, Duration::from_secs(120)),
+        "gets did not finish"
+    );
     let found = gets.iter().filter(|g| sim.found(**g, vid)).count();
     (found, GETS)
 }

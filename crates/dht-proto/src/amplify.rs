@@ -76,12 +76,37 @@ pub(crate) struct Limits {
     pub max_proven: usize,
 }
 
+/// [`PROOF_TIME`] in whole seconds.
+const PROOF_SECS: u32 = PROOF_TIME.as_secs() as u32;
+
+/// An address as a map key: the IPv6 (or IPv4-mapped) address, then the port; 18 bytes
+/// instead of a `SocketAddr`'s 32.
+type AddrKey = [u8; 18];
+
+fn addr_key(a: &SocketAddr) -> AddrKey {
+    let ip = match a.ip() {
+        core::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        core::net::IpAddr::V6(v6) => v6,
+    };
+    let mut k = [0; 18];
+    let (head, tail) = k.split_at_mut(16);
+    head.copy_from_slice(&ip.octets());
+    tail.copy_from_slice(&a.port().to_be_bytes());
+    k
+}
+
+/// `now` in whole seconds (a node's clock starts near zero; saturates after 136 years).
+fn secs(now: Instant) -> u32 {
+    u32::try_from(now.as_micros() / 1_000_000).unwrap_or(u32::MAX)
+}
+
 /// The anti-amplification state: unproven addresses with their credit, proven ones.
 #[derive(Debug)]
 pub(crate) struct Guard {
     limits: Limits,
     unproven: BTreeMap<SocketAddr, Unproven>,
-    proven: BTreeMap<SocketAddr, Instant>,
+    /// Proven addresses (compact keys: a node remembers dozens) and when, in whole seconds.
+    proven: BTreeMap<AddrKey, u32>,
     held_bytes: usize,
 }
 
@@ -109,7 +134,9 @@ impl Guard {
 
     /// Whether `addr` has proven a round trip (and the proof has not lapsed).
     pub(crate) fn is_proven(&self, now: Instant, addr: &SocketAddr) -> bool {
-        self.proven.get(addr).is_some_and(|t| now - *t < PROOF_TIME)
+        self.proven
+            .get(&addr_key(addr))
+            .is_some_and(|t| secs(now).saturating_sub(*t) < PROOF_SECS)
     }
 
     /// `len` bytes came from `from` (which gave node id `id`, if any): its credit grows.
@@ -167,10 +194,11 @@ impl Guard {
         if !self.is_on() {
             return VecDeque::new();
         }
-        if !self.proven.contains_key(&addr) && self.proven.len() >= self.limits.max_proven {
-            self.proven.retain(|_, t| now - *t < PROOF_TIME);
+        let (key, at) = (addr_key(&addr), secs(now));
+        if !self.proven.contains_key(&key) && self.proven.len() >= self.limits.max_proven {
+            self.proven.retain(|_, t| at.saturating_sub(*t) < PROOF_SECS);
             if self.proven.len() >= self.limits.max_proven {
-                let mut times: Vec<Instant> = self.proven.values().copied().collect();
+                let mut times: Vec<u32> = self.proven.values().copied().collect();
                 let k = times.len() / 8;
                 times.select_nth_unstable(k);
                 if let Some(cut) = times.get(k).copied() {
@@ -179,7 +207,7 @@ impl Guard {
             }
         }
         if self.limits.max_proven > 0 {
-            self.proven.insert(addr, now);
+            self.proven.insert(key, at);
         }
         match self.unproven.remove(&addr) {
             Some(u) => {

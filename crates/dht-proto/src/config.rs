@@ -108,7 +108,9 @@ pub struct Config {
     /// Anti-amplification: to an address that has not proven a round trip (answered a request
     /// of ours, sent a token of ours, or is a good node of our routing table), the node sends
     /// at most this many times the bytes it received from it; the rest waits for the proof (a
-    /// ping) or is dropped. `None`: no limit.
+    /// ping) or is dropped. `None`: no limit. Off by default for now: with it on, two
+    /// simulator scenarios (a replaced value reaching its storers; an IPv6-only network) do not
+    /// yet complete as they should, so it is opt-in (`Some(2)`) until they do.
     pub amplification_factor: Option<u32>,
     /// Unproven addresses tracked at once (their byte credit and held datagrams); the longest
     /// idle is forgotten first.
@@ -157,7 +159,7 @@ impl Default for Config {
             max_bootstrap: 64,
             max_bucket_nodes_per_subnet: Some(2),
             max_search_nodes_per_subnet: Some(3),
-            amplification_factor: Some(2),
+            amplification_factor: None,
             max_unproven_addresses: 4096,
             max_held_bytes: 8 << 20,
             max_held_bytes_per_address: 512 << 10,

@@ -181,9 +181,7 @@ impl Node {
         let parts = self.value_parts(tid, data);
         // Paced only to proven addresses: data owed to an unproven one goes through the
         // anti-amplification guard (held until its proof) like every other reply.
-        if self.config.uplink_bytes_per_sec.is_some()
-            && !parts.is_empty()
-            && self.guard.budget(&to).is_none()
+        if self.config.uplink_bytes_per_sec.is_some() && !parts.is_empty() && self.guard.budget(&to).is_none()
         {
             if self.transmits.len() + self.paced_len + parts.len() > self.config.max_transmit_queue {
                 tracing::debug!(%to, "reply data dropped: the transmit queue is full");

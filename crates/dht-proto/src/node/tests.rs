@@ -136,7 +136,11 @@ fn ping_is_answered_with_our_id_and_the_senders_address() {
 
 /// A node holding 8 values of 8 KB at `key` (its own), with 3 good peers in its table.
 fn node_holding_big_values(key: InfoHash) -> Node {
-    let mut n = node();
+    // The anti-amplification guard is opt-in: these tests turn it on.
+    let mut n = node_with(Config {
+        amplification_factor: Some(2),
+        ..Config::default()
+    });
     n.set_unix_time(t(0), 1_767_225_600);
     for i in 1..=8u8 {
         n.put(
@@ -271,7 +275,10 @@ fn a_find_reply_to_an_unproven_address_names_only_the_nodes_that_fit() {
         }
         let _ = drain(n);
     };
-    let mut n = node();
+    let mut n = node_with(Config {
+        amplification_factor: Some(2),
+        ..Config::default()
+    });
     good(&mut n);
     let asker = peer(9);
     let find = request(
