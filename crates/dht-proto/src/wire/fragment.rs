@@ -515,7 +515,7 @@ impl Reassembler {
     }
 
     /// The session (`from`, `tid`) is a reply to a request of ours: it may last
-    /// [`AWAITED_DURATION_FACTOR`] times longer while its datagrams keep coming.
+    /// `AWAITED_DURATION_FACTOR` times longer while its datagrams keep coming.
     pub fn await_reply(&mut self, from: SocketAddr, tid: Tid) {
         if let Some(s) = self.sessions.get_mut(&(from, tid)) {
             s.awaited = true;
