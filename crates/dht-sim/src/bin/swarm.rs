@@ -86,6 +86,10 @@ struct RunArgs {
     /// Virtual seconds for which the network is cut in two halves when the gets start.
     #[arg(long, default_value_t = 0)]
     partition_secs: u64,
+    /// Also print a plain progress line on standard error every this many wall seconds, even
+    /// when it is not a terminal (for logs of long runs); 0: never.
+    #[arg(long, default_value_t = 0)]
+    progress_log: u64,
     /// Write the run's figures as JSON to this file (schema: docs/simulation.md).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -108,6 +112,13 @@ fn fail<T>(msg: impl Into<String>) -> Result<T, Fail> {
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resident memory of this process now, in KiB.
+fn current_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -284,7 +295,19 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fail> {
     let bar = Bar::stderr("swarm");
     let term = bar.handle();
     let say = |line: String| term.suspend(|| println!("{line}"));
-    sim.set_observer(Some(bar.into_observer()));
+    let mut show = bar.into_observer();
+    let every = Duration::from_secs(args.progress_log);
+    let mut logged = (WallInstant::now(), 0u64);
+    sim.set_observer(Some(Box::new(move |p: &dht_sim::Progress<'_>| {
+        show(p);
+        let dt = logged.0.elapsed();
+        if !every.is_zero() && dt >= every {
+            let rate = p.processed.saturating_sub(logged.1) as f64 / dt.as_secs_f64();
+            let rss = current_rss_kib().map_or(String::new(), |k| format!(", RSS {} MiB", k / 1024));
+            eprintln!("{}{rss}", dht_sim::progress::line(p, wall.elapsed(), rate));
+            logged = (WallInstant::now(), p.processed);
+        }
+    })));
     let mut notes = Vec::new();
 
     sim.set_phase("bootstrap");
