@@ -1308,8 +1308,8 @@ mod tests {
             // A few pushes at or after now (many at the same instant), then a pop or two.
             for _ in 0..(rng.next_u32() % 3) {
                 seq += 1;
-                let at =
-                    now + [0, 50_000, u64::from(rng.next_u32() % 2_000_000)][(rng.next_u32() % 3) as usize];
+                let gaps = [0, 50_000, u64::from(rng.next_u32() % 2_000_000)];
+                let at = now + gaps.get((rng.next_u32() % 3) as usize).copied().unwrap_or(0);
                 q.push(Slot { at, seq, job: round });
                 reference.push(std::cmp::Reverse((at, seq, round)));
             }
