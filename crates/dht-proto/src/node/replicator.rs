@@ -41,7 +41,7 @@ impl Replicator {
             for t in tables.iter() {
                 for n in t.closest(now, key, TARGET_NODES, false) {
                     if t.get(&n.id)
-                        .is_some_and(|e| e.last_heard.is_none_or(|h| now - h >= self.period))
+                        .is_some_and(|e| e.last_heard().is_none_or(|h| now - h >= self.period))
                     {
                         quiet.insert((n.addr, n.id));
                     }
