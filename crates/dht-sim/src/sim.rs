@@ -206,11 +206,14 @@ impl Queue {
         true
     }
 
-    fn peek(&mut self) -> Option<&Slot> {
-        if !self.settle() {
-            return None;
+    /// The earliest job's time, without moving anything: `last` must not run ahead of the
+    /// simulation's clock (a job may still be queued for now, below a later `last`).
+    fn peek_at(&self) -> Option<u64> {
+        if let Some(s) = self.buckets.first().and_then(|b| b.last()) {
+            return Some(s.at);
         }
-        self.buckets.first().and_then(|b| b.last())
+        let b = self.buckets.iter().find(|b| !b.is_empty())?;
+        b.iter().map(|s| s.at).min()
     }
 
     fn pop(&mut self) -> Option<Slot> {
@@ -682,11 +685,11 @@ impl Sim {
     /// Runs one job. Returns false when nothing is left before `until` (time then moves to
     /// `until`).
     pub fn step(&mut self, until: Instant) -> bool {
-        let Some(slot) = self.queue.peek() else {
+        let Some(at) = self.queue.peek_at() else {
             self.now = self.now.max(until);
             return false;
         };
-        if slot.at > until.as_micros() {
+        if at > until.as_micros() {
             self.now = self.now.max(until);
             return false;
         }
