@@ -223,6 +223,17 @@ impl Network {
     /// When a datagram of `len` bytes sent by `from` to `to` at `now` arrives: no time when it
     /// is dropped, two when it is duplicated.
     pub fn route(&mut self, now: Instant, from: usize, to: usize, len: usize) -> Result<Vec<Instant>, Drop> {
+        self.route_times(now, from, to, len).map(|a| a.collect())
+    }
+
+    /// [`Network::route`] without an allocation: the arrival times as an iterator.
+    pub fn route_times(
+        &mut self,
+        now: Instant,
+        from: usize,
+        to: usize,
+        len: usize,
+    ) -> Result<Arrivals, Drop> {
         self.stats.sent += 1;
         self.stats.bytes += len as u64;
         if self.partitioned
@@ -270,12 +281,30 @@ impl Network {
             let d = self.config.reorder_delay;
             at += self.uniform(d);
         }
-        let mut out = vec![at];
+        let mut out = Arrivals {
+            first: Some(at),
+            second: None,
+        };
         if self.chance(self.config.duplicate) {
             self.stats.duplicated += 1;
-            out.push(base + self.uniform(jitter));
+            out.second = Some(base + self.uniform(jitter));
         }
         Ok(out)
+    }
+}
+
+/// When a routed datagram arrives: once, or twice when duplicated ([`Network::route_times`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrivals {
+    first: Option<Instant>,
+    second: Option<Instant>,
+}
+
+impl Iterator for Arrivals {
+    type Item = Instant;
+
+    fn next(&mut self) -> Option<Instant> {
+        self.first.take().or_else(|| self.second.take())
     }
 }
 

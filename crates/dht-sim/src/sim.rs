@@ -2,9 +2,9 @@
 //! (time, sequence), and the scenario API.
 
 use std::cell::RefCell;
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BTreeSet;
 use std::fmt;
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
@@ -30,6 +30,28 @@ pub fn trace_step(prev: &InfoHash, now: Instant, from: &SocketAddr, to: usize, d
     h.extend_from_slice(&(to as u64).to_be_bytes());
     h.extend_from_slice(data);
     InfoHash::get(h)
+}
+
+/// [`trace_step`] without an allocation: the hash is fed piece by piece (the datagram is not
+/// copied), the address written into `scratch` as `Display` writes it (`to_string`).
+fn trace_step_in(
+    scratch: &mut Vec<u8>,
+    prev: &InfoHash,
+    now: Instant,
+    from: &SocketAddr,
+    to: usize,
+    data: &[u8],
+) -> InfoHash {
+    use sha1::{Digest, Sha1};
+    scratch.clear();
+    let _ = write!(scratch, "{from}");
+    let mut h = Sha1::new();
+    h.update(prev.as_bytes());
+    h.update(now.as_micros().to_be_bytes());
+    h.update(&scratch[..]);
+    h.update((to as u64).to_be_bytes());
+    h.update(data);
+    InfoHash(h.finalize().into())
 }
 
 /// Which address families the simulated nodes have.
@@ -73,18 +95,194 @@ impl Default for SimConfig {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Job {
-    Deliver {
-        to: usize,
-        from: SocketAddr,
-        data: Vec<u8>,
-        /// Datagrams on the causal chain up to this one (see [`OpRecord::hops_first`]).
-        depth: u16,
-    },
-    Timer {
-        node: usize,
-    },
+/// A job in the queue: 24 bytes, ordered by (time, sequence) alone, the earliest first. A
+/// delivery's datagram waits in [`Deliveries`]; `job` names it, or a host's timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    /// Virtual time in microseconds.
+    at: u64,
+    seq: u64,
+    /// [`TIMER`] set: the timer of host `job & !TIMER`; else the delivery `job`.
+    job: u32,
+}
+
+/// The bit of [`Slot::job`] that marks a timer.
+const TIMER: u32 = 1 << 31;
+
+impl Slot {
+    /// Time, then sequence, as one number: the order of the queue.
+    fn key(&self) -> u128 {
+        u128::from(self.at) << 64 | u128::from(self.seq)
+    }
+}
+
+/// The queue of jobs, earliest (time, sequence) first: a radix heap. Keys only grow (a job is
+/// never queued before the last one run), so each job sits in the bucket of the highest bit in
+/// which its key differs from the last key taken, and moves down a few times at most before it
+/// is run: far fewer scattered reads than a binary heap of millions of jobs.
+#[derive(Debug)]
+struct Queue {
+    last: u128,
+    buckets: Vec<Vec<Slot>>,
+    len: usize,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue {
+            last: 0,
+            buckets: (0..=128).map(|_| Vec::new()).collect(),
+            len: 0,
+        }
+    }
+}
+
+impl Queue {
+    fn bucket(last: u128, key: u128) -> usize {
+        // A key below the last (never made) would go to bucket 0: run next, not lost.
+        if key <= last {
+            0
+        } else {
+            128 - (key ^ last).leading_zeros() as usize
+        }
+    }
+
+    fn push(&mut self, slot: Slot) {
+        let b = Queue::bucket(self.last, slot.key());
+        if let Some(v) = self.buckets.get_mut(b) {
+            v.push(slot);
+            self.len += 1;
+        }
+    }
+
+    /// Brings the earliest job to bucket 0; false when the queue is empty.
+    fn settle(&mut self) -> bool {
+        if self.buckets.first().is_some_and(|b| !b.is_empty()) {
+            return true;
+        }
+        let Some(i) = self.buckets.iter().position(|b| !b.is_empty()) else {
+            return false;
+        };
+        let moving = self.buckets.get_mut(i).map(std::mem::take).unwrap_or_default();
+        let Some(min) = moving.iter().map(Slot::key).min() else {
+            return false;
+        };
+        self.last = min;
+        for slot in &moving {
+            let b = Queue::bucket(min, slot.key());
+            if let Some(v) = self.buckets.get_mut(b) {
+                v.push(*slot);
+            }
+        }
+        // The emptied bucket keeps its buffer.
+        let mut moving = moving;
+        moving.clear();
+        if let Some(v) = self.buckets.get_mut(i) {
+            *v = moving;
+        }
+        true
+    }
+
+    /// The earliest job's time, without moving anything: `last` must not run ahead of the
+    /// simulation's clock (a job may still be queued for now, below a later `last`).
+    fn peek_at(&self) -> Option<u64> {
+        if let Some(s) = self.buckets.first().and_then(|b| b.last()) {
+            return Some(s.at);
+        }
+        let b = self.buckets.iter().find(|b| !b.is_empty())?;
+        b.iter().map(|s| s.at).min()
+    }
+
+    fn pop(&mut self) -> Option<Slot> {
+        if !self.settle() {
+            return None;
+        }
+        let slot = self.buckets.first_mut().and_then(Vec::pop)?;
+        self.len -= 1;
+        Some(slot)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// A datagram on its way: the sender is a host, so its address is made again from its index
+/// and family (see [`Sim::addr4`]) rather than kept.
+#[derive(Debug, Default)]
+struct Delivery {
+    data: Vec<u8>,
+    to: u32,
+    from: u32,
+    v6: bool,
+    /// Datagrams on the causal chain up to this one (see [`OpRecord::hops_first`]).
+    depth: u16,
+}
+
+/// The datagrams in flight, in slots that are used again (each keeps its buffer), so a
+/// delivery costs no allocation once the run is warm.
+#[derive(Debug, Default)]
+struct Deliveries {
+    slots: Vec<Delivery>,
+    free: Vec<u32>,
+}
+
+impl Deliveries {
+    /// Stores a datagram; returns its slot.
+    fn put(&mut self, data: &[u8], to: usize, from: usize, v6: bool, depth: u16) -> u32 {
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Delivery::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        if let Some(d) = self.slots.get_mut(i as usize) {
+            d.data.clear();
+            d.data.extend_from_slice(data);
+            d.to = to as u32;
+            d.from = from as u32;
+            d.v6 = v6;
+            d.depth = depth;
+        }
+        i
+    }
+
+    /// Takes the datagram out of slot `i`: its buffer, receiver, sender and depth. The slot
+    /// stays taken until [`Deliveries::release`].
+    fn take(&mut self, i: u32) -> Option<(Vec<u8>, usize, usize, bool, u16)> {
+        let d = self.slots.get_mut(i as usize)?;
+        Some((
+            std::mem::take(&mut d.data),
+            d.to as usize,
+            d.from as usize,
+            d.v6,
+            d.depth,
+        ))
+    }
+
+    /// Frees slot `i`, giving it back its buffer to use again. Big buffers are dropped, so a
+    /// few large values cannot pin memory in every slot.
+    fn release(&mut self, i: u32, mut buf: Vec<u8>) {
+        if let Some(d) = self.slots.get_mut(i as usize) {
+            if buf.capacity() <= 2048 {
+                buf.clear();
+                d.data = buf;
+            }
+            self.free.push(i);
+        }
+    }
+}
+
+/// Buffers of [`Sim::flush`], kept between calls.
+#[derive(Debug, Default)]
+struct Scratch {
+    buf: Vec<u8>,
+    /// Destination, then start and end in `bytes`, of each transmit drained.
+    out: Vec<(SocketAddr, usize, usize)>,
+    bytes: Vec<u8>,
+    events: Vec<Event>,
+    trace: Vec<u8>,
 }
 
 /// A simulated host: an address (per family) and, while it is up, a node.
@@ -262,7 +460,9 @@ pub struct Sim {
     /// Hosts by index.
     pub hosts: Vec<Host>,
     config: SimConfig,
-    queue: BinaryHeap<Reverse<(Instant, u64, Job)>>,
+    queue: Queue,
+    deliveries: Deliveries,
+    scratch: Scratch,
     seq: u64,
     node_seeds: ChaCha20Rng,
     scenario_rng: ChaCha20Rng,
@@ -295,7 +495,9 @@ impl Sim {
             now: Instant::ZERO,
             net: Network::new(config.net.clone(), net_rng),
             hosts: Vec::with_capacity(config.nodes),
-            queue: BinaryHeap::new(),
+            queue: Queue::default(),
+            deliveries: Deliveries::default(),
+            scratch: Scratch::default(),
             seq: 0,
             node_seeds,
             scenario_rng,
@@ -497,9 +699,13 @@ impl Sim {
         (i < self.hosts.len() && self.hosts.get(i).is_some_and(|h| h.placed.is_none())).then_some(i)
     }
 
-    fn push(&mut self, at: Instant, job: Job) {
+    fn push(&mut self, at: Instant, job: u32) {
         self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, job)));
+        self.queue.push(Slot {
+            at: at.as_micros(),
+            seq: self.seq,
+            job,
+        });
     }
 
     fn reschedule(&mut self, i: usize) {
@@ -509,7 +715,7 @@ impl Sim {
         if next != h.timer {
             h.timer = next;
             if let Some(t) = next {
-                self.push(t, Job::Timer { node: i });
+                self.push(t, TIMER | i as u32);
             }
         }
     }
@@ -517,49 +723,65 @@ impl Sim {
     /// Drains host `i`'s transmits (into the network) and events (into op records), after an
     /// input of causal depth `depth` (a command: 0).
     fn flush(&mut self, i: usize, depth: u16) {
-        let mut buf = Vec::new();
         let now = self.now;
-        let mut out = Vec::new();
-        let mut events = Vec::new();
+        // Taken out for the call, so that `self` stays free to use; put back (with the
+        // capacity it grew) at the end.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let Scratch {
+            buf,
+            out,
+            bytes,
+            events,
+            ..
+        } = &mut scratch;
+        out.clear();
+        bytes.clear();
+        events.clear();
         if let Some(node) = self.hosts.get_mut(i).and_then(|h| h.node.as_mut()) {
             self.node_clock.time(|| {
-                while let Some(t) = node.poll_transmit(now, &mut buf) {
-                    out.push((t.destination, buf.get(..t.len).unwrap_or_default().to_vec()));
+                while let Some(t) = node.poll_transmit(now, buf) {
+                    let start = bytes.len();
+                    bytes.extend_from_slice(buf.get(..t.len).unwrap_or_default());
+                    out.push((t.destination, start, bytes.len()));
                 }
                 while let Some(e) = node.poll_event() {
                     events.push(e);
                 }
             });
         }
-        let from4 = self.host_addr4(i);
-        let from6 = self.host_addr6(i);
         if self.hosts.get(i).is_some_and(|h| h.misbehaviour.collude) {
-            for (to, data) in &mut out {
-                self.collude(i, *to, data);
+            // A colluder's replies are rewritten: each goes again to the end of `bytes`.
+            for (to, start, end) in out.iter_mut() {
+                let mut data = bytes.get(*start..*end).unwrap_or_default().to_vec();
+                self.collude(i, *to, &mut data);
+                *start = bytes.len();
+                bytes.extend_from_slice(&data);
+                *end = bytes.len();
             }
         }
         if let Some(h) = self.hosts.get_mut(i) {
             h.traffic.sent += out.len() as u64;
-            h.traffic.sent_bytes += out.iter().map(|o| o.1.len() as u64).sum::<u64>();
+            h.traffic.sent_bytes += out.iter().map(|&(_, s, e)| (e - s) as u64).sum::<u64>();
         }
-        for (to, data) in out {
-            let Some(j) = self.host_of(&to) else { continue };
-            let from = if to.is_ipv4() { from4 } else { from6 };
-            if let Ok(times) = self.net.route(now, i, j, data.len()) {
+        let depth_next = depth.saturating_add(1);
+        for &(to, start, end) in out.iter() {
+            let Some(j) = self.host_of(&to) else {
+                continue;
+            };
+            let data = bytes.get(start..end).unwrap_or_default();
+            if let Ok(times) = self.net.route_times(now, i, j, data.len()) {
                 for at in times {
-                    self.push(
-                        at,
-                        Job::Deliver {
-                            to: j,
-                            from,
-                            data: data.clone(),
-                            depth: depth.saturating_add(1),
-                        },
-                    );
+                    let slot = self.deliveries.put(data, j, i, !to.is_ipv4(), depth_next);
+                    self.seq += 1;
+                    self.queue.push(Slot {
+                        at: at.as_micros(),
+                        seq: self.seq,
+                        job: slot,
+                    });
                 }
             }
         }
-        for e in events {
+        for e in events.drain(..) {
             self.ops.record(i, &e, now, depth / 2);
             if self.config.keep_events
                 && let Some(h) = self.hosts.get_mut(i)
@@ -567,6 +789,7 @@ impl Sim {
                 h.events.push(e);
             }
         }
+        self.scratch = scratch;
         self.reschedule(i);
     }
 
@@ -649,66 +872,64 @@ impl Sim {
     /// Runs one job. Returns false when nothing is left before `until` (time then moves to
     /// `until`).
     pub fn step(&mut self, until: Instant) -> bool {
-        let Some(Reverse((at, _, _))) = self.queue.peek() else {
+        let Some(at) = self.queue.peek_at() else {
             self.now = self.now.max(until);
             return false;
         };
-        if *at > until {
+        if at > until.as_micros() {
             self.now = self.now.max(until);
             return false;
         }
-        let Some(Reverse((at, _, job))) = self.queue.pop() else {
+        let Some(Slot { at, job, .. }) = self.queue.pop() else {
             return false;
         };
+        let at = Instant::from_micros(at);
         self.now = self.now.max(at);
         self.processed += 1;
         if self.processed.is_multiple_of(OBSERVE_EVERY) {
             self.observe();
         }
         let now = self.now;
-        match job {
-            Job::Deliver {
-                to,
-                from,
-                data,
-                depth,
-            } => {
-                let Some(h) = self.hosts.get_mut(to) else {
-                    return true;
-                };
-                if h.node.is_none() {
-                    return true;
-                }
-                if h.misbehaviour != Misbehaviour::default() && !Sim::misbehave_on_receive(h, from, &data) {
-                    return true;
-                }
-                let Some(node) = h.node.as_mut() else {
-                    return true;
-                };
-                h.depth = depth;
-                h.traffic.received += 1;
-                h.traffic.received_bytes += data.len() as u64;
-                self.trace = trace_step(&self.trace, now, &from, to, &data);
-                self.delivered += 1;
-                self.node_clock.time(|| node.handle_datagram(now, from, &data));
-                self.flush(to, depth);
+        if job & TIMER != 0 {
+            let i = (job & !TIMER) as usize;
+            let Some(h) = self.hosts.get_mut(i) else {
+                return true;
+            };
+            if h.timer != Some(at) {
+                // A stale timer: the node's deadline moved since.
+                return true;
             }
-            Job::Timer { node: i } => {
-                let Some(h) = self.hosts.get_mut(i) else {
-                    return true;
-                };
-                if h.timer != Some(at) {
-                    // A stale timer: the node's deadline moved since.
-                    return true;
-                }
-                h.timer = None;
-                let depth = h.depth;
-                if let Some(node) = h.node.as_mut() {
-                    self.node_clock.time(|| node.handle_timeout(now));
-                }
-                self.flush(i, depth);
+            h.timer = None;
+            let depth = h.depth;
+            if let Some(node) = h.node.as_mut() {
+                self.node_clock.time(|| node.handle_timeout(now));
             }
+            self.flush(i, depth);
+            return true;
         }
+        let Some((data, to, from, v6, depth)) = self.deliveries.take(job) else {
+            return true;
+        };
+        let from = if v6 {
+            self.host_addr6(from)
+        } else {
+            self.host_addr4(from)
+        };
+        if let Some(h) = self.hosts.get_mut(to)
+            && h.node.is_some()
+            && (h.misbehaviour == Misbehaviour::default() || Sim::misbehave_on_receive(h, from, &data))
+        {
+            h.depth = depth;
+            h.traffic.received += 1;
+            h.traffic.received_bytes += data.len() as u64;
+            self.trace = trace_step_in(&mut self.scratch.trace, &self.trace, now, &from, to, &data);
+            self.delivered += 1;
+            if let Some(node) = h.node.as_mut() {
+                self.node_clock.time(|| node.handle_datagram(now, from, &data));
+            }
+            self.flush(to, depth);
+        }
+        self.deliveries.release(job, data);
         true
     }
 
@@ -749,6 +970,12 @@ impl Sim {
                 return false;
             }
         }
+    }
+
+    /// Jobs waiting in the queue (deliveries and timers, stale timers included) and datagram
+    /// slots held (in flight, or free to be used again).
+    pub fn queued(&self) -> (usize, usize) {
+        (self.queue.len(), self.deliveries.slots.len())
     }
 
     /// Jobs run so far (deliveries and timers).
@@ -856,16 +1083,25 @@ impl Sim {
         self.run_until_connected(d, Duration::from_millis(10))
     }
 
-    /// Bootstraps every host from random others, a few at a time, and runs until all are
-    /// connected (or `d` passes). Returns whether all connected.
+    /// Bootstraps every host from random others, a few at a time (64 every 200 virtual ms),
+    /// and runs until all are connected (or `d` passes). Returns whether all connected.
     pub fn bootstrap_all(&mut self, d: Duration) -> bool {
+        self.bootstrap_all_batched(d, 64)
+    }
+
+    /// [`Sim::bootstrap_all`] with `batch` hosts joining every 200 virtual ms: a big network
+    /// joins in about the same virtual time as a small one, instead of every node that joined
+    /// early keeping up its maintenance for minutes while the rest arrive. Each host still
+    /// bootstraps from one random host before it.
+    pub fn bootstrap_all_batched(&mut self, d: Duration, batch: usize) -> bool {
         if self.phase() == "run" {
             self.set_phase("bootstrap");
         }
         let n = self.hosts.len();
+        let batch = batch.max(1);
         for i in 1..n {
             self.bootstrap(i, 1);
-            if i % 64 == 0 {
+            if i % batch == 0 {
                 self.run_for(Duration::from_millis(200));
             }
         }
@@ -1259,6 +1495,72 @@ mod tests {
             },
             ..SimConfig::default()
         })
+    }
+
+    #[test]
+    fn the_queue_gives_jobs_in_time_then_sequence_order() {
+        use std::collections::BinaryHeap;
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let mut q = Queue::default();
+        let mut reference = BinaryHeap::new();
+        let (mut now, mut seq) = (0u64, 0u64);
+        for round in 0..20_000u32 {
+            // A few pushes at or after now (many at the same instant), then a pop or two.
+            for _ in 0..(rng.next_u32() % 3) {
+                seq += 1;
+                let gaps = [0, 50_000, u64::from(rng.next_u32() % 2_000_000)];
+                let at = now + gaps.get((rng.next_u32() % 3) as usize).copied().unwrap_or(0);
+                q.push(Slot { at, seq, job: round });
+                reference.push(std::cmp::Reverse((at, seq, round)));
+            }
+            for _ in 0..(rng.next_u32() % 3) {
+                let want = reference.pop().map(|r| r.0);
+                assert_eq!(q.peek_at(), want.map(|w| w.0));
+                let got = q.pop().map(|s| (s.at, s.seq, s.job));
+                assert_eq!(got, want);
+                if let Some((at, _, _)) = got {
+                    now = at;
+                }
+            }
+            assert_eq!(q.len(), reference.len());
+        }
+        while let Some(r) = reference.pop() {
+            assert_eq!(q.pop().map(|s| (s.at, s.seq, s.job)), Some(r.0));
+        }
+        assert!(q.pop().is_none());
+        // Looking at the earliest time moves nothing: a job pushed later for an earlier time
+        // (the clock stopped before the first job) still comes first.
+        q.push(Slot {
+            at: 900,
+            seq: 1,
+            job: 1,
+        });
+        assert_eq!(q.peek_at(), Some(900));
+        q.push(Slot {
+            at: 600,
+            seq: 2,
+            job: 2,
+        });
+        assert_eq!(q.peek_at(), Some(600));
+        assert_eq!(q.pop().map(|s| s.job), Some(2));
+        assert_eq!(q.pop().map(|s| s.job), Some(1));
+    }
+
+    #[test]
+    fn the_trace_step_without_allocation_hashes_the_same_bytes() {
+        let mut scratch = Vec::new();
+        let prev = InfoHash::get("prev");
+        for (from, data) in [
+            (Sim::addr4(12_345), &b"d1:ad2:id20:"[..]),
+            (Sim::addr6(7), &[0u8; 1500][..]),
+            (Sim::addr4(0), &[][..]),
+        ] {
+            let now = Instant::from_micros(123_456_789);
+            assert_eq!(
+                trace_step_in(&mut scratch, &prev, now, &from, 99, data),
+                trace_step(&prev, now, &from, 99, data)
+            );
+        }
     }
 
     #[test]

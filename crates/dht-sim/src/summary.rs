@@ -265,22 +265,32 @@ pub struct Distribution {
 
 impl Distribution {
     /// Of `(host, node id, value)` for every node.
-    pub fn of(mut values: Vec<(usize, String, f64)>) -> Distribution {
+    pub fn of(values: Vec<(usize, String, f64)>) -> Distribution {
+        let ids: std::collections::BTreeMap<usize, String> =
+            values.iter().map(|(h, id, _)| (*h, id.clone())).collect();
+        Distribution::of_values(values.into_iter().map(|(h, _, v)| (h, v)).collect(), |h| {
+            ids.get(&h).cloned().unwrap_or_default()
+        })
+    }
+
+    /// Of `(host, value)` for every node; `name` gives the node id of a host, asked only for
+    /// the [`HOTTEST`] (a million nodes need no million id strings).
+    pub fn of_values(mut values: Vec<(usize, f64)>, name: impl Fn(usize) -> String) -> Distribution {
         if values.is_empty() {
             return Distribution::default();
         }
-        values.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        values.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let n = values.len();
         let hottest = values
             .iter()
             .take(HOTTEST)
-            .map(|(host, id, v)| HotNode {
+            .map(|(host, v)| HotNode {
                 host: *host,
-                node_id: id.clone(),
+                node_id: name(*host),
                 value: *v,
             })
             .collect();
-        let mut xs: Vec<f64> = values.into_iter().map(|v| v.2).collect();
+        let mut xs: Vec<f64> = values.into_iter().map(|v| v.1).collect();
         xs.reverse();
         let min = xs.first().copied().unwrap_or(0.0);
         let max = xs.last().copied().unwrap_or(0.0);
@@ -458,9 +468,8 @@ impl RunSummary {
         } else {
             Family::V4
         };
-        let mut cols: [Vec<(usize, String, f64)>; 7] = Default::default();
+        let mut cols: [Vec<(usize, f64)>; 7] = Default::default();
         for (i, node) in sim.nodes() {
-            let id = node.node_id().to_string();
             let st = node.stats();
             let t = sim.hosts.get(i).map(|h| h.traffic).unwrap_or_default();
             let vals = [
@@ -473,18 +482,19 @@ impl RunSummary {
                 st.good_nodes[fam] as f64,
             ];
             for (c, v) in cols.iter_mut().zip(vals) {
-                c.push((i, id.clone(), v));
+                c.push((i, v));
             }
         }
+        let name = |i: usize| sim.node(i).map(|n| n.node_id().to_string()).unwrap_or_default();
         let [ms, bs, mr, br, sv, tn, gn] = cols;
         let per_node = PerNode {
-            messages_sent: Distribution::of(ms),
-            bytes_sent: Distribution::of(bs),
-            messages_received: Distribution::of(mr),
-            bytes_received: Distribution::of(br),
-            stored_values: Distribution::of(sv),
-            table_nodes: Distribution::of(tn),
-            good_nodes: Distribution::of(gn),
+            messages_sent: Distribution::of_values(ms, name),
+            bytes_sent: Distribution::of_values(bs, name),
+            messages_received: Distribution::of_values(mr, name),
+            bytes_received: Distribution::of_values(br, name),
+            stored_values: Distribution::of_values(sv, name),
+            table_nodes: Distribution::of_values(tn, name),
+            good_nodes: Distribution::of_values(gn, name),
         };
         let loss = loss_rate(&config.net.loss);
         let (annotations, dropped) = sim.annotations();

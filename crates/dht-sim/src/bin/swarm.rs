@@ -67,6 +67,10 @@ struct RunArgs {
     /// Random loss rate, 0 to 1.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Hosts that join every 200 virtual ms during bootstrap; 0: 64, or more in networks of
+    /// over 10,240 nodes, so that every network joins in about 32 virtual seconds.
+    #[arg(long, default_value_t = 0)]
+    join_batch: usize,
     /// Virtual seconds to let the network settle after bootstrap.
     #[arg(long, default_value_t = 60)]
     settle: u64,
@@ -82,6 +86,10 @@ struct RunArgs {
     /// Virtual seconds for which the network is cut in two halves when the gets start.
     #[arg(long, default_value_t = 0)]
     partition_secs: u64,
+    /// Also print a plain progress line on standard error every this many wall seconds, even
+    /// when it is not a terminal (for logs of long runs); 0: never.
+    #[arg(long, default_value_t = 0)]
+    progress_log: u64,
     /// Write the run's figures as JSON to this file (schema: docs/simulation.md).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -104,6 +112,13 @@ fn fail<T>(msg: impl Into<String>) -> Result<T, Fail> {
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resident memory of this process now, in KiB.
+fn current_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -228,6 +243,15 @@ impl Faults {
     }
 }
 
+/// Hosts joining per 200 virtual ms (`--join-batch`; 0: 64, or `nodes / 160` when larger).
+fn join_batch(a: &RunArgs) -> usize {
+    if a.join_batch > 0 {
+        a.join_batch
+    } else {
+        (a.nodes / 160).max(64)
+    }
+}
+
 fn args_map(a: &RunArgs, seed: u64) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     let mut put = |k: &str, v: String| {
@@ -239,6 +263,7 @@ fn args_map(a: &RunArgs, seed: u64) -> BTreeMap<String, String> {
     put("seed", seed.to_string());
     put("latency-ms", a.latency_ms.to_string());
     put("loss", a.loss.to_string());
+    put("join-batch", join_batch(a).to_string());
     put("settle", a.settle.to_string());
     put("rate", a.rate.to_string());
     put("churn", a.churn.to_string());
@@ -270,11 +295,23 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fail> {
     let bar = Bar::stderr("swarm");
     let term = bar.handle();
     let say = |line: String| term.suspend(|| println!("{line}"));
-    sim.set_observer(Some(bar.into_observer()));
+    let mut show = bar.into_observer();
+    let every = Duration::from_secs(args.progress_log);
+    let mut logged = (WallInstant::now(), 0u64);
+    sim.set_observer(Some(Box::new(move |p: &dht_sim::Progress<'_>| {
+        show(p);
+        let dt = logged.0.elapsed();
+        if !every.is_zero() && dt >= every {
+            let rate = p.processed.saturating_sub(logged.1) as f64 / dt.as_secs_f64();
+            let rss = current_rss_kib().map_or(String::new(), |k| format!(", RSS {} MiB", k / 1024));
+            eprintln!("{}{rss}", dht_sim::progress::line(p, wall.elapsed(), rate));
+            logged = (WallInstant::now(), p.processed);
+        }
+    })));
     let mut notes = Vec::new();
 
     sim.set_phase("bootstrap");
-    let connected = sim.bootstrap_all(Duration::from_secs(600));
+    let connected = sim.bootstrap_all_batched(Duration::from_secs(600), join_batch(args));
     let boot_wall = wall.elapsed();
     say(format!(
         "bootstrap of {} nodes: all connected {} at virtual {:.1} s, wall {:.1} s",
@@ -377,6 +414,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fail> {
         ));
     }
     let complete = connected && puts_done && gets_done;
+    let t_summary = WallInstant::now();
     let summary = RunSummary::build(
         &sim,
         RunInfo {
@@ -387,6 +425,12 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fail> {
             notes,
         },
     );
+    if args.json.is_some() || args.report.is_some() {
+        say(format!(
+            "figures gathered for the outputs in {:.2} s",
+            t_summary.elapsed().as_secs_f64()
+        ));
+    }
     drop(sim);
     write_outputs(args, &summary)?;
     if !complete {
@@ -409,7 +453,9 @@ fn write_file(what: &str, path: &Path, text: &str) -> Result<(), Fail> {
 
 fn write_outputs(args: &RunArgs, summary: &RunSummary) -> Result<(), Fail> {
     if let Some(p) = &args.json {
+        let t = WallInstant::now();
         write_file("json", p, &summary.to_json())?;
+        println!("json made in {:.2} s", t.elapsed().as_secs_f64());
     }
     if let Some(p) = &args.report {
         let t = WallInstant::now();
