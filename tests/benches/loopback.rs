@@ -33,7 +33,7 @@ use dht_tests::opendht::Version;
 /// Counts live heap bytes while the nodes start, to tell the heap a node holds from what the
 /// allocator keeps around; stopped before the timed phases.
 #[global_allocator]
-static ALLOC: dht_tests::counting::Counting = dht_tests::counting::Counting;
+static ALLOC: dht_tests::counting::Counting = &dht_tests::counting::INSTRUMENTED_SYSTEM;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -228,7 +228,6 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     let now = rss_kib();
     let per_node = ((now.0 - base.0) / n as f64, (now.1 - base.1) / n as f64);
     let heap_per_node = (dht_tests::counting::live() - live0) as f64 / 1024.0 / n as f64;
-    dht_tests::counting::stop();
     let hs: Vec<Handle> = rs.iter().map(|r| r.handle()).collect();
 
     let ops = 200;
@@ -341,6 +340,7 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     }
     let shared = Arc::new(hs.clone());
     let sent_before: u64 = hs.iter().map(|h| h.stats().sent.total()).sum();
+    let allocs_before = dht_tests::counting::allocations();
     let kinds_before: Vec<u64> = MessageKind::ALL
         .into_iter()
         .map(|k| hs.iter().map(|h| h.stats().sent[k]).sum())
@@ -365,6 +365,7 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     std::thread::sleep(Duration::from_secs(secs));
     stop.store(true, Ordering::Relaxed);
     let (cpu1, elapsed) = (cpu_secs(), t0.elapsed());
+    let allocs = dht_tests::counting::allocations() - allocs_before;
     let n_pairs = done.load(Ordering::Relaxed);
     for _ in 0..pairs {
         let _ = fin_rx.recv_timeout(Duration::from_secs(30));
@@ -403,6 +404,12 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
         (sent_after - sent_before) as f64 / n_pairs.max(1) as f64,
     );
     m.insert("rate_limited", limited as f64);
+    // Every allocation of the process in the timed phase (the bench's own chains included: a
+    // key's name, a closure or two per pair) over the datagrams sent in it.
+    m.insert(
+        "allocs_per_datagram",
+        allocs as f64 / (sent_after - sent_before).max(1) as f64,
+    );
     Measured {
         put_t,
         get_t,
@@ -493,7 +500,6 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
         let now = rss_kib();
         let per_node = ((now.0 - base.0) / n as f64, (now.1 - base.1) / n as f64);
         let heap_per_node = (dht_tests::counting::live() - live0) as f64 / 1024.0 / n as f64;
-        dht_tests::counting::stop();
         let ops = 200;
         let (mut put_t, mut get_t, mut first_t, mut missing) = (Vec::new(), Vec::new(), Vec::new(), 0);
         let keys: Vec<InfoHash> = (0..ops)
@@ -627,7 +633,10 @@ fn median_figures(rounds: &[BTreeMap<String, f64>]) -> Option<BTreeMap<String, f
 }
 
 fn parse_figures(text: &str) -> Option<BTreeMap<String, f64>> {
-    let line = text.lines().rev().find(|l| l.contains("put_p50="))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("put_p50=") || l.contains("floor_us_per_datagram="))?;
     Some(
         line.split_whitespace()
             .filter_map(|kv| kv.split_once('='))
@@ -649,7 +658,9 @@ fn main() {
     let pools = env("BENCH_POOLS", 2) as usize;
     if let Ok(child) = std::env::var("BENCH_CHILD") {
         // One configuration in a process of its own, so memory figures do not mix.
-        let m = if child == "smol" {
+        let m = if child == "floor" {
+            floor()
+        } else if child == "smol" {
             ours_smol(n, secs, pairs, seed)
         } else {
             ours(n, secs, pairs, seed, child.parse().unwrap_or(0))
@@ -702,6 +713,7 @@ fn main() {
         }
     }
     let o = median_figures(&ours_rounds);
+    let fl = (only != "opendht").then(|| child("floor")).flatten();
     let o1 = (only != "opendht" && pools > 0).then(|| child("0")).flatten();
     let o2 = (only != "opendht").then(|| child("smol")).flatten();
     let t: Vec<Option<BTreeMap<String, f64>>> = theirs_rounds.iter().map(|rs| median_figures(rs)).collect();
@@ -746,6 +758,7 @@ fn main() {
         ("  anonymous (KiB)", "anon_kib_per_node"),
         ("  live heap (KiB)", "heap_kib_per_node"),
         ("datagrams sent per pair", "datagrams_per_pair"),
+        ("allocations per datagram", "allocs_per_datagram"),
         ("retransmissions (all)", "retransmits"),
         ("rate-limited drops (all)", "rate_limited"),
     ];
@@ -788,4 +801,68 @@ fn main() {
     println!(
         "(ratio: OpenDHT / mio on pools; above 1 is better for ours, except pairs per second, where it is the inverse)"
     );
+    // The floor: what the socket calls alone cost on this machine, measured now, times our
+    // datagrams per pair.
+    if let (Some(fl), Some(o)) = (&fl, &o) {
+        let dg = o.get("datagrams_per_pair").copied().unwrap_or(0.0);
+        let ours = o.get("cpu_ms_per_pair").copied().unwrap_or(f64::NAN);
+        for (label, k) in [
+            ("no wake-ups", "floor_us_per_datagram"),
+            ("a wake-up per datagram", "floor_wake_us_per_datagram"),
+        ] {
+            let us = fl.get(k).copied().unwrap_or(f64::NAN);
+            println!(
+                "floor, {label}: {us:.2} us CPU per 300-byte datagram (sendto + recv on loopback), x {dg:.1} datagrams per pair = {:.3} ms per pair; ours {ours:.3} ms is {:.1}x that",
+                us * dg / 1e3,
+                ours / (us * dg / 1e3)
+            );
+        }
+    }
+    println!(
+        "(allocations per datagram count every allocation of our process in the timed phase, the bench's own included; \
+         the allocation counters cost a few per cent of CPU, on our side only)"
+    );
+}
+
+/// The floor of our CPU per datagram on this machine: one 300-byte datagram's `send_to` plus
+/// `recv_from` over loopback, first on one thread with nothing to wait for (the socket calls
+/// alone), then ping-ponged between two threads blocked in `recv_from` (a wake-up for each
+/// datagram). Process CPU over datagrams, in microseconds.
+fn floor() -> BTreeMap<&'static str, f64> {
+    use std::net::UdpSocket;
+    const ROUNDS: u32 = 200_000;
+    let mut m = BTreeMap::new();
+    let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let ba = b.local_addr().expect("addr");
+    let msg = [0x5au8; 300];
+    let mut buf = [0u8; 1500];
+    let cpu0 = cpu_secs();
+    for _ in 0..ROUNDS {
+        a.send_to(&msg, ba).expect("send");
+        b.recv_from(&mut buf).expect("recv");
+    }
+    m.insert(
+        "floor_us_per_datagram",
+        (cpu_secs() - cpu0) / f64::from(ROUNDS) * 1e6,
+    );
+    // Ping-pong: each side blocks until the other's datagram wakes it.
+    let pong = std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        for _ in 0..ROUNDS / 2 {
+            let (len, from) = b.recv_from(&mut buf).expect("recv");
+            b.send_to(buf.get(..len).unwrap_or_default(), from).expect("send");
+        }
+    });
+    let cpu0 = cpu_secs();
+    for _ in 0..ROUNDS / 2 {
+        a.send_to(&msg, ba).expect("send");
+        a.recv_from(&mut buf).expect("recv");
+    }
+    pong.join().expect("pong");
+    m.insert(
+        "floor_wake_us_per_datagram",
+        (cpu_secs() - cpu0) / f64::from(ROUNDS) * 1e6,
+    );
+    m
 }

@@ -16,12 +16,12 @@ use dht_proto::wire::{self, Body, Message, PutRequest, Reply, RequestKind, Value
 use dht_proto::{Config, InfoHash, Instant, Node};
 use dht_sim::net::{LinkLatency, NetConfig};
 use dht_sim::{Sim, SimConfig};
-use dht_tests::counting::{Counting, live};
+use dht_tests::counting::{Counting, INSTRUMENTED_SYSTEM, live};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: Counting = &INSTRUMENTED_SYSTEM;
 
 /// Bytes freed by dropping `x`.
 fn footprint<T>(x: T) -> isize {

@@ -8,10 +8,10 @@ use std::time::Duration;
 use dht_proto::Node;
 use dht_sim::net::{LinkLatency, NetConfig};
 use dht_sim::{Sim, SimConfig, Stack};
-use dht_tests::counting::{Counting, live};
+use dht_tests::counting::{Counting, INSTRUMENTED_SYSTEM, live};
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: Counting = &INSTRUMENTED_SYSTEM;
 
 /// Heap each node frees when dropped, in bytes, after `secs` of virtual time.
 fn idle_heap_per_node(stack: Stack, secs: u64) -> f64 {
