@@ -10,72 +10,44 @@
 //!
 //! `cargo run --release -p dht-sim --example resilience` prints the same figures.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use dht_proto::value::Value;
-use dht_proto::{InfoHash, PutOptions};
-use dht_sim::net::{LinkLatency, Loss, NetConfig};
-use dht_sim::{Op, Sim, SimConfig};
+use dht_proto::InfoHash;
+use dht_sim::net::Loss;
+use dht_sim::scenario::{self, Latency};
+use dht_sim::{Op, Sim};
 
 const NODES: usize = 1000;
 
-fn net(bandwidth: Option<u64>) -> NetConfig {
-    NetConfig {
-        latency: LinkLatency::Fixed(Duration::from_millis(50)),
-        bandwidth,
-        ..NetConfig::default()
-    }
-}
-
-fn network(seed: u64, bandwidth: Option<u64>, keep_events: bool) -> Sim {
-    let mut sim = Sim::new(SimConfig {
+fn network(seed: u64, bandwidth: Option<u64>) -> Sim {
+    scenario::settled(
         seed,
-        nodes: NODES,
-        net: net(bandwidth),
-        keep_events,
-        ..SimConfig::default()
-    });
-    assert!(sim.bootstrap_all(Duration::from_secs(600)), "bootstrap");
-    sim.run_for(Duration::from_secs(60));
-    sim
+        NODES,
+        scenario::fixed_latency(Duration::from_millis(50), bandwidth),
+    )
+    .expect("bootstrap")
 }
 
-/// `n` distinct live hosts.
-fn distinct_hosts(sim: &mut Sim, n: usize) -> Vec<usize> {
-    let mut seen = BTreeSet::new();
-    while seen.len() < n {
-        seen.insert(sim.random_up());
-    }
-    seen.into_iter().collect()
-}
-
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
+/// 200 gets of `keys`, 20 at a time from random live nodes: get-done (p50, p99) in RTTs; every
+/// get must find its value.
+fn get_latency(sim: &mut Sim, keys: &[InfoHash]) -> (f64, f64) {
+    let Latency { p50, p99, failed, .. } = scenario::get_latency(sim, keys, 200);
+    assert_eq!(failed, 0, "gets failed");
+    (p50, p99)
 }
 
 #[test]
 fn gets_end_with_every_value_under_a_slow_uplink_10_and_50_at_once() {
     // 10 Mbit/s uplinks: each node paces its replies' value data to it.
-    let mut sim = network(1, Some(1_250_000), false);
+    let mut sim = network(1, Some(1_250_000));
     let key = InfoHash::get("resilience: 500 values");
-    let mut puts: Vec<Op> = Vec::new();
-    for i in 0..500u64 {
-        let from = sim.random_up();
-        let mut data = vec![0u8; 1024];
-        data[..8].copy_from_slice(&i.to_be_bytes());
-        puts.push(sim.put(from, key, Value::new(i + 1, data), PutOptions::default()));
-        if puts.len().is_multiple_of(50) {
-            assert!(sim.run_until_done(&puts, Duration::from_secs(120)));
-        }
-    }
-    assert!(sim.run_until_done(&puts, Duration::from_secs(120)));
-    assert!(puts.iter().all(|p| sim.op(*p).is_some_and(|r| r.ok)));
+    assert!(
+        scenario::put_many_values(&mut sim, key, 500, 1024),
+        "the 500 puts"
+    );
     sim.run_for(Duration::from_secs(5));
     for at_once in [10, 50] {
-        let hosts = distinct_hosts(&mut sim, at_once);
+        let hosts = scenario::distinct_hosts(&mut sim, at_once);
         let ops: Vec<(usize, Op)> = hosts.iter().map(|&h| (h, sim.get(h, key))).collect();
         let just_ops: Vec<Op> = ops.iter().map(|o| o.1).collect();
         assert!(
@@ -108,51 +80,10 @@ fn gets_end_with_every_value_under_a_slow_uplink_10_and_50_at_once() {
     eprintln!("duplicate gets not answered twice: {dupes}; request timeouts: {timeouts}");
 }
 
-fn put_keys(sim: &mut Sim, n: usize) -> Vec<InfoHash> {
-    let mut keys = Vec::new();
-    let mut ops = Vec::new();
-    for i in 0..n {
-        let key = InfoHash::get(format!("resilience key {i}"));
-        let from = sim.random_up();
-        ops.push(sim.put(
-            from,
-            key,
-            Value::new(0, format!("value {i}").into_bytes()),
-            PutOptions::default(),
-        ));
-        keys.push(key);
-    }
-    assert!(sim.run_until_done(&ops, Duration::from_secs(120)));
-    keys
-}
-
-/// 200 gets of `keys`, 20 at a time from random live nodes: get-done (p50, p99) in RTTs; every
-/// get must find its value.
-fn get_latency(sim: &mut Sim, keys: &[InfoHash]) -> (f64, f64) {
-    let rtt = sim.config().net.mean_rtt().as_secs_f64();
-    let mut lat = Vec::new();
-    for chunk in 0..10 {
-        let batch: Vec<Op> = (0..20)
-            .map(|i| {
-                let key = keys[(chunk * 20 + i) % keys.len()];
-                let at = sim.random_up();
-                sim.get(at, key)
-            })
-            .collect();
-        assert!(sim.run_until_done(&batch, Duration::from_secs(120)));
-        for o in batch {
-            let r = sim.op(o).unwrap();
-            assert!(r.ok && !r.found.is_empty(), "a get failed");
-            lat.push((r.done.unwrap() - r.start).as_secs_f64() / rtt);
-        }
-    }
-    (percentile(lat.clone(), 0.5), percentile(lat, 0.99))
-}
-
 #[test]
 fn gets_stay_fast_right_after_a_fifth_of_the_nodes_crash() {
-    let mut sim = network(1, None, false);
-    let keys = put_keys(&mut sim, 100);
+    let mut sim = network(1, None);
+    let keys = scenario::put_small_values(&mut sim, 100).expect("puts");
     let (p50, p99) = get_latency(&mut sim, &keys);
     eprintln!("steady: p50 {p50:.1} RTT, p99 {p99:.1} RTT");
     // No worse than before (OpenDHT's fixed timeouts gave 4 and 5 RTT here).
@@ -170,9 +101,9 @@ fn gets_stay_fast_right_after_a_fifth_of_the_nodes_crash() {
 
 #[test]
 fn gets_stay_fast_at_30_percent_loss() {
-    let mut sim = network(1, None, false);
-    let keys = put_keys(&mut sim, 100);
-    let mut lossy = net(None);
+    let mut sim = network(1, None);
+    let keys = scenario::put_small_values(&mut sim, 100).expect("puts");
+    let mut lossy = scenario::fixed_latency(Duration::from_millis(50), None);
     lossy.loss = Loss::Random(0.3);
     sim.set_net(lossy, "loss 30%");
     let (p50, p99) = get_latency(&mut sim, &keys);

@@ -32,6 +32,7 @@ pub mod net;
 mod op;
 pub mod progress;
 mod report;
+pub mod scenario;
 mod sim;
 pub mod summary;
 
