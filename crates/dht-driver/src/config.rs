@@ -5,6 +5,23 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use rand_core::{OsRng, RngCore};
 
 /// How to run a node, whatever the driver.
+///
+/// Every setting of the core is in [`Config::node`], passed to the node as it is (only
+/// `dual_stack` is set from the sockets bound): the uplink's rate
+/// (`uplink_bytes_per_sec`, also [`Config::with_uplink_rate`]), the Sybil limits
+/// (`max_bucket_nodes_per_subnet`, `max_search_nodes_per_subnet`), anti-amplification
+/// (`amplification_factor`), the rate limits and every table's bound.
+///
+/// ```
+/// use dht_driver::Config;
+///
+/// // A node on a 1 Mbit/s uplink, with anti-amplification on and no Sybil limit in buckets
+/// // (many nodes on one private LAN).
+/// let mut config = Config::loopback().with_uplink_rate(Some(125_000));
+/// config.node.amplification_factor = Some(2);
+/// config.node.max_bucket_nodes_per_subnet = None;
+/// assert_eq!(config.node.uplink_bytes_per_sec, Some(125_000));
+/// ```
 #[derive(Clone, Debug)]
 pub struct Config {
     /// UDP port for both families; 0 picks a free one (the IPv6 socket then tries the IPv4 port,
@@ -53,6 +70,24 @@ impl Config {
             bind6: Some(Ipv6Addr::LOCALHOST),
             ..Config::default()
         }
+    }
+
+    /// The uplink's rate in bytes per second: the value data of the node's get replies is then
+    /// paced to it, round robin between replies, so that a large answer on a slow uplink is
+    /// delivered slowly but whole rather than queued unseen while the asker gives up
+    /// ([`dht_proto::Config::uplink_bytes_per_sec`]). `None` or `Some(0)`: not paced (the
+    /// default, as OpenDHT). Both drivers (`dht-mio`, `dht-smol`) take it from here.
+    ///
+    /// ```
+    /// use dht_driver::Config;
+    ///
+    /// let config = Config::loopback().with_uplink_rate(Some(64 * 1024));
+    /// assert_eq!(config.node.uplink_bytes_per_sec, Some(65_536));
+    /// assert_eq!(config.with_uplink_rate(Some(0)).node.uplink_bytes_per_sec, None);
+    /// ```
+    pub fn with_uplink_rate(mut self, bytes_per_sec: Option<u64>) -> Config {
+        self.node.uplink_bytes_per_sec = bytes_per_sec.filter(|r| *r > 0);
+        self
     }
 
     /// The seed to build the node with: [`Config::seed`], or 32 bytes from the OS.

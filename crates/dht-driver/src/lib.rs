@@ -13,6 +13,7 @@
 //! - [`Ids`], [`GetId`], [`ListenId`]: ids handed out before the node sees a command, and value ids.
 //! - [`PutMode`]: plain, signed or encrypted puts.
 //! - [`Routes`]: events routed back to the callers that asked, whatever their sinks are.
+//! - [`GetSummary`]: how a get ended (complete or not; how many of the closest nodes answered).
 //! - [`Error`]: the errors every driver returns.
 //! - [`DiscoverySockets`], [`LanDiscovery`]: LAN peer discovery (OpenDHT's `PeerDiscovery`),
 //!   on when [`Config::discovery`] is set.
@@ -85,6 +86,7 @@ mod clock;
 mod config;
 mod discovery;
 mod error;
+mod get;
 mod ids;
 mod put;
 mod resolve;
@@ -99,6 +101,7 @@ pub use discovery::{
     group as discovery_group, rejoin as discovery_rejoin,
 };
 pub use error::Error;
+pub use get::GetSummary;
 pub use ids::{GetId, Ids, ListenId};
 pub use put::PutMode;
 pub use resolve::{resolve, resolve_host_port};

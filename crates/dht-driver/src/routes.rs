@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use dht_proto::value::Value;
 use dht_proto::{Event, ListenToken, OpId, PutOutcome};
 
-use crate::{GetId, ListenId};
+use crate::{GetId, GetSummary, ListenId};
 
 /// Where each operation's results go: `G` is a get's sink, `P` a put's, `L` a listen's.
 ///
@@ -24,10 +24,13 @@ use crate::{GetId, ListenId};
 /// let mut routes: Routes<Vec<String>, (), ()> = Routes::new();
 /// let op = node.get(Instant::ZERO, InfoHash::get("k"), Query::default()).unwrap();
 /// routes.add_get(ids.get_id(), op, Vec::new());
-/// // The core reports the end of the get; the table hands back the get's sink.
-/// let done = Event::GetDone { op, key: InfoHash::get("k"), ok: false, answered: 0, asked: 0 };
+/// // The core reports the end of the get; the table hands back the get's sink and how it ended.
+/// let done = Event::GetDone { op, key: InfoHash::get("k"), ok: true, answered: 3, asked: 4 };
 /// match routes.route(done) {
-///     Routed::GetDone { sink, ok } => assert!(sink.is_empty() && !ok),
+///     Routed::GetDone { sink, summary } => {
+///         assert!(sink.is_empty() && summary.ok);
+///         assert_eq!((summary.answered, summary.asked), (3, 4));
+///     }
 ///     _ => unreachable!(),
 /// }
 /// assert!(routes.is_empty());
@@ -57,8 +60,9 @@ pub enum Routed<'a, G, P, L> {
     GetDone {
         /// Its sink.
         sink: G,
-        /// True when at least one family reached its closest nodes.
-        ok: bool,
+        /// How it ended: complete or not (`summary.ok`), and how many of the closest nodes
+        /// answered.
+        summary: GetSummary,
     },
     /// A put has its outcome (a permanent put: its first announce); its entry is gone.
     PutDone {
@@ -156,8 +160,17 @@ impl<G, P, L> Routes<G, P, L> {
                 Some((_, sink)) => Routed::Values { op, sink, values },
                 None => unreachable!("checked by the guard"),
             },
-            Event::GetDone { op, ok, .. } if self.gets.contains_key(&op) => match self.remove_get(op) {
-                Some(sink) => Routed::GetDone { sink, ok },
+            Event::GetDone {
+                op,
+                ok,
+                answered,
+                asked,
+                ..
+            } if self.gets.contains_key(&op) => match self.remove_get(op) {
+                Some(sink) => Routed::GetDone {
+                    sink,
+                    summary: GetSummary { ok, answered, asked },
+                },
                 None => unreachable!("checked by the guard"),
             },
             Event::PutDone { op, outcome, .. } if self.puts.contains_key(&op) => {

@@ -72,3 +72,27 @@ impl Config {
         Ok(addrs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_core_gets_the_config_as_given_but_for_dual_stack() {
+        let clock = Clock::new();
+        let mut config = Config {
+            bind6: None,
+            ..Config::loopback().with_uplink_rate(Some(12_345))
+        };
+        config.node.amplification_factor = Some(2);
+        config.node.max_bucket_nodes_per_subnet = Some(1);
+        config.node.max_search_nodes_per_subnet = None;
+        let setup = Setup::bind(config, &clock, &[]).expect("binds 127.0.0.1");
+        let c = setup.node.config();
+        assert_eq!(c.uplink_bytes_per_sec, Some(12_345));
+        assert_eq!(c.amplification_factor, Some(2));
+        assert_eq!(c.max_bucket_nodes_per_subnet, Some(1));
+        assert_eq!(c.max_search_nodes_per_subnet, None);
+        assert!(!c.dual_stack, "one family bound");
+    }
+}

@@ -11,7 +11,7 @@ use dht_proto::wire::NodeInfo;
 use dht_proto::{BucketSummary, ExportedValue, Family, InfoHash, Node, PerFamily, PutOptions, PutOutcome};
 
 use crate::command::Command;
-use crate::{Error, Handle, PutMode};
+use crate::{Error, GetSummary, Handle, PutMode};
 
 impl Handle {
     /// Every value at `key` matching `query`, once the get is done (at most `limit`).
@@ -21,11 +21,39 @@ impl Handle {
         query: Query,
         limit: Duration,
     ) -> Result<Vec<Value>, Error> {
+        self.get_with_summary_blocking(key, query, limit)
+            .map(|(values, _)| values)
+    }
+
+    /// Every value at `key` matching `query` once the get is done (at most `limit`), and how
+    /// it ended ([`GetSummary`]: complete or not, how many of the closest nodes answered).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use dht_mio::{Config, Runner};
+    /// use dht_proto::{InfoHash, value::{Query, Value}};
+    ///
+    /// let a = Runner::run(Config::loopback()).unwrap();
+    /// let b = Runner::run(Config::loopback()).unwrap();
+    /// b.bootstrap_addr(a.local_addrs()[0]).unwrap();
+    /// assert!(b.wait_connected(Duration::from_secs(10)));
+    /// let key = InfoHash::get("hello");
+    /// a.put_blocking(key, Value::new(0, b"world".to_vec()), Duration::from_secs(10)).unwrap();
+    /// let (values, summary) = b.get_with_summary_blocking(key, Query::default(), Duration::from_secs(10)).unwrap();
+    /// assert_eq!(values[0].data, b"world");
+    /// assert!(summary.ok && summary.answered >= 1);
+    /// ```
+    pub fn get_with_summary_blocking(
+        &self,
+        key: InfoHash,
+        query: Query,
+        limit: Duration,
+    ) -> Result<(Vec<Value>, GetSummary), Error> {
         self.not_on_runner()?;
         let (tx, rx) = mpsc::channel();
         let found = Arc::new(Mutex::new(Vec::new()));
         let sink = found.clone();
-        let id = self.get(
+        let id = self.get_with_summary(
             key,
             query,
             move |v| {
@@ -37,18 +65,16 @@ impl Handle {
                 let _ = tx.send(r);
             },
         )?;
-        match rx.recv_timeout(limit) {
-            Ok(r) => {
-                r?;
-            }
+        let summary = match rx.recv_timeout(limit) {
+            Ok(r) => r?,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 self.cancel_get(id);
                 return Err(Error::Timeout);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return Err(Error::Closed),
-        }
+        };
         let values = found.lock().map(|f| f.clone()).unwrap_or_default();
-        Ok(values)
+        Ok((values, summary))
     }
 
     /// Every value at `key`, once the get is done (at most `limit`).

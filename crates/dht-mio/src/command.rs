@@ -19,7 +19,7 @@ pub enum Change<'a> {
 }
 
 pub(crate) type ValuesCb = Box<dyn FnMut(&[Value]) + Send>;
-pub(crate) type DoneCb = Box<dyn FnOnce(Result<bool, Error>) + Send>;
+pub(crate) type DoneCb = Box<dyn FnOnce(Result<dht_driver::GetSummary, Error>) + Send>;
 pub(crate) type PutCb = Box<dyn FnOnce(Result<PutOutcome, Error>) + Send>;
 pub(crate) type ListenCb = Box<dyn FnMut(Change<'_>) + Send>;
 pub(crate) type InspectFn = Box<dyn FnOnce(&mut Node, dht_proto::Instant) + Send>;

@@ -10,7 +10,7 @@ use dht_proto::{Family, InfoHash, PutOptions, PutOutcome, Stats, Status};
 
 use crate::command::{Change, Command, Shared};
 use crate::host::{HostCtl, HostMsg, on_host};
-use crate::{Error, GetId, ListenId, PutMode};
+use crate::{Error, GetId, GetSummary, ListenId, PutMode};
 
 /// A cheap, cloneable way to command a runner from any thread, callbacks included. It does not
 /// keep the runner alive: once the [`Runner`](crate::Runner) is shut down or dropped its calls
@@ -127,12 +127,50 @@ impl Handle {
 
     /// A get: `on_values` gets values as they arrive, `on_done` the end (`Ok(true)` when the
     /// closest nodes answered, `Err` when the node refused the get). Both run on the runner thread.
+    /// [`Handle::get_with_summary`] tells how many of the closest nodes answered.
     pub fn get(
         &self,
         key: InfoHash,
         query: Query,
         on_values: impl FnMut(&[Value]) + Send + 'static,
         on_done: impl FnOnce(Result<bool, Error>) + Send + 'static,
+    ) -> Result<GetId, Error> {
+        self.get_with_summary(key, query, on_values, move |r| on_done(r.map(|s| s.ok)))
+    }
+
+    /// [`Handle::get`], whose end tells how it ended: `on_done` gets the [`GetSummary`]
+    /// (complete or not, and how many of the closest nodes answered in full out of how many
+    /// were asked), or `Err` when the node refused the get. Both callbacks run on the runner
+    /// thread.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    /// use dht_mio::{Config, Runner};
+    /// use dht_proto::{InfoHash, value::{Query, Value}};
+    ///
+    /// let a = Runner::run(Config::loopback()).unwrap();
+    /// let b = Runner::run(Config::loopback()).unwrap();
+    /// b.bootstrap_addr(a.local_addrs()[0]).unwrap();
+    /// assert!(b.wait_connected(Duration::from_secs(10)));
+    /// let key = InfoHash::get("hello");
+    /// a.put_blocking(key, Value::new(0, b"world".to_vec()), Duration::from_secs(10)).unwrap();
+    /// let (tx, rx) = mpsc::channel();
+    /// b.get_with_summary(key, Query::default(), |_values| {}, move |done| {
+    ///     let _ = tx.send(done);
+    /// })
+    /// .unwrap();
+    /// let summary = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+    /// // `a` is the only node `b` knows (over IPv4, and over IPv6 once learned): it answered.
+    /// assert!(summary.ok && summary.answered >= 1 && summary.answered <= summary.asked);
+    /// println!("get done: {summary}"); // e.g. "get done: 2/2 answered"
+    /// ```
+    pub fn get_with_summary(
+        &self,
+        key: InfoHash,
+        query: Query,
+        on_values: impl FnMut(&[Value]) + Send + 'static,
+        on_done: impl FnOnce(Result<GetSummary, Error>) + Send + 'static,
     ) -> Result<GetId, Error> {
         let id = self.ids.get_id();
         self.send(Command::Get {

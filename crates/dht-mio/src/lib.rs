@@ -51,7 +51,8 @@ mod slot;
 
 pub use command::Change;
 pub use dht_driver::{
-    Config, DiscoveryConfig, DiscoveryStats, Error, GetId, ListenId, PutMode, SOCKET_BUFFER, resolve,
+    Config, DiscoveryConfig, DiscoveryStats, Error, GetId, GetSummary, ListenId, PutMode, SOCKET_BUFFER,
+    resolve,
 };
 pub use handle::Handle;
 pub use runner::{Pool, Runner};

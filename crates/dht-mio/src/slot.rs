@@ -186,7 +186,7 @@ impl Slot {
     fn dispatch(&mut self, e: Event) {
         match self.routes.route(e) {
             Routed::Values { sink, values, .. } => (sink.0)(&values),
-            Routed::GetDone { sink, ok } => (sink.1)(Ok(ok)),
+            Routed::GetDone { sink, summary } => (sink.1)(Ok(summary)),
             Routed::PutDone { sink, outcome } => sink(Ok(outcome)),
             Routed::ListenAdded { sink, values } => sink(Change::Added(&values)),
             Routed::ListenExpired { sink, values } => sink(Change::Expired(&values)),

@@ -10,7 +10,7 @@ use crate::{Change, Error, GetId, ListenId, PutMode};
 
 pub(crate) enum GetMsg {
     Values(Vec<Value>),
-    Done(Result<bool, Error>),
+    Done(Result<dht_driver::GetSummary, Error>),
 }
 
 pub(crate) type Inspect = Box<dyn FnOnce(&mut dht_proto::Node, dht_proto::Instant) + Send>;

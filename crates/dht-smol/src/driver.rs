@@ -292,8 +292,8 @@ impl Core {
                     let _ = self.node.cancel_get(self.clock.now(), op);
                 }
             }
-            Routed::GetDone { sink, ok } => {
-                let _ = sink.try_send(GetMsg::Done(Ok(ok)));
+            Routed::GetDone { sink, summary } => {
+                let _ = sink.try_send(GetMsg::Done(Ok(summary)));
             }
             Routed::PutDone { sink, outcome } => {
                 let _ = sink.try_send(Ok(outcome));

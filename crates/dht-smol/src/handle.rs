@@ -15,7 +15,7 @@ use smol::{Async, Timer};
 
 use crate::command::Command;
 use crate::driver::{Core, Driver};
-use crate::{Config, Error, GetStream, ListenStream, PutMode, Stored};
+use crate::{Config, Error, GetStream, GetSummary, ListenStream, PutMode, Stored};
 
 /// What every clone of a handle shares.
 pub(crate) struct Inner {
@@ -231,6 +231,7 @@ impl Handle {
             rx: Box::pin(rx),
             pending: Vec::new(),
             outcome: sent.err().map(Err),
+            summary: None,
         }
     }
 
@@ -244,6 +245,46 @@ impl Handle {
         match s.outcome.take() {
             Some(Err(e)) => Err(e),
             _ => Ok(all),
+        }
+    }
+
+    /// Every value at `key` matching `query` once the get is done, and how it ended
+    /// ([`GetSummary`]: complete or not, how many of the closest nodes answered); an error if
+    /// the node refused the get or shut down.
+    ///
+    /// ```
+    /// use dht_smol::{Config, Handle};
+    /// use dht_proto::{InfoHash, value::{Query, Value}};
+    ///
+    /// smol::block_on(async {
+    ///     let a = Handle::start(Config::loopback()).await.unwrap();
+    ///     let b = Handle::start(Config::loopback()).await.unwrap();
+    ///     b.bootstrap_addr(a.local_addrs()[0]).unwrap();
+    ///     b.wait_connected(std::time::Duration::from_secs(10)).await.unwrap();
+    ///     let key = InfoHash::get("hello");
+    ///     a.put(key, Value::new(0, b"world".to_vec())).await.unwrap();
+    ///     let (values, summary) = b.get_all_with_summary(key, Query::default()).await.unwrap();
+    ///     assert_eq!(values[0].data, b"world");
+    ///     assert!(summary.ok && summary.answered >= 1);
+    ///     a.shutdown().await;
+    ///     b.shutdown().await;
+    /// });
+    /// ```
+    pub async fn get_all_with_summary(
+        &self,
+        key: InfoHash,
+        query: Query,
+    ) -> Result<(Vec<Value>, GetSummary), Error> {
+        let mut s = self.get_query(key, query);
+        let mut all = Vec::new();
+        while let Some(v) = smol::stream::StreamExt::next(&mut s).await {
+            all.push(v);
+        }
+        match (s.outcome.take(), s.summary) {
+            (Some(Err(e)), _) => Err(e),
+            (_, Some(summary)) => Ok((all, summary)),
+            // The stream ended without a done message: only if the driver went away.
+            (_, None) => Err(Error::Closed),
         }
     }
 

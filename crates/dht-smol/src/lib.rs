@@ -59,7 +59,9 @@ mod driver;
 mod handle;
 mod stream;
 
-pub use dht_driver::{Config, DiscoveryConfig, DiscoveryStats, Error, PutMode, SOCKET_BUFFER, resolve};
+pub use dht_driver::{
+    Config, DiscoveryConfig, DiscoveryStats, Error, GetSummary, PutMode, SOCKET_BUFFER, resolve,
+};
 pub use driver::Driver;
 pub use handle::Handle;
 pub use stream::{Change, GetStream, ListenStream, Stored};

@@ -10,7 +10,7 @@ use smol::channel::Receiver;
 use smol::stream::Stream;
 
 use crate::command::{Command, GetMsg};
-use crate::{Error, GetId, Handle, ListenId};
+use crate::{Error, GetId, GetSummary, Handle, ListenId};
 
 /// A put's result: the value id (chosen here when the value's was 0) and how many nodes stored it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub struct GetStream {
     pub(crate) rx: Pin<Box<Receiver<GetMsg>>>,
     pub(crate) pending: Vec<Value>,
     pub(crate) outcome: Option<Result<bool, Error>>,
+    /// How the get ended, once it has (with `outcome: Some(Ok(_))`).
+    pub(crate) summary: Option<GetSummary>,
 }
 
 impl std::fmt::Debug for GetStream {
@@ -53,6 +55,38 @@ impl GetStream {
     /// not all did, `Err` when the node refused the get or shut down. `None` before the end.
     pub fn outcome(&self) -> Option<&Result<bool, Error>> {
         self.outcome.as_ref()
+    }
+
+    /// Once the stream has ended after a finished search: how it ended (complete or not, and
+    /// how many of the closest nodes answered in full out of how many were asked). `None` before
+    /// the end, or when the get failed ([`GetStream::outcome`] holds the error).
+    ///
+    /// ```
+    /// use dht_smol::{Config, Handle};
+    /// use dht_proto::{InfoHash, value::Value};
+    /// use smol::stream::StreamExt;
+    ///
+    /// smol::block_on(async {
+    ///     let a = Handle::start(Config::loopback()).await.unwrap();
+    ///     let b = Handle::start(Config::loopback()).await.unwrap();
+    ///     b.bootstrap_addr(a.local_addrs()[0]).unwrap();
+    ///     b.wait_connected(std::time::Duration::from_secs(10)).await.unwrap();
+    ///     let key = InfoHash::get("hello");
+    ///     a.put(key, Value::new(0, b"world".to_vec())).await.unwrap();
+    ///     let mut get = b.get(key);
+    ///     assert!(get.summary().is_none(), "not ended yet");
+    ///     while let Some(v) = get.next().await {
+    ///         assert_eq!(v.data, b"world");
+    ///     }
+    ///     let summary = get.summary().unwrap();
+    ///     assert!(summary.ok && summary.answered >= 1 && summary.answered <= summary.asked);
+    ///     println!("get done: {summary}"); // e.g. "get done: 2/2 answered"
+    ///     a.shutdown().await;
+    ///     b.shutdown().await;
+    /// });
+    /// ```
+    pub fn summary(&self) -> Option<GetSummary> {
+        self.summary
     }
 }
 
@@ -71,7 +105,10 @@ impl Stream for GetStream {
                     vs.reverse();
                     self.pending = vs;
                 }
-                Poll::Ready(Some(GetMsg::Done(r))) => self.outcome = Some(r),
+                Poll::Ready(Some(GetMsg::Done(r))) => {
+                    self.summary = r.as_ref().ok().copied();
+                    self.outcome = Some(r.map(|s| s.ok));
+                }
                 Poll::Ready(None) => self.outcome = Some(Err(Error::Closed)),
                 Poll::Pending => return Poll::Pending,
             }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dht_mio::{Change, Handle, PutMode};
+use dht_mio::{Change, GetSummary, Handle, PutMode};
 use dht_proto::crypto::Identity;
 use dht_proto::value::{Query, Value};
 use dht_proto::{ExportedValue, InfoHash, PutOptions};
@@ -15,15 +15,24 @@ use smol::stream::StreamExt;
 
 /// Called with values as a get finds them.
 pub type OnValues = Box<dyn FnMut(&[Value]) + Send>;
-/// Called once at the end of a get: `Ok(true)` when it completed (for a node: the closest nodes
-/// answered).
-pub type OnDone = Box<dyn FnOnce(Result<bool, String>) + Send>;
+/// Called once at the end of a get: how it ended, or why it failed.
+pub type OnDone = Box<dyn FnOnce(Result<GetEnd, String>) + Send>;
 /// Called with each change a listen reports.
 pub type OnChange = Box<dyn FnMut(Change<'_>) + Send>;
 /// Called once with a put's outcome.
 pub type OnPut = Box<dyn FnOnce(Result<Stored, String>) + Send>;
 /// Ends a listen.
 pub type Cancel = Box<dyn FnOnce() + Send>;
+
+/// How a get ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GetEnd {
+    /// A node of ours: complete or not, and how many of the closest nodes answered.
+    Nodes(GetSummary),
+    /// Through a proxy: its answer ended (it says nothing of the nodes behind it).
+    Proxy,
+}
 
 /// Where a put went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,8 +101,8 @@ impl Backend for Handle {
     }
 
     fn get(&self, key: InfoHash, query: Query, on_values: OnValues, on_done: OnDone) -> Result<(), String> {
-        Handle::get(self, key, query, on_values, move |r| {
-            on_done(r.map_err(|e| e.to_string()))
+        Handle::get_with_summary(self, key, query, on_values, move |r| {
+            on_done(r.map(GetEnd::Nodes).map_err(|e| e.to_string()))
         })
         .map(|_| ())
         .map_err(|e| e.to_string())
@@ -245,7 +254,7 @@ impl Backend for ProxyBackend {
                     Err(e) => return on_done(Err(e.to_string())),
                 }
             }
-            on_done(Ok(true));
+            on_done(Ok(GetEnd::Proxy));
         })
         .detach();
         Ok(())

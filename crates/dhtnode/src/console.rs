@@ -8,7 +8,7 @@ use dht_mio::{Change, PutMode};
 use dht_proto::value::{Query, Value};
 use dht_proto::{InfoHash, PutOptions};
 
-use crate::backend::{Backend, Cancel, Stored};
+use crate::backend::{Backend, Cancel, GetEnd, Stored};
 use crate::cmd::{Cmd, help_text};
 use crate::show::{Out, say, show_value, took};
 
@@ -133,11 +133,12 @@ impl Console {
         };
         self.node.get(k, query, Box::new(on_values), Box::new(on_done))?;
         match rx.recv_timeout(self.timeout) {
-            Ok(Ok(true)) => self.print(format!("get done{}", took(started))),
-            Ok(Ok(false)) => self.print(format!(
-                "get done (not every closest node answered){}",
+            Ok(Ok(GetEnd::Nodes(s))) if s.ok => self.print(format!("get done: {s}{}", took(started))),
+            Ok(Ok(GetEnd::Nodes(s))) => self.print(format!(
+                "get done: {s}, not every closest node answered{}",
                 took(started)
             )),
+            Ok(Ok(_)) => self.print(format!("get done{}", took(started))),
             Ok(Err(e)) => self.print(format!("get failed: {e}")),
             Err(_) => self.print("get timed out"),
         }

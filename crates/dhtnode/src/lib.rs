@@ -17,7 +17,7 @@
 //! | `ls` | searches |
 //! | `ld [key]` | stored values (all, or one key's) |
 //! | `b <host[:port]>` | bootstrap from a node |
-//! | `g <key>` | get the values at a key |
+//! | `g <key>` | get the values at a key; its last line says how many of the closest nodes answered (`get done: 8/8 answered in 3.1 ms`) |
 //! | `q <key> <query>` | get with a query, e.g. `q k SELECT id WHERE value_type=0` |
 //! | `l <key> [query]` | listen to a key |
 //! | `cl <key> <listen>` | cancel a listen (its number as `l` printed it) |
@@ -48,10 +48,10 @@ pub mod proxy;
 mod repl;
 mod show;
 
-pub use backend::{Backend, Cancel, OnChange, OnDone, OnPut, OnValues, ProxyBackend, Stored};
+pub use backend::{Backend, Cancel, GetEnd, OnChange, OnDone, OnPut, OnValues, ProxyBackend, Stored};
 pub use cmd::{COMMANDS, Cmd, Command, Words, help_text};
 pub use console::{Console, parse_public_key};
 pub use files::{CliError, load_or_create_identity, load_state, save_state};
-pub use options::{Options, bootstrap_spec};
+pub use options::{Options, bootstrap_spec, uplink_rate};
 pub use repl::{Input, PROMPT, PipedLines, Read, Terminal, run_lines};
 pub use show::{Out, show_value};

@@ -51,6 +51,7 @@ fn run(opts: Options) -> Result<(), CliError> {
     let mut node = dht_proto::Config::default();
     node.network = opts.network;
     node.identity = Some(identity);
+    node.uplink_bytes_per_sec = opts.uplink_rate;
     let config = Config {
         port: opts.port,
         bind4: (!opts.ipv6_only).then_some(opts.bind4),

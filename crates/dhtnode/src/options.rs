@@ -54,6 +54,12 @@ pub struct Options {
     /// IPv6 only.
     #[arg(short = '6', long = "ipv6-only")]
     pub ipv6_only: bool,
+    /// The uplink's rate, in bytes per second (`125000`) or with a unit: `kB`, `MB` (1000,
+    /// 1,000,000), `KiB`, `MiB` (1024, 1,048,576). Value data of get replies is then sent at
+    /// this pace, round robin between askers, so that large answers on a slow uplink arrive
+    /// whole instead of queueing unseen. Default: not paced (as OpenDHT).
+    #[arg(long = "uplink-rate", value_name = "BYTES_PER_SEC", value_parser = uplink_rate)]
+    pub uplink_rate: Option<u64>,
     /// How long `g`, `q` and `p` wait for their end, in seconds.
     #[arg(long = "timeout", default_value_t = 30)]
     pub timeout: u64,
@@ -111,6 +117,39 @@ pub fn bootstrap_spec(spec: &str) -> Result<String, String> {
     Ok(spec.to_string())
 }
 
+/// An uplink rate as typed: bytes per second, or a number with a unit (`k`/`kB`: 1000,
+/// `M`/`MB`: 1,000,000, `Ki`/`KiB`: 1024, `Mi`/`MiB`: 1,048,576; the unit's case and a trailing
+/// `/s` do not matter). Refused when it is 0 (leave the option out for no pacing) or does not
+/// fit 64 bits.
+pub fn uplink_rate(spec: &str) -> Result<u64, String> {
+    let s = spec.trim();
+    let s = s
+        .strip_suffix("/s")
+        .or_else(|| s.strip_suffix("/S"))
+        .unwrap_or(s)
+        .trim_end();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{spec}: expected bytes per second, e.g. 125000, 500kB or 2MiB"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "m" | "mb" => 1_000_000,
+        "ki" | "kib" => 1024,
+        "mi" | "mib" => 1 << 20,
+        other => return Err(format!("{spec}: unknown unit {other:?} (kB, MB, KiB or MiB)")),
+    };
+    match n.checked_mul(scale) {
+        Some(0) => Err(format!(
+            "{spec}: a rate of 0 sends nothing; leave the option out for no pacing"
+        )),
+        Some(rate) => Ok(rate),
+        None => Err(format!("{spec}: too large")),
+    }
+}
+
 /// The port written in `spec`, read as the runner reads it.
 fn explicit_port(spec: &str) -> Option<u16> {
     if let Ok(addr) = spec.parse::<SocketAddr>() {
@@ -133,6 +172,37 @@ mod tests {
         for flag in ["-D", "--peer-discovery", "--discovery"] {
             assert!(Options::parse_from(["dhtnode", flag]).peer_discovery, "{flag}");
         }
+    }
+
+    #[test]
+    fn uplink_rates_in_bytes_or_with_a_unit() {
+        use clap::Parser;
+        assert_eq!(Options::parse_from(["dhtnode"]).uplink_rate, None);
+        for (typed, rate) in [
+            ("125000", 125_000),
+            ("500kB", 500_000),
+            ("500 k", 500_000),
+            ("2MB/s", 2_000_000),
+            ("64KiB", 65_536),
+            ("1mib", 1_048_576),
+        ] {
+            assert_eq!(uplink_rate(typed), Ok(rate), "{typed}");
+            let opts = Options::parse_from(["dhtnode", "--uplink-rate", typed]);
+            assert_eq!(opts.uplink_rate, Some(rate), "{typed}");
+        }
+        for (bad, why) in [
+            ("0", "rate of 0"),
+            ("0KiB", "rate of 0"),
+            ("fast", "expected bytes per second"),
+            ("-5", "expected bytes per second"),
+            ("12 parsecs", "unknown unit"),
+            ("99999999999999999999", "expected bytes per second"),
+            ("99999999999999999MiB", "too large"),
+        ] {
+            let e = uplink_rate(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(Options::try_parse_from(["dhtnode", "--uplink-rate", "0"]).is_err());
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub fn show_value(v: &Value) -> String {
     )
 }
 
-/// What `ll` prints: node id, public key, addresses, connectivity, traffic and storage figures.
+/// What `ll` prints: node id, public key, addresses, connectivity, storage figures, the uplink's
+/// pacing (`--uplink-rate`) and traffic.
 pub(crate) fn info(h: &Handle) -> String {
     let s = h.stats();
     let status = |f| match h.status(f) {
@@ -68,12 +69,19 @@ pub(crate) fn info(h: &Handle) -> String {
         Ok(Some(pk)) => format!("public key {} (id {})", hex(&pk.to_bytes()), pk.id()),
         _ => "no identity".to_string(),
     };
+    let uplink = match h.inspect(|n| n.config().uplink_bytes_per_sec) {
+        Ok(Some(rate)) => format!(
+            "uplink paced at {rate} bytes/s; {} retransmitted gets not answered twice",
+            s.duplicate_gets
+        ),
+        _ => "uplink not paced".to_string(),
+    };
     let received = s.received.total();
     let sent = s.sent.total();
     let dropped = s.dropped.total();
     format!(
         "node id {}\n{key}\nbound {:?}, public {public}\nIPv4 {} ({} nodes, {} good), IPv6 {} ({} nodes, {} good)\n\
-         storage {} keys, {} values, {} bytes; {} remote listeners\n\
+         storage {} keys, {} values, {} bytes; {} remote listeners\n{uplink}\n\
          datagrams in {received}, out {sent}, dropped {dropped}; {} searches, {} operations",
         h.node_id(),
         h.local_addrs(),
