@@ -245,11 +245,17 @@ impl RoutingTable {
         };
         let mut first = b.first;
         first.set_bit(depth, true);
-        let (stay, go): (Vec<_>, Vec<_>) = b.nodes.drain(..).partition(|n| n.id < first);
+        let (mut stay, mut go): (Vec<_>, Vec<_>) = b.nodes.drain(..).partition(|n| n.id < first);
+        // Each half holds what it has, not the doubled capacity `partition` grew it to.
+        stay.shrink_to_fit();
+        go.shrink_to_fit();
         b.nodes = stay;
         let mut nb = Bucket::new(first);
         nb.nodes = go;
         nb.time = b.time;
+        // A table has a few dozen buckets at most, split one at a time: exact capacities.
+        self.buckets.reserve_exact(1);
+        self.prefixes.reserve_exact(1);
         self.buckets.insert(i + 1, nb);
         self.prefixes.insert(i + 1, first.words().0);
         self.deep |= depth >= 64;
@@ -331,6 +337,9 @@ impl RoutingTable {
                 return false;
             }
             if b.nodes.len() < BUCKET_SIZE {
+                // Grown one entry at a time (a bucket fills once, then mostly stays full): a
+                // bucket of 5 nodes holds 5 entries, not the 8 of a doubling growth.
+                b.nodes.reserve_exact(1);
                 b.nodes.insert(0, entry);
                 if b.first <= own && self.bucket_of(&own) == i {
                     self.grow_time = Some(now);
