@@ -832,6 +832,28 @@ mod tests {
     }
 
     #[test]
+    fn buckets_hold_exactly_the_entries_they_have() {
+        let own = InfoHash([0; 20]);
+        let mut t = RoutingTable::new(Family::V4, own, false);
+        let now = Instant::from_secs(1);
+        let mut pings = Vec::new();
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        use rand_core::RngCore;
+        for i in 0..200u32 {
+            let mut b = [0u8; 20];
+            rng.fill_bytes(&mut b);
+            let addr = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 4222));
+            t.on_new_node(now, InfoHash(b), addr, Confirm::Replied, &|_| false, &mut pings);
+            for b in &t.buckets {
+                assert_eq!(b.nodes.capacity(), b.nodes.len(), "after node {i}");
+            }
+            assert_eq!(t.buckets.capacity(), t.buckets.len());
+            assert_eq!(t.prefixes.capacity(), t.prefixes.len());
+        }
+        assert!(t.buckets.len() > 3 && t.len() > 20);
+    }
+
+    #[test]
     fn a_bucket_takes_at_most_two_nodes_of_one_subnet_but_any_number_on_loopback() {
         let own = InfoHash([0; 20]);
         let mut t = RoutingTable::new(Family::V4, own, false).with_subnet_limits(Some(2), Some(3));
