@@ -15,6 +15,9 @@
 //! at once and the process CPU per pair, and the resident memory each node adds.
 //!
 //! `BENCH_KINDS=1` also prints, for ours, the datagrams of each kind sent per pair.
+//! `BENCH_CHILD=2 BENCH_MEMORY_ONLY=1` runs one configuration only as far as its memory figures
+//! (RSS, its anonymous part and the live heap per node) and ends there, its nodes alive, for a heap
+//! profiler.
 //!
 //! Both sides run with their request rate limits off (OpenDHT's `dhtnode -U`): 100 nodes on
 //! 127.0.0.1 are one address to each other, and the per-address limit (1024 requests/s on both
@@ -228,6 +231,14 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     let now = rss_kib();
     let per_node = ((now.0 - base.0) / n as f64, (now.1 - base.1) / n as f64);
     let heap_per_node = (dht_tests::counting::live() - live0) as f64 / 1024.0 / n as f64;
+    if std::env::var_os("BENCH_MEMORY_ONLY").is_some() {
+        // Only the memory figures (for heap profilers: the process ends with the nodes alive).
+        println!(
+            "rss_kib_per_node={} anon_kib_per_node={} heap_kib_per_node={} put_p50=0",
+            per_node.0, per_node.1, heap_per_node
+        );
+        std::process::exit(0);
+    }
     let hs: Vec<Handle> = rs.iter().map(|r| r.handle()).collect();
 
     let ops = 200;

@@ -104,7 +104,7 @@ struct Host {
     poll: Poll,
     rx: Receiver<HostMsg>,
     clock: Clock,
-    slots: BTreeMap<u64, Slot>,
+    slots: BTreeMap<u64, Box<Slot>>,
     /// Every node's next deadline.
     timers: BTreeSet<(dht_proto::Instant, u64)>,
     buf: Vec<u8>,
@@ -156,7 +156,7 @@ impl Host {
         while let Ok(m) = self.rx.try_recv() {
             match m {
                 HostMsg::Add(id, slot) => {
-                    self.slots.insert(id, *slot);
+                    self.slots.insert(id, slot);
                     self.after(id, self.clock.now());
                 }
                 HostMsg::Cmd(id, c) => {

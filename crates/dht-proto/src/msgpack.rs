@@ -280,6 +280,30 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A byte string as [`Reader::blob`] reads it, handed to `f` in place: the common forms
+    /// (bin8 and bin16) are read inline, without returning a [`Blob`] through memory.
+    #[inline]
+    pub(crate) fn with_blob<R>(
+        &mut self,
+        field: &'static str,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, DecodeError> {
+        let fast = match self.buf {
+            [0xc4, n, rest @ ..] => Some((*n as usize, rest)),
+            [0xc5, a, b, rest @ ..] => Some((u16::from_be_bytes([*a, *b]) as usize, rest)),
+            _ => None,
+        };
+        if let Some((n, rest)) = fast
+            && n <= rest.len()
+        {
+            let (b, tail) = rest.split_at(n);
+            self.buf = tail;
+            return Ok(f(b));
+        }
+        let b = self.blob(field)?;
+        Ok(f(b.as_slice()))
+    }
+
     /// Any msgpack integer, widened to i128 so every encoding fits.
     fn integer(&mut self, field: &'static str) -> Result<i128, DecodeError> {
         Ok(match self.marker()? {

@@ -245,11 +245,17 @@ impl RoutingTable {
         };
         let mut first = b.first;
         first.set_bit(depth, true);
-        let (stay, go): (Vec<_>, Vec<_>) = b.nodes.drain(..).partition(|n| n.id < first);
+        let (mut stay, mut go): (Vec<_>, Vec<_>) = b.nodes.drain(..).partition(|n| n.id < first);
+        // Each half holds what it has, not the doubled capacity `partition` grew it to.
+        stay.shrink_to_fit();
+        go.shrink_to_fit();
         b.nodes = stay;
         let mut nb = Bucket::new(first);
         nb.nodes = go;
         nb.time = b.time;
+        // A table has a few dozen buckets at most, split one at a time: exact capacities.
+        self.buckets.reserve_exact(1);
+        self.prefixes.reserve_exact(1);
         self.buckets.insert(i + 1, nb);
         self.prefixes.insert(i + 1, first.words().0);
         self.deep |= depth >= 64;
@@ -331,6 +337,9 @@ impl RoutingTable {
                 return false;
             }
             if b.nodes.len() < BUCKET_SIZE {
+                // Grown one entry at a time (a bucket fills once, then mostly stays full): a
+                // bucket of 5 nodes holds 5 entries, not the 8 of a doubling growth.
+                b.nodes.reserve_exact(1);
                 b.nodes.insert(0, entry);
                 if b.first <= own && self.bucket_of(&own) == i {
                     self.grow_time = Some(now);
@@ -820,6 +829,28 @@ mod tests {
         assert_eq!(t.status(now), Status::Connected);
         // A good node's state decays: dubious after 10 min without hearing from it.
         assert_eq!(t.status(now + Duration::from_secs(601)), Status::Connecting);
+    }
+
+    #[test]
+    fn buckets_hold_exactly_the_entries_they_have() {
+        let own = InfoHash([0; 20]);
+        let mut t = RoutingTable::new(Family::V4, own, false);
+        let now = Instant::from_secs(1);
+        let mut pings = Vec::new();
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        use rand_core::RngCore;
+        for i in 0..200u32 {
+            let mut b = [0u8; 20];
+            rng.fill_bytes(&mut b);
+            let addr = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 4222));
+            t.on_new_node(now, InfoHash(b), addr, Confirm::Replied, &|_| false, &mut pings);
+            for b in &t.buckets {
+                assert_eq!(b.nodes.capacity(), b.nodes.len(), "after node {i}");
+            }
+            assert_eq!(t.buckets.capacity(), t.buckets.len());
+            assert_eq!(t.prefixes.capacity(), t.prefixes.len());
+        }
+        assert!(t.buckets.len() > 3 && t.len() > 20);
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub(crate) struct RateLimiter {
     per_ip: Option<u32>,
     peers: BTreeMap<u128, Window>,
     max_peers: usize,
+    /// When addresses idle for a whole window were last forgotten (see [`RateLimiter::admit`]).
+    pruned: Option<Instant>,
 }
 
 impl RateLimiter {
@@ -89,6 +91,7 @@ impl RateLimiter {
             per_ip,
             peers: BTreeMap::new(),
             max_peers,
+            pruned: None,
         }
     }
 
@@ -96,6 +99,13 @@ impl RateLimiter {
     pub(crate) fn admit(&mut self, now: Instant, ip: &IpAddr) -> Result<(), Refusal> {
         if let Some(quota) = self.per_ip {
             let key = ip_key(ip);
+            // Every two windows, forget the addresses idle for that long: their windows would
+            // start afresh anyway (see `Window::roll`), so this changes no verdict, and an idle
+            // node does not keep a window for every address it ever heard from.
+            if self.pruned.is_none_or(|t| now - t >= 2 * WINDOW) {
+                self.pruned = Some(now);
+                self.peers.retain(|_, w| now - w.start < 2 * WINDOW);
+            }
             if !self.peers.contains_key(&key) && self.peers.len() >= self.max_peers {
                 // Forget addresses idle for a whole window; if none is, the newcomer is held
                 // to the global limit alone.
@@ -165,6 +175,29 @@ mod tests {
             .filter(|i| l.admit(Instant::ZERO, &IpAddr::from([10, 0, 0, *i])).is_ok())
             .count();
         assert_eq!(admitted, 20);
+    }
+
+    #[test]
+    fn addresses_idle_for_two_windows_are_forgotten_without_changing_verdicts() {
+        let mut l = RateLimiter::new(Instant::ZERO, None, Some(3), 1000);
+        for i in 0..100u8 {
+            assert!(l.admit(Instant::ZERO, &IpAddr::from([10, 0, 0, i])).is_ok());
+        }
+        assert_eq!(l.tracked_peers(), 100);
+        // A busy address keeps its window across the prune.
+        let busy = ip("192.0.2.1");
+        let t = Instant::from_millis(1900);
+        assert_eq!((0..5).filter(|_| l.admit(t, &busy).is_ok()).count(), 3);
+        let later = Instant::from_millis(2100);
+        assert_eq!(
+            l.admit(later, &busy),
+            Err(Refusal::Peer),
+            "its burst still counts"
+        );
+        assert_eq!(l.tracked_peers(), 1, "the 100 idle addresses are gone");
+        // A forgotten address starts afresh, as its stale window would have.
+        let back = IpAddr::from([10, 0, 0, 7]);
+        assert_eq!((0..5).filter(|_| l.admit(later, &back).is_ok()).count(), 3);
     }
 
     #[test]

@@ -40,13 +40,11 @@ pub(crate) const ANSWER_IDLE: Duration = Duration::from_secs(3);
 const MAX_RTT_PEERS: usize = 32;
 
 /// A round-trip estimate: smoothed RTT and its mean deviation (RFC 6298 §2, as QUIC's), in
-/// microseconds (16 bytes: a node keeps one per recent peer).
+/// microseconds (8 bytes: a node keeps one per recent peer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RttEstimate {
     srtt: u32,
     rttvar: u32,
-    /// Last sample taken.
-    last: Instant,
 }
 
 fn micros(d: Duration) -> u32 {
@@ -54,12 +52,11 @@ fn micros(d: Duration) -> u32 {
 }
 
 impl RttEstimate {
-    fn new(now: Instant, sample: Duration) -> RttEstimate {
+    fn new(sample: Duration) -> RttEstimate {
         let r = micros(sample);
         RttEstimate {
             srtt: r,
             rttvar: r / 2,
-            last: now,
         }
     }
 
@@ -74,13 +71,12 @@ impl RttEstimate {
     }
 
     /// RFC 6298 §2.3: `RTTVAR ← ¾ RTTVAR + ¼ |SRTT − R|`, then `SRTT ← ⅞ SRTT + ⅛ R`.
-    fn update(&mut self, now: Instant, sample: Duration) {
+    fn update(&mut self, sample: Duration) {
         let r = u64::from(micros(sample));
         let (srtt, var) = (u64::from(self.srtt), u64::from(self.rttvar));
         let diff = srtt.abs_diff(r);
         self.rttvar = u32::try_from((var * 3 + diff) / 4).unwrap_or(u32::MAX);
         self.srtt = u32::try_from((srtt * 7 + r) / 8).unwrap_or(u32::MAX);
-        self.last = now;
     }
 
     /// `SRTT + max(4 RTTVAR, SRTT / 2)`, within [`MIN_RTO`, `MAX_RTO`]. The SRTT/2 floor stands
@@ -182,7 +178,7 @@ pub(crate) struct Rpc {
     /// Bootstrap pings in flight (a family shows "connecting" while there are any).
     bootstrapping: usize,
     /// Round-trip estimates of the peers measured last ([`MAX_RTT_PEERS`] at most), by
-    /// [`peer_key`]: a few hundred bytes.
+    /// [`peer_key`], the least recently measured first: 16 bytes a peer, 512 at most.
     rtt: Vec<(u64, RttEstimate)>,
     /// The estimate over every peer's samples: what a peer never measured is first given.
     all: Option<RttEstimate>,
@@ -252,25 +248,27 @@ impl Rpc {
     }
 
     /// A round-trip sample of `peer` (Karn: only of requests sent once).
-    fn sample(&mut self, now: Instant, peer: SocketAddr, r: Duration) {
+    fn sample(&mut self, peer: SocketAddr, r: Duration) {
         match self.all.as_mut() {
-            Some(e) => e.update(now, r),
-            None => self.all = Some(RttEstimate::new(now, r)),
+            Some(e) => e.update(r),
+            None => self.all = Some(RttEstimate::new(r)),
         }
         let k = peer_key(&peer);
-        if let Some((_, e)) = self.rtt.iter_mut().find(|(p, _)| *p == k) {
-            e.update(now, r);
+        // Kept in the order of their last samples: a peer measured again moves to the back, and
+        // the front is the least recently measured, which a newcomer replaces.
+        if let Some(i) = self.rtt.iter().position(|(p, _)| *p == k) {
+            let (_, mut e) = self.rtt.remove(i);
+            e.update(r);
+            self.rtt.push((k, e));
             return;
         }
-        if self.rtt.len() >= MAX_RTT_PEERS
-            && let Some(i) = (0..self.rtt.len()).min_by_key(|i| self.rtt.get(*i).map(|(_, e)| e.last))
-        {
-            self.rtt.swap_remove(i);
+        if self.rtt.len() >= MAX_RTT_PEERS {
+            self.rtt.remove(0);
         }
         if self.rtt.capacity() == 0 {
             self.rtt.reserve_exact(MAX_RTT_PEERS);
         }
-        self.rtt.push((k, RttEstimate::new(now, r)));
+        self.rtt.push((k, RttEstimate::new(r)));
     }
 
     /// Part of the reply to (`from`, `tid`) arrived: the request stops being retransmitted and
@@ -282,7 +280,7 @@ impl Rpc {
             (!p.answering, p.sent, p.attempts, p.next)
         };
         if first && attempts == 1 {
-            self.sample(now, from, now - sent);
+            self.sample(from, now - sent);
         }
         let next = now + ANSWER_IDLE;
         self.timers.remove(&(old, from, tid));
@@ -360,7 +358,7 @@ impl Rpc {
     pub(crate) fn complete(&mut self, now: Instant, from: SocketAddr, tid: Tid) -> Option<Pending> {
         let p = self.take(from, tid)?;
         if p.attempts == 1 && !p.answering {
-            self.sample(now, from, now - p.sent);
+            self.sample(from, now - p.sent);
         }
         Some(p)
     }
@@ -722,10 +720,37 @@ mod tests {
         assert!(rpc.complete(t + ms(900), a, tid).is_some());
         assert_eq!(*rpc.rtt(&a).unwrap(), e);
         // The bounds: a very slow peer waits at most OpenDHT's first wait, a fast one 100 ms.
-        let slow = RttEstimate::new(now, ms(5000));
+        let slow = RttEstimate::new(ms(5000));
         assert_eq!(slow.rto(), MAX_RTO);
-        let fast = RttEstimate::new(now, ms(1));
+        let fast = RttEstimate::new(ms(1));
         assert_eq!(fast.rto(), MIN_RTO);
+    }
+
+    #[test]
+    fn the_least_recently_measured_peer_makes_room() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let mut rpc = Rpc::new(64);
+        let peer = |i: usize| addr(&format!("10.0.1.{i}:1"));
+        let mut now = Instant::ZERO;
+        for i in 0..MAX_RTT_PEERS {
+            let tid = ping(&mut rpc, &mut rng, now, peer(i));
+            now += Duration::from_millis(10);
+            assert!(rpc.complete(now, peer(i), tid).is_some());
+        }
+        // Peer 0, measured again, is now the most recent; peer 1 the least.
+        let tid = ping(&mut rpc, &mut rng, now, peer(0));
+        now += Duration::from_millis(10);
+        assert!(rpc.complete(now, peer(0), tid).is_some());
+        let newcomer = addr("10.0.2.1:1");
+        let tid = ping(&mut rpc, &mut rng, now, newcomer);
+        now += Duration::from_millis(10);
+        assert!(rpc.complete(now, newcomer, tid).is_some());
+        assert!(rpc.rtt(&newcomer).is_some());
+        assert!(rpc.rtt(&peer(0)).is_some());
+        assert!(rpc.rtt(&peer(1)).is_none(), "the least recently measured went");
+        assert!((2..MAX_RTT_PEERS).all(|i| rpc.rtt(&peer(i)).is_some()));
+        assert_eq!(rpc.rtt.capacity(), MAX_RTT_PEERS);
+        assert_eq!(core::mem::size_of::<(u64, RttEstimate)>(), 16);
     }
 
     #[test]

@@ -375,10 +375,20 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
         r.skip()?;
     }
 
+    // The common case, a reply parsed where it stood, goes straight into the result: the reply
+    // is moved once, not through the temporaries of the general path.
+    if top.e.is_none() && top.a.is_none() && top.r.is_some() && top.parsed == Some(TopKey::R) {
+        return Ok(Message {
+            tid: top.tid,
+            network: top.network,
+            is_client: top.is_client,
+            body: Body::Reply(core::mem::take(&mut top.fields.reply)),
+        });
+    }
     let body = if let Some(mut e) = top.e.clone() {
         let mut err = read_error(&mut e)?;
         if let Some(f) = top.body()? {
-            err.id = f.id.unwrap_or(InfoHash::ZERO);
+            err.id = f.reply.id;
         }
         Body::Error(err)
     } else if top.r.is_some() {
@@ -388,8 +398,8 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
     } else if top.u.is_some() {
         let f = top.body()?.unwrap_or_default();
         Body::LegacyUpdate(LegacyUpdate {
-            id: f.id.unwrap_or(InfoHash::ZERO),
-            token: f.token.clone(),
+            id: f.reply.id,
+            token: f.reply.token.clone(),
             payload: f.update_payload(),
         })
     } else {
@@ -465,23 +475,13 @@ struct Top<'a> {
 }
 
 impl Top<'_> {
-    /// The reply of a message with an `r` (and no `a`): field by field from the body parsed in
-    /// place when it is the one, which saves moving the whole [`BodyFields`].
+    /// The reply of a message with an `r` (and no `a`): taken from the body parsed in place when
+    /// it is the one, which saves moving the whole [`BodyFields`].
     fn reply(&mut self) -> Result<Reply, DecodeError> {
         if self.a.is_none() && self.parsed == Some(TopKey::R) {
-            let f = &mut self.fields;
-            return Ok(Reply {
-                id: f.id.unwrap_or(InfoHash::ZERO),
-                addr: f.addr,
-                nodes4: core::mem::take(&mut f.nodes4),
-                nodes6: core::mem::take(&mut f.nodes6),
-                token: f.token.take(),
-                values: f.values.take(),
-                fields: f.fields.take(),
-                vid: f.vid,
-            });
+            return Ok(core::mem::take(&mut self.fields.reply));
         }
-        Ok(self.body()?.unwrap_or_default().into_reply())
+        Ok(self.body()?.unwrap_or_default().reply)
     }
 
     /// The body OpenDHT uses: `a`, else `r`, else `u`.
@@ -560,24 +560,19 @@ fn read_value_parts(r: &mut Reader<'_>) -> Result<Vec<ValuePart>, DecodeError> {
     Ok(parts)
 }
 
-/// Every body key OpenDHT's parser knows, read in one pass whatever their order.
+/// Every body key OpenDHT's parser knows, read in one pass whatever their order. The keys a
+/// reply carries are read straight into a [`Reply`], handed out whole without moving field by
+/// field (an absent `id` is zero there, as every caller reads it).
 #[derive(Default)]
 struct BodyFields {
-    id: Option<InfoHash>,
+    reply: Reply,
     h: Option<InfoHash>,
     target: Option<InfoHash>,
     query: Option<Query>,
     want: Option<Want>,
-    token: Option<Token>,
     sid: Option<Tid>,
     version: Option<u32>,
-    vid: Option<ValueId>,
     created: Option<i64>,
-    values: Option<Values>,
-    fields: Option<FieldRows>,
-    nodes4: Vec<NodeInfo>,
-    nodes6: Vec<NodeInfo>,
-    addr: Option<IpAddr>,
     refreshed: Option<Vec<ValueId>>,
     expired: Option<Vec<ValueId>>,
 }
@@ -738,23 +733,23 @@ impl BodyFields {
         let mut seen = Seen::default();
         for _ in 0..n {
             match r.key()?.and_then(body_key).filter(|&i| seen.first_index(i)) {
-                Some(0) => f.id = Some(read_hash(r, "id")?),
+                Some(0) => f.reply.id = read_hash(r, "id")?,
                 Some(1) => f.h = Some(read_hash(r, "h")?),
                 Some(2) => f.target = Some(read_hash(r, "target")?),
                 Some(3) => f.query = Some(Query::read(r)?),
                 Some(4) => f.want = Some(read_want(r)?),
-                Some(5) => f.token = Some(r.blob("token")?.into_vec()),
+                Some(5) => f.reply.token = Some(r.with_blob("token", <[u8]>::to_vec)?),
                 Some(6) => f.sid = Some(read_tid(r, "sid")?),
                 Some(7) => f.version = Some(r.uint_as("ve")?),
-                Some(8) => f.vid = Some(r.uint("vid")?),
+                Some(8) => f.reply.vid = Some(r.uint("vid")?),
                 Some(9) => f.created = Some(r.int("c")?),
-                Some(10) => f.values = Some(read_values(r)?),
-                Some(11 | 12) => f.fields = Some(read_fields(r)?),
-                Some(13) => f.nodes4 = NodeInfo::parse_v4(r.blob("n4")?.as_slice())?,
-                Some(14) => f.nodes6 = NodeInfo::parse_v6(r.blob("n6")?.as_slice())?,
+                Some(10) => f.reply.values = Some(read_values(r)?),
+                Some(11 | 12) => f.reply.fields = Some(read_fields(r)?),
+                Some(13) => r.with_blob("n4", |b| NodeInfo::parse_v4_into(b, &mut f.reply.nodes4))??,
+                Some(14) => r.with_blob("n6", |b| NodeInfo::parse_v6_into(b, &mut f.reply.nodes6))??,
                 Some(15) => {
                     let b = r.bin("sa")?;
-                    f.addr = if let Ok(a) = <[u8; 4]>::try_from(b) {
+                    f.reply.addr = if let Ok(a) = <[u8; 4]>::try_from(b) {
                         Some(Ipv4Addr::from(a).into())
                     } else if let Ok(a) = <[u8; 16]>::try_from(b) {
                         Some(Ipv6Addr::from(a).into())
@@ -768,10 +763,10 @@ impl BodyFields {
             }
         }
         // OpenDHT reads values, else fields, else exp, else re.
-        if f.values.is_some() {
-            f.fields = None;
+        if f.reply.values.is_some() {
+            f.reply.fields = None;
         }
-        if f.values.is_some() || f.fields.is_some() {
+        if f.reply.values.is_some() || f.reply.fields.is_some() {
             f.expired = None;
             f.refreshed = None;
         } else if f.expired.is_some() {
@@ -781,7 +776,7 @@ impl BodyFields {
     }
 
     fn update_payload(&self) -> UpdatePayload {
-        match (&self.values, &self.expired, &self.refreshed) {
+        match (&self.reply.values, &self.expired, &self.refreshed) {
             (Some(values), _, _) => UpdatePayload::Values {
                 values: values.clone(),
                 created: self.created,
@@ -792,19 +787,6 @@ impl BodyFields {
                 values: Values::default(),
                 created: self.created,
             },
-        }
-    }
-
-    fn into_reply(self) -> Reply {
-        Reply {
-            id: self.id.unwrap_or(InfoHash::ZERO),
-            addr: self.addr,
-            nodes4: self.nodes4,
-            nodes6: self.nodes6,
-            token: self.token,
-            values: self.values,
-            fields: self.fields,
-            vid: self.vid,
         }
     }
 
@@ -823,21 +805,21 @@ impl BodyFields {
             },
             b"listen" => RequestKind::Listen(ListenRequest {
                 key,
-                token: self.token.unwrap_or_default(),
+                token: self.reply.token.unwrap_or_default(),
                 sid: self.sid.unwrap_or(0),
                 version: self.version,
                 query: self.query.unwrap_or_default(),
             }),
             b"put" => RequestKind::Put(PutRequest {
                 key,
-                values: self.values.unwrap_or_default(),
+                values: self.reply.values.unwrap_or_default(),
                 created: self.created,
-                token: self.token.unwrap_or_default(),
+                token: self.reply.token.unwrap_or_default(),
             }),
             b"refresh" => RequestKind::Refresh {
                 key,
-                vid: self.vid.unwrap_or(0),
-                token: self.token.unwrap_or_default(),
+                vid: self.reply.vid.unwrap_or(0),
+                token: self.reply.token.unwrap_or_default(),
             },
             b"update" => {
                 let payload = self.update_payload();
@@ -845,14 +827,14 @@ impl BodyFields {
                     key,
                     sid: self.sid.unwrap_or(0),
                     version: self.version,
-                    token: self.token,
+                    token: self.reply.token,
                     payload,
                 })
             }
             _ => return Err(DecodeError::UnknownKind),
         };
         Ok(Request {
-            id: self.id.unwrap_or(InfoHash::ZERO),
+            id: self.reply.id,
             kind,
         })
     }

@@ -26,6 +26,22 @@ pub struct NodeInfo {
 impl NodeInfo {
     /// Parses an `n4` list.
     pub(crate) fn parse_v4(raw: &[u8]) -> Result<Vec<NodeInfo>, DecodeError> {
+        let mut out = Vec::new();
+        Self::parse_v4_into(raw, &mut out)?;
+        Ok(out)
+    }
+
+    /// Parses an `n6` list.
+    pub(crate) fn parse_v6(raw: &[u8]) -> Result<Vec<NodeInfo>, DecodeError> {
+        let mut out = Vec::new();
+        Self::parse_v6_into(raw, &mut out)?;
+        Ok(out)
+    }
+
+    /// Parses an `n4` list into `out`, replacing what it held; its capacity is the exact count
+    /// (bounded by the input's length). Inlined, so the list is not returned through memory.
+    #[inline]
+    pub(crate) fn parse_v4_into(raw: &[u8], out: &mut Vec<NodeInfo>) -> Result<(), DecodeError> {
         if !raw.len().is_multiple_of(NODE4_LEN) {
             return Err(DecodeError::BadNodeListLength {
                 field: "n4",
@@ -33,13 +49,15 @@ impl NodeInfo {
                 entry: NODE4_LEN,
             });
         }
-        // Filled in place, field by field: building each `SocketAddr` on the stack and moving it
-        // into the vector costs a store-forwarding stall per entry.
+        // Filled in place, field by field: building each `NodeInfo` on the stack and moving it
+        // into the vector (as `extend` does) costs store-forwarding stalls per entry.
         let blank = NodeInfo {
             id: InfoHash::ZERO,
             addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
         };
-        let mut out = vec![blank; raw.len() / NODE4_LEN];
+        out.clear();
+        out.reserve_exact(raw.len() / NODE4_LEN);
+        out.resize(raw.len() / NODE4_LEN, blank);
         for (n, c) in out.iter_mut().zip(raw.chunks_exact(NODE4_LEN)) {
             let Some((id, rest)) = c.split_first_chunk::<20>() else {
                 continue;
@@ -53,11 +71,12 @@ impl NodeInfo {
                 a.set_port(be16(port));
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// Parses an `n6` list.
-    pub(crate) fn parse_v6(raw: &[u8]) -> Result<Vec<NodeInfo>, DecodeError> {
+    /// Parses an `n6` list into `out`, as [`NodeInfo::parse_v4_into`] does.
+    #[inline]
+    pub(crate) fn parse_v6_into(raw: &[u8], out: &mut Vec<NodeInfo>) -> Result<(), DecodeError> {
         if !raw.len().is_multiple_of(NODE6_LEN) {
             return Err(DecodeError::BadNodeListLength {
                 field: "n6",
@@ -65,11 +84,15 @@ impl NodeInfo {
                 entry: NODE6_LEN,
             });
         }
+        // Filled in place, field by field: building each `NodeInfo` on the stack and moving it
+        // into the vector (as `extend` does) costs store-forwarding stalls per entry.
         let blank = NodeInfo {
             id: InfoHash::ZERO,
             addr: SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)),
         };
-        let mut out = vec![blank; raw.len() / NODE6_LEN];
+        out.clear();
+        out.reserve_exact(raw.len() / NODE6_LEN);
+        out.resize(raw.len() / NODE6_LEN, blank);
         for (n, c) in out.iter_mut().zip(raw.chunks_exact(NODE6_LEN)) {
             let Some((id, rest)) = c.split_first_chunk::<20>() else {
                 continue;
@@ -83,7 +106,7 @@ impl NodeInfo {
                 a.set_port(be16(port));
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Appends the compact form of every node of the given family (`v6` false: IPv4) to `out`.
