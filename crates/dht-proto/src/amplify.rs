@@ -1,16 +1,20 @@
 //! Anti-amplification: a node must not be a reflector. To an address that has not proven a
 //! round trip, it sends at most `factor` times the bytes it received from it; what does not
-//! fit waits (bounded, for [`HOLD_TIME`]) until the address proves itself, or is dropped.
+//! fit waits (bounded, for [`HOLD_TIME`]) until the address proves itself, or is dropped. (The
+//! node keeps value data of get replies in its paced-reply queue instead, and asks the guard
+//! for the probe with [`Guard::want_probe`].)
 //!
 //! An address proves itself by answering a request of ours (its reply carries our transaction
 //! id, which a forger of its address never sees), by sending a write token we issued to it, or
-//! by being a good node of our routing table. The node asks for the proof with a ping (a
-//! probe) when it has something held.
+//! by being a node of our routing table with a reply to us. The node asks for the proof with a
+//! ping (a probe) when it has something held.
 //!
-//! Pure and bounded: `now` comes with every call; at most `max_unproven` addresses are
-//! tracked (the longest idle forgotten first, which never lets more through: the forgotten
-//! address starts again from zero credit and zero sent), `max_held` bytes are held in all and
-//! `max_held_per_address` for one address, and `max_proven` proven addresses are remembered.
+//! Pure and bounded: `now` comes with every call. The datagram being handled gives its credit
+//! without being stored; an address is tracked only when its answer does not fit, at most
+//! `max_unproven` at once (the longest idle forgotten first, which never lets more through:
+//! the forgotten address starts again from zero credit and zero sent). At most `max_held`
+//! bytes are held in all and `max_held_per_address` for one address, and `max_proven` proven
+//! addresses are remembered. [`pad`] lets our own requests buy the credit their answers need.
 
 use crate::prelude::*;
 use alloc::boxed::Box;
