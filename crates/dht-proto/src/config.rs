@@ -105,12 +105,15 @@ pub struct Config {
     /// a put or re-replicates. `None`: no limit.
     pub max_search_nodes_per_subnet: Option<usize>,
 
-    /// Anti-amplification: to an address that has not proven a round trip (answered a request
-    /// of ours, sent a token of ours, or is a good node of our routing table), the node sends
-    /// at most this many times the bytes it received from it; the rest waits for the proof (a
-    /// ping) or is dropped. `None`: no limit. Off by default for now: with it on, two
-    /// simulator scenarios (a replaced value reaching its storers; an IPv6-only network) do not
-    /// yet complete as they should, so it is opt-in (`Some(2)`) until they do.
+    /// Anti-amplification (on by default, `Some(2)`): to an address that has not proven a
+    /// round trip (answered a request of ours, sent a token of ours, or is in our routing table
+    /// with a reply to us), the node sends at most this many times the bytes it received from
+    /// it. Node lists that do not fit are trimmed, farthest first; value data wait (up to 3 s)
+    /// for the address to answer a ping, then go out (paced, with
+    /// [`Config::uplink_bytes_per_sec`]), or are given up. With it on, the node also pads its
+    /// own find and get requests (an extra key OpenDHT ignores) so that a node applying a 2x
+    /// bound can answer them with a whole list of 8 nodes. `None`: no limit and no padding
+    /// (OpenDHT's behaviour: a 71-byte get can make it send 65 KB to a forged address).
     pub amplification_factor: Option<u32>,
     /// Unproven addresses tracked at once (their byte credit and held datagrams); the longest
     /// idle is forgotten first.
@@ -159,7 +162,7 @@ impl Default for Config {
             max_bootstrap: 64,
             max_bucket_nodes_per_subnet: Some(2),
             max_search_nodes_per_subnet: Some(3),
-            amplification_factor: None,
+            amplification_factor: Some(2),
             max_unproven_addresses: 4096,
             max_held_bytes: 8 << 20,
             max_held_bytes_per_address: 512 << 10,

@@ -4,30 +4,64 @@
 //! does not fit is held, and the address is pinged for its proof.
 
 use super::*;
-use crate::amplify::{Admit, PROBE_RESERVE};
+use crate::amplify::{Admit, PROBE_RESERVE, PROOF_TIME};
+
+/// Room a padded get request buys for values sent inline in its reply.
+const INLINE_VALUES_ROOM: usize = 128;
+
+/// Whether a request of this kind is padded (see [`Node::pad_request`]), and the room it buys
+/// beyond a reply naming 8 nodes.
+pub(super) fn pad_room(kind: &RequestKind) -> Option<usize> {
+    match kind {
+        RequestKind::Find { .. } => Some(0),
+        RequestKind::Get { .. } => Some(INLINE_VALUES_ROOM),
+        _ => None,
+    }
+}
 
 impl Node {
-    /// A datagram of `len` bytes came from `from`: its credit grows, unless it is proven, or a
-    /// good node of our routing table at that address sent it (which proves it).
+    /// A datagram of `len` bytes came from `from`: its credit grows, unless it is proven (by
+    /// the guard, or by our routing table, which has it at that address with a reply to us).
     pub(super) fn note_received(&mut self, now: Instant, from: SocketAddr, len: usize, msg: &Message) {
         if !self.guard.is_on() || self.guard.is_proven(now, &from) {
             return;
         }
-        let id = msg.sender_id().copied();
-        if let Some(id) = id
-            && self.tables[Family::of(&from)]
-                .get(&id)
-                .is_some_and(|n| n.addr == from && n.is_good(now))
+        if let Some(id) = msg.sender_id()
+            && self.vouched(now, from, id)
         {
-            self.proven(now, from);
+            // Nothing to remember: the table does.
+            self.proven_as(now, from, Some(*id));
             return;
         }
-        self.guard.on_received(now, from, len, id);
+        self.guard.on_received(now, from, len);
+    }
+
+    /// Whether our routing table has node `id` at `from`, not expired, with a reply to a
+    /// request of ours within the proof's lifetime (a round trip, which the table keeps: the
+    /// guard need not remember these addresses).
+    fn vouched(&self, now: Instant, from: SocketAddr, id: &InfoHash) -> bool {
+        self.tables[Family::of(&from)].get(id).is_some_and(|n| {
+            n.addr == from && !n.expired && n.last_replied().is_some_and(|t| now - t < PROOF_TIME)
+        })
     }
 
     /// `addr` proved a round trip: what was held for it goes out now.
     pub(super) fn proven(&mut self, now: Instant, addr: SocketAddr) {
-        for data in self.guard.prove(now, addr) {
+        self.proven_as(now, addr, None);
+    }
+
+    /// `addr`, node `id` if known, proved a round trip (remembered by the guard unless the
+    /// routing table vouches for it): what was held for it goes out now.
+    pub(super) fn proven_as(&mut self, now: Instant, addr: SocketAddr, id: Option<InfoHash>) {
+        let remember = !id.is_some_and(|id| self.vouched(now, addr, &id));
+        if self.awaiting.iter().any(|r| r.to == addr) {
+            let (ready, wait) = core::mem::take(&mut self.awaiting)
+                .into_iter()
+                .partition(|r| r.to == addr);
+            self.awaiting = wait;
+            self.paced.extend::<VecDeque<_>>(ready);
+        }
+        for data in self.guard.prove(now, addr, remember) {
             if self.transmits.len() >= self.config.max_transmit_queue {
                 self.stats.transmit_overflow += 1;
                 continue;
@@ -54,15 +88,53 @@ impl Node {
 
     /// Pings the addresses that have something held, for their proof.
     pub(super) fn send_probes(&mut self, now: Instant) {
-        for (to, id) in self.guard.take_probes() {
-            self.send_request(now, to, id, RequestKind::Ping, Purpose::Ping, &[]);
+        for to in self.guard.take_probes() {
+            // No node id: a probe that goes unanswered expires no routing-table entry.
+            self.send_request(now, to, InfoHash::ZERO, RequestKind::Ping, Purpose::Ping, &[]);
         }
     }
 
-    /// Gives up datagrams held too long.
+    /// Gives up datagrams held too long, and value data whose address never proved itself.
     pub(super) fn expire_held(&mut self, now: Instant) {
-        let n = self.guard.expire(now);
+        let mut n = self.guard.expire(now);
+        while let Some(r) = self.awaiting.front()
+            && r.until <= now
+        {
+            let parts = r.parts.len();
+            tracing::debug!(to = %r.to, parts, "reply data given up: the address never proved itself");
+            n += parts;
+            self.paced_len = self.paced_len.saturating_sub(parts);
+            self.awaiting.pop_front();
+        }
         self.stats.amplification_dropped += n as u64;
+    }
+
+    /// When the oldest value data waiting for a proof are given up.
+    pub(super) fn awaiting_deadline(&self) -> Option<Instant> {
+        self.awaiting.front().map(|r| r.until)
+    }
+
+    /// Pads a find or get request of ours to `to` so that the 2x bound of its receiver covers
+    /// a whole reply (8 nodes of `to`'s family, a token, a few small values inline, and room
+    /// for a probe): we prove nothing to a node we never answered, and without the padding it
+    /// could name only 3 nodes, which leaves our searches short of the closest nodes. As QUIC
+    /// pads its first packets. Only while our own guard is on.
+    pub(super) fn pad_request(&self, to: &SocketAddr, extra: Option<usize>, packet: &mut Vec<u8>) {
+        let Some(extra) = extra.filter(|_| self.guard.is_on()) else {
+            return;
+        };
+        let node = NodeInfo {
+            id: self.id,
+            addr: *to,
+        };
+        let mut r = self.plain_reply(to);
+        r.token = Some(self.storer.tokens.make(to));
+        match Family::of(to) {
+            Family::V4 => r.nodes4 = vec![node; TARGET_NODES],
+            Family::V6 => r.nodes6 = vec![node; TARGET_NODES],
+        }
+        let reply = self.encode(Message::reply(Tid::default(), r)).len();
+        crate::amplify::pad(packet, (reply + PROBE_RESERVE + extra).div_ceil(2));
     }
 
     /// Trims the node lists of a find or get reply to `to` so that it fits what the address

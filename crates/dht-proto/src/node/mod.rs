@@ -175,8 +175,12 @@ pub struct Node {
     /// Value data of get replies waiting for the uplink ([`Config::uplink_bytes_per_sec`]),
     /// served round robin.
     paced: VecDeque<PacedReply>,
-    /// Datagrams in `paced`.
+    /// Datagrams in `paced` and `awaiting`.
     paced_len: usize,
+    /// Value data of get replies to addresses that have not yet proven a round trip
+    /// (anti-amplification): each joins `paced` when its address proves itself, or is given up
+    /// at its deadline.
+    awaiting: VecDeque<PacedReply>,
     /// When the uplink is free again, by the datagrams handed out so far.
     uplink_free: Instant,
     events: VecDeque<Event>,
@@ -213,6 +217,7 @@ mod storer;
 mod tests;
 mod timers;
 
+use amplify::pad_room;
 pub use commands::PutHandle;
 use connectivity::Connectivity;
 #[cfg(test)]
@@ -282,6 +287,7 @@ impl Node {
             transmits: VecDeque::new(),
             paced: VecDeque::new(),
             paced_len: 0,
+            awaiting: VecDeque::new(),
             uplink_free: Instant::ZERO,
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -484,6 +490,7 @@ impl Node {
             consider(Some(self.uplink_free), TimerReason::Pacing);
         }
         consider(self.guard.next_deadline(), TimerReason::HeldDatagrams);
+        consider(self.awaiting_deadline(), TimerReason::HeldDatagrams);
         if self.searches.has_dirty() {
             consider(Some(self.last_input), TimerReason::SearchStep);
         }
@@ -565,6 +572,7 @@ impl Node {
         self.ops.compact();
         self.transmits.compact();
         self.paced.compact();
+        self.awaiting.compact();
         self.events.compact();
         self.keys.compact();
         self.guard.compact();

@@ -8,6 +8,7 @@ impl Node {
         self.last_input = self.last_input.max(now);
         self.receive(now, from, data);
         self.after_input(now);
+        self.guard.end_datagram();
     }
 
     pub(super) fn receive(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
@@ -109,7 +110,7 @@ impl Node {
                 }
                 if let Some(p) = pending {
                     // Our transaction id came back: a round trip.
-                    self.proven(now, from);
+                    self.proven_as(now, from, Some(reply.id));
                     if let Some(ip) = reply.addr {
                         self.tally_public_address(ip);
                     }

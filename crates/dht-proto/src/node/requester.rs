@@ -6,9 +6,11 @@ use super::*;
 /// [`Config::uplink_bytes_per_sec`]).
 #[derive(Debug)]
 pub(super) struct PacedReply {
-    to: SocketAddr,
+    pub(super) to: SocketAddr,
     tid: Tid,
-    parts: VecDeque<Vec<u8>>,
+    pub(super) parts: VecDeque<Vec<u8>>,
+    /// While it waits for its address's proof (in `Node::awaiting`): when it is given up.
+    pub(super) until: Instant,
 }
 
 impl Node {
@@ -153,10 +155,14 @@ impl Node {
         }
         let tid = self.rpc.next_tid(to, &mut self.rng);
         let mk = request_kind(&kind);
+        let pad = pad_room(&kind);
         let packet = self.encode(Message::request(tid, self.id, kind));
+        // Only the first sending is padded: what waits for a retransmission stays small.
+        let mut first = packet.clone();
+        self.pad_request(&to, pad, &mut first);
         let parts = self.value_parts(tid, data);
         self.stats.count_out(mk);
-        self.queue_request(to, packet.clone());
+        self.queue_request(to, first);
         for p in &parts {
             self.stats.count_out(MessageKind::ValueData);
             self.queue_request(to, p.clone());
@@ -179,10 +185,13 @@ impl Node {
     pub(super) fn send_reply(&mut self, to: SocketAddr, tid: Tid, reply: Reply, data: &[Vec<u8>]) {
         self.send_message(to, Message::reply(tid, reply), MessageKind::Reply);
         let parts = self.value_parts(tid, data);
-        // Paced only to proven addresses: data owed to an unproven one goes through the
-        // anti-amplification guard (held until its proof) like every other reply.
-        if self.config.uplink_bytes_per_sec.is_some() && !parts.is_empty() && self.guard.budget(&to).is_none()
-        {
+        if parts.is_empty() {
+            return;
+        }
+        // Value data owed to an address that has not proven a round trip waits for its proof
+        // (anti-amplification: the address is pinged), then goes out paced like any other.
+        let unproven = self.guard.budget(&to).is_some();
+        if unproven || self.config.uplink_bytes_per_sec.is_some() {
             if self.transmits.len() + self.paced_len + parts.len() > self.config.max_transmit_queue {
                 tracing::debug!(%to, "reply data dropped: the transmit queue is full");
                 self.stats.transmit_overflow += parts.len() as u64;
@@ -192,11 +201,19 @@ impl Node {
                 self.stats.count_out(MessageKind::ValueData);
             }
             self.paced_len += parts.len();
-            self.paced.push_back(PacedReply {
+            let r = PacedReply {
                 to,
                 tid,
+                until: self.last_input + crate::amplify::HOLD_TIME,
                 parts: parts.into(),
-            });
+            };
+            if unproven {
+                self.stats.amplification_held += r.parts.len() as u64;
+                self.guard.want_probe(self.last_input, &to);
+                self.awaiting.push_back(r);
+            } else {
+                self.paced.push_back(r);
+            }
             return;
         }
         for p in parts {
@@ -208,7 +225,10 @@ impl Node {
     /// Whether value data of our reply to (`to`, `tid`) is still waiting for the uplink: a
     /// retransmission of that request is not answered again.
     pub(super) fn reply_queued(&self, to: SocketAddr, tid: Tid) -> bool {
-        self.paced.iter().any(|r| r.to == to && r.tid == tid)
+        self.paced
+            .iter()
+            .chain(&self.awaiting)
+            .any(|r| r.to == to && r.tid == tid)
     }
 
     /// The next paced datagram, if the uplink is free at `now`: one datagram of the reply at

@@ -315,6 +315,82 @@ fn a_find_reply_to_an_unproven_address_names_only_the_nodes_that_fit() {
 }
 
 #[test]
+fn our_find_and_get_requests_are_padded_so_an_unproven_answer_names_all_8_nodes() {
+    // 20 good nodes: we ping them and they answer.
+    let good = |n: &mut Node| {
+        for i in 20..40u8 {
+            n.bootstrap(t(0), SocketAddr::from(([10, 2, i, 1], 4222)));
+        }
+        for (to, msg) in drain(n) {
+            let IpAddr::V4(v4) = to.ip() else { panic!() };
+            let r = Reply {
+                id: InfoHash([v4.octets()[2]; 20]),
+                addr: Some(to.ip()),
+                ..Reply::default()
+            };
+            send(n, t(1), to, &Message::reply(msg.tid, r));
+        }
+        let _ = drain(n);
+    };
+    let mut storer = node_with(Config::default());
+    good(&mut storer);
+    let storer_addr = SocketAddr::from(([10, 9, 9, 9], 4222));
+    for on in [true, false] {
+        let mut asker = Node::new(
+            Config {
+                node_id: Some(InfoHash([9; 20])),
+                amplification_factor: if on { Some(2) } else { None },
+                ..Config::default()
+            },
+            [9; 32],
+            t(0),
+        );
+        let asker_addr = peer(9).1;
+        for kind in [
+            RequestKind::Find {
+                target: InfoHash([30; 20]),
+                want: None,
+            },
+            RequestKind::Get {
+                key: InfoHash([30; 20]),
+                query: Query::default(),
+                want: None,
+            },
+        ] {
+            asker.send_request(t(2), storer_addr, ME, kind, Purpose::Ping, &[]);
+            let mut buf = Vec::new();
+            let tx = asker.poll_transmit(t(2), &mut buf).expect("the request");
+            assert_eq!(tx.destination, storer_addr);
+            assert!(asker.poll_transmit(t(2), &mut buf).is_none());
+            let req = buf.clone();
+            let plain = wire::decode(&req)
+                .expect("the padding is an ignored key")
+                .encode_to_vec();
+            assert_eq!(req.len() > plain.len(), on, "padded only with the guard on");
+            // The storer has never had a round trip with the asker.
+            storer.handle_datagram(t(2), asker_addr, &req);
+            let mut sent = 0;
+            let mut replies = Vec::new();
+            while let Some(tx) = storer.poll_transmit(t(2), &mut buf) {
+                sent += tx.len;
+                replies.push(wire::decode(&buf).unwrap());
+            }
+            assert!(sent <= 2 * req.len(), "{sent} bytes for {}", req.len());
+            let [
+                Message {
+                    body: Body::Reply(r), ..
+                },
+            ] = replies.as_slice()
+            else {
+                panic!("{replies:?}")
+            };
+            // Guard on: padded, all 8; off (as OpenDHT asks): trimmed to what fits.
+            assert_eq!(r.nodes4.len() == 8, on, "{} nodes", r.nodes4.len());
+        }
+    }
+}
+
+#[test]
 fn find_returns_closest_good_nodes_of_the_wanted_family_and_a_token() {
     // Amplification limits would trim the list for this unproven asker (tested above).
     let mut n = node_with(Config {
