@@ -14,7 +14,8 @@
 //! 60 KiB values, pairs (put, then get of that key elsewhere) per second with 16 chains running
 //! at once and the process CPU per pair, and the resident memory each node adds.
 //!
-//! `BENCH_KINDS=1` also prints, for ours, the datagrams of each kind sent per pair.
+//! `BENCH_KINDS=1` also prints, for ours, the datagrams of each kind sent per pair;
+//! `BENCH_NO_AMP=1` runs our nodes without the anti-amplification guard (to see its cost).
 //! `BENCH_CHILD=2 BENCH_MEMORY_ONLY=1` runs one configuration only as far as its memory figures
 //! (RSS, its anonymous part and the live heap per node) and ends there, its nodes alive, for a heap
 //! profiler.
@@ -213,6 +214,9 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
         // Rate limits off, on both sides (see the module docs).
         config.node.max_req_per_sec = None;
         config.node.max_peer_req_per_sec = None;
+        if std::env::var_os("BENCH_NO_AMP").is_some() {
+            config.node.amplification_factor = None;
+        }
         let r = match pool.get(i % pools.max(1)) {
             Some(p) => p.run(config),
             None => Runner::run(config),

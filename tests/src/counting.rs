@@ -13,12 +13,12 @@ pub use stats_alloc::INSTRUMENTED_SYSTEM;
 /// The counting allocator, as installed with `#[global_allocator]`.
 pub type Counting = &'static stats_alloc::StatsAlloc<System>;
 
-/// Live heap bytes: allocated minus freed, since the process started.
+/// Live heap bytes: allocated minus freed, since the process started. (`stats_alloc` already
+/// counts a reallocation's growth as allocated and its shrinking as freed; its
+/// `bytes_reallocated` is the same change again, so it is not added.)
 pub fn live() -> isize {
     let s = INSTRUMENTED_SYSTEM.stats();
-    (s.bytes_allocated as isize)
-        .wrapping_sub(s.bytes_deallocated as isize)
-        .wrapping_add(s.bytes_reallocated)
+    (s.bytes_allocated as isize).wrapping_sub(s.bytes_deallocated as isize)
 }
 
 /// Allocations (and reallocations, each of which may move a block) since the process started.
