@@ -126,6 +126,7 @@ mod prelude {
 }
 
 mod amplify;
+mod bufpool;
 mod compact;
 mod config;
 pub mod crypto;

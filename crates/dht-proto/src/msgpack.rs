@@ -555,6 +555,10 @@ pub(crate) mod write {
     pub(crate) fn bin(out: &mut Vec<u8>, b: &[u8]) {
         let _ = encode::write_bin(out, b);
     }
+    /// The header of a `bin` of `len` bytes; the caller writes exactly `len` bytes after it.
+    pub(crate) fn bin_len(out: &mut Vec<u8>, len: u32) {
+        let _ = encode::write_bin_len(out, len);
+    }
     pub(crate) fn uint(out: &mut Vec<u8>, v: u64) {
         let _ = encode::write_uint(out, v);
     }

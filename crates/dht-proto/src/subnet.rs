@@ -24,6 +24,7 @@ pub(crate) fn same_subnet(ip: &IpAddr, other: &IpAddr) -> bool {
     }
 }
 
+#[cfg(test)]
 /// Keeps, in order, the items whose subnet (through `ip`) has not yet had `limit` items before
 /// them; `None` keeps all.
 pub(crate) fn diverse<T>(items: &mut alloc::vec::Vec<T>, limit: Option<usize>, ip: impl Fn(&T) -> IpAddr) {

@@ -133,7 +133,7 @@ impl Node {
             Family::V4 => r.nodes4 = vec![node; TARGET_NODES],
             Family::V6 => r.nodes6 = vec![node; TARGET_NODES],
         }
-        let reply = self.encode(Message::reply(Tid::default(), r)).len();
+        let reply = self.encoded_len(Message::reply(Tid::default(), r));
         crate::amplify::pad(packet, (reply + PROBE_RESERVE + extra).div_ceil(2));
     }
 
@@ -153,7 +153,7 @@ impl Node {
         } else {
             budget
         };
-        let size = |r: &Reply| self.encode(Message::reply(tid, r.clone())).len();
+        let size = |r: &Reply| self.encoded_len(Message::reply(tid, r.clone()));
         if size(r) <= room {
             return;
         }

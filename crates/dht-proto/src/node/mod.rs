@@ -448,10 +448,9 @@ impl Node {
         self.charge_uplink(now, data.len());
         buf.clear();
         buf.extend_from_slice(&data);
-        Some(Transmit {
-            destination,
-            len: data.len(),
-        })
+        let len = data.len();
+        crate::bufpool::give(data);
+        Some(Transmit { destination, len })
     }
 
     /// The next event. Call until `None` after every input and command.

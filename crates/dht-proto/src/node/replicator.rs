@@ -19,13 +19,18 @@ impl Replicator {
 
     /// Ids of the closest live nodes we know for `key`, both families, as one hash.
     pub(super) fn fingerprint(tables: &PerFamily<RoutingTable>, now: Instant, key: &InfoHash) -> InfoHash {
-        let mut bytes = Vec::with_capacity(2 * TARGET_NODES * 20);
+        // On the stack: this runs for every put a storer takes.
+        let mut bytes = [0u8; 2 * TARGET_NODES * 20];
+        let mut len = 0;
         for t in tables.iter() {
-            for n in t.closest(now, key, TARGET_NODES, false) {
-                bytes.extend_from_slice(n.id.as_bytes());
-            }
+            t.closest_each(now, key, TARGET_NODES, false, |n| {
+                if let Some(slot) = bytes.get_mut(len..len + 20) {
+                    slot.copy_from_slice(n.id.as_bytes());
+                    len += 20;
+                }
+            });
         }
-        InfoHash::get(bytes)
+        InfoHash::get(bytes.get(..len).unwrap_or_default())
     }
 
     /// The replicas of `keys` that went quiet, to be pinged, so that a dead one expires and

@@ -85,36 +85,22 @@ impl Node {
         msg
     }
 
-    /// Encodes `msg` (stamped) into an exact-size buffer, through a scratch buffer of the
-    /// thread's that keeps its capacity: a message costs one allocation, and a request kept for
-    /// retransmission holds no spare capacity. (A buffer per thread, not per node: a thread
-    /// may carry thousands of nodes.)
-    #[cfg(feature = "std")]
+    /// Encodes `msg` (stamped) into a buffer from the thread's pool ([`crate::bufpool`]): it
+    /// goes back to the pool when the driver has copied the datagram out, so a busy node sends
+    /// without allocating. What is kept longer (a request waiting for retransmission) is
+    /// copied into an exact-size buffer by the caller.
     pub(super) fn encode(&self, msg: Message) -> Vec<u8> {
-        std::thread_local! {
-            static SCRATCH: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
-        }
-        let msg = self.stamp(msg);
-        SCRATCH.with(|s| match s.try_borrow_mut() {
-            Ok(mut buf) => {
-                buf.clear();
-                crate::wire::encode(&msg, &mut buf);
-                let out = buf.to_vec();
-                if buf.capacity() > 4096 {
-                    // A big message passed: do not keep its buffer.
-                    *buf = Vec::new();
-                }
-                out
-            }
-            Err(_) => msg.encode_to_vec(),
-        })
+        let mut buf = crate::bufpool::take();
+        crate::wire::encode(&self.stamp(msg), &mut buf);
+        buf
     }
 
-    /// Encodes `msg` (stamped). Without std there are no threads to keep a scratch buffer
-    /// in: the same bytes, through a growing buffer.
-    #[cfg(not(feature = "std"))]
-    pub(super) fn encode(&self, msg: Message) -> Vec<u8> {
-        self.stamp(msg).encode_to_vec()
+    /// The size of `msg` encoded (stamped), through a pooled buffer.
+    pub(super) fn encoded_len(&self, msg: Message) -> usize {
+        let buf = self.encode(msg);
+        let len = buf.len();
+        crate::bufpool::give(buf);
+        len
     }
 
     pub(super) fn send_message(&mut self, to: SocketAddr, msg: Message, kind: MessageKind) {
@@ -156,9 +142,10 @@ impl Node {
         let tid = self.rpc.next_tid(to, &mut self.rng);
         let mk = request_kind(&kind);
         let pad = pad_room(&kind);
-        let packet = self.encode(Message::request(tid, self.id, kind));
-        // Only the first sending is padded: what waits for a retransmission stays small.
-        let mut first = packet.clone();
+        let mut first = self.encode(Message::request(tid, self.id, kind));
+        // Only the first sending is padded: what waits for a retransmission stays small, in
+        // a buffer of its own size.
+        let packet = first.clone();
         self.pad_request(&to, pad, &mut first);
         let parts = self.value_parts(tid, data);
         self.stats.count_out(mk);

@@ -7,6 +7,7 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use rand_core::RngCore;
+use smallvec::SmallVec;
 
 use crate::family::{Family, Status};
 use crate::wire::NodeInfo;
@@ -398,14 +399,39 @@ impl RoutingTable {
         count: usize,
         good_only: bool,
     ) -> Option<bool> {
-        let mut closest = match self.closest_per_subnet {
-            None => self.closest(now, key, count, good_only),
-            Some(_) => self.closest(now, key, 2 * count, good_only),
-        };
-        crate::subnet::diverse(&mut closest, self.closest_per_subnet, |n| n.addr.ip());
-        closest.truncate(count);
-        let far = closest.last()?;
-        Some(closest.len() < REPLICAS || key.xor_cmp(me, &far.id) == core::cmp::Ordering::Less)
+        // The closest (twice as many under a subnet limit), kept in order while their subnet
+        // is under its limit (as `subnet::diverse` keeps them), the first `count` of those.
+        let limit = self.closest_per_subnet;
+        let want = if limit.is_some() { 2 * count } else { count };
+        let mut seen: SmallVec<[(u128, usize); 32]> = SmallVec::new();
+        let (mut kept, mut far) = (0usize, None);
+        self.closest_each(now, key, want, good_only, |n| {
+            if kept >= count {
+                return;
+            }
+            if let Some(limit) = limit
+                && let Some(s) = crate::subnet::subnet_of(&n.addr.ip())
+            {
+                let c = match seen.iter_mut().find(|(k, _)| *k == s) {
+                    Some((_, c)) => c,
+                    None => {
+                        seen.push((s, 0));
+                        match seen.last_mut() {
+                            Some((_, c)) => c,
+                            None => return,
+                        }
+                    }
+                };
+                *c += 1;
+                if *c > limit {
+                    return;
+                }
+            }
+            kept += 1;
+            far = Some(n.id);
+        });
+        let far = far?;
+        Some(kept < REPLICAS || key.xor_cmp(me, &far) == core::cmp::Ordering::Less)
     }
 
     /// A storer's check before it takes a put for `key` (§7.3): unless it knows enough good
@@ -429,19 +455,35 @@ impl RoutingTable {
 
     /// Up to `count` nodes closest to `target`, closest first: good ones only, or every
     /// non-expired one.
-    pub(crate) fn closest<'a>(
-        &'a self,
+    pub(crate) fn closest(
+        &self,
         now: Instant,
         target: &InfoHash,
         count: usize,
         good_only: bool,
     ) -> Vec<NodeInfo> {
+        let mut out = Vec::with_capacity(count);
+        self.closest_each(now, target, count, good_only, |n| out.push(n.info()));
+        out
+    }
+
+    /// [`RoutingTable::closest`] without a result vector: `f` sees each chosen node, closest
+    /// first. The candidates are gathered on the stack (a spill to the heap only for a count
+    /// far above a search's), so a reply's or a fingerprint's nodes cost no allocation here.
+    pub(crate) fn closest_each<'a>(
+        &'a self,
+        now: Instant,
+        target: &InfoHash,
+        count: usize,
+        good_only: bool,
+        mut f: impl FnMut(&'a NodeEntry),
+    ) {
         // Distances as three words compare far faster than 20-byte arrays, and candidates are
-        // gathered by reference: only the `count` chosen become `NodeInfo`s.
+        // gathered by reference: only the `count` chosen are handed on.
         type Candidate<'a> = ((u64, u64, u32), &'a NodeEntry);
         let t = target.words();
-        let mut out: Vec<Candidate<'_>> = Vec::with_capacity(2 * count + 8);
-        let take = |b: &'a Bucket, out: &mut Vec<Candidate<'a>>| {
+        let mut out: SmallVec<[Candidate<'_>; 48]> = SmallVec::new();
+        let take = |b: &'a Bucket, out: &mut SmallVec<[Candidate<'a>; 48]>| {
             for n in &b.nodes {
                 if if good_only { n.is_good(now) } else { !n.expired } {
                     let w = n.id.words();
@@ -484,7 +526,9 @@ impl RoutingTable {
             out.truncate(count);
         }
         out.sort_unstable_by_key(|e| e.0);
-        out.into_iter().map(|(_, n)| n.info()).collect()
+        for (_, n) in out {
+            f(n);
+        }
     }
 
     /// Removes expired nodes; their buckets' candidates are returned to be pinged. The removed

@@ -1203,8 +1203,11 @@ fn encode_reply(r: &Reply, out: &mut Vec<u8>) {
 }
 
 /// Writes a node list as one bin, sized for the nodes of the right family only.
+/// A compact node list as one `bin`, written straight into `out` (its length is known from the
+/// entries of the family: no intermediate buffer).
 fn write_node_list(nodes: &[NodeInfo], v6: bool, out: &mut Vec<u8>) {
-    let mut raw = Vec::with_capacity(nodes.len() * if v6 { super::NODE6_LEN } else { super::NODE4_LEN });
-    NodeInfo::write_list(nodes, v6, &mut raw);
-    write::bin(out, &raw);
+    let entries = nodes.iter().filter(|n| n.addr.is_ipv6() == v6).count();
+    let len = entries * if v6 { super::NODE6_LEN } else { super::NODE4_LEN };
+    write::bin_len(out, len as u32);
+    NodeInfo::write_list(nodes, v6, out);
 }
