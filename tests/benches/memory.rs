@@ -97,7 +97,7 @@ fn full_table_and_values() {
         },
     );
     node.handle_datagram(now, peer, &find.encode_to_vec());
-    let mut token = Vec::new();
+    let mut token = dht_proto::wire::Token::new();
     while let Some(tx) = node.poll_transmit(now, &mut buf) {
         if let Ok(Message {
             body: Body::Reply(r), ..

@@ -109,7 +109,7 @@ impl Client {
             key,
             values: out.values,
             created: None,
-            token: token.to_vec(),
+            token: token.into(),
         });
         (reply(self.ask(kind, &out.data, deadline)), fragmented)
     }
@@ -196,7 +196,7 @@ fn messages_against(version: Version) {
             key,
             values: Values::Inline(vec![Value::new(9, b"x".to_vec())]),
             created: None,
-            token: b"forged".to_vec(),
+            token: b"forged".as_slice().into(),
         }),
         &[],
         wait,

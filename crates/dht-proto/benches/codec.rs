@@ -37,7 +37,7 @@ fn find_reply() -> Message {
             addr: Some("198.51.100.1".parse().unwrap()),
             nodes4: (0..8).map(|i| node(i, false)).collect(),
             nodes6: (0..8).map(|i| node(i, true)).collect(),
-            token: Some(vec![0xab; 32]),
+            token: Some([0xab; 32].into()),
             ..Reply::default()
         },
     )
@@ -53,7 +53,7 @@ fn get_reply() -> Message {
         Reply {
             id: InfoHash::get("replier"),
             addr: Some("198.51.100.1".parse().unwrap()),
-            token: Some(vec![0xab; 32]),
+            token: Some([0xab; 32].into()),
             values: Some(out.values),
             ..Reply::default()
         },

@@ -119,10 +119,25 @@ impl Node {
     /// for a probe): we prove nothing to a node we never answered, and without the padding it
     /// could name only 3 nodes, which leaves our searches short of the closest nodes. As QUIC
     /// pads its first packets. Only while our own guard is on.
-    pub(super) fn pad_request(&self, to: &SocketAddr, extra: Option<usize>, packet: &mut Vec<u8>) {
+    pub(super) fn pad_request(&mut self, to: &SocketAddr, extra: Option<usize>, packet: &mut Vec<u8>) {
         let Some(extra) = extra.filter(|_| self.guard.is_on()) else {
             return;
         };
+        let family = Family::of(to);
+        let reply = match self.full_reply_len[family] {
+            0 => {
+                let len = self.full_reply_len_to(to);
+                self.full_reply_len[family] = u16::try_from(len).unwrap_or(u16::MAX);
+                len
+            }
+            len => usize::from(len),
+        };
+        crate::amplify::pad(packet, (reply + PROBE_RESERVE + extra).div_ceil(2));
+    }
+
+    /// The size of a find reply to `to` with a full node list and a token: the same for every
+    /// address of a family (addresses, ids and tokens have fixed sizes).
+    fn full_reply_len_to(&self, to: &SocketAddr) -> usize {
         let node = NodeInfo {
             id: self.id,
             addr: *to,
@@ -133,8 +148,7 @@ impl Node {
             Family::V4 => r.nodes4 = vec![node; TARGET_NODES],
             Family::V6 => r.nodes6 = vec![node; TARGET_NODES],
         }
-        let reply = self.encoded_len(Message::reply(Tid::default(), r));
-        crate::amplify::pad(packet, (reply + PROBE_RESERVE + extra).div_ceil(2));
+        self.encoded_len(Message::reply(Tid::default(), r))
     }
 
     /// Trims the node lists of a find or get reply to `to` so that it fits what the address

@@ -201,6 +201,9 @@ pub struct Node {
     speculation: Speculation,
     /// Anti-amplification: credit of addresses without a proven round trip, held datagrams.
     guard: crate::amplify::Guard,
+    /// The size of a full find reply to each family (8 nodes and a token), which a padded
+    /// request makes room for: measured once (0 until then), as it depends only on the config.
+    full_reply_len: PerFamily<u16>,
 }
 
 mod amplify;
@@ -307,6 +310,7 @@ impl Node {
                 max_held_per_address: config.max_held_bytes_per_address,
                 max_proven: config.max_proven_addresses,
             }),
+            full_reply_len: PerFamily::default(),
             rng,
             secret_rng,
             id,

@@ -143,7 +143,13 @@ impl Operations {
                 projected = value_of_row(&g.query.select.project(v));
                 &projected
             };
-            let fp = InfoHash::get(v.encode_to_vec());
+            let fp = {
+                let mut buf = crate::bufpool::take();
+                v.encode(&mut buf);
+                let fp = InfoHash::get(&buf);
+                crate::bufpool::give(buf);
+                fp
+            };
             match g.seen.get(&v.id) {
                 Some(old) if *old == fp => continue,
                 None if g.seen.len() >= max => continue,

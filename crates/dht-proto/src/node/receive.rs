@@ -140,31 +140,35 @@ impl Node {
     }
 
     /// Nodes from a reply's `n4`/`n6` (§2.8): into the routing table at confirm level 0.
-    pub(super) fn learn(&mut self, now: Instant, sender: SocketAddr, nodes: &[NodeInfo]) -> Vec<NodeInfo> {
-        let mut out = Vec::with_capacity(nodes.len());
+    /// Returns those it took, addresses as learned, in the vector it was given (no copy).
+    pub(super) fn learn(
+        &mut self,
+        now: Instant,
+        sender: SocketAddr,
+        mut nodes: Vec<NodeInfo>,
+    ) -> Vec<NodeInfo> {
         let mut pings = Vec::new();
-        for n in nodes {
-            let mut addr = n.addr;
-            if addr.ip().is_loopback() && Family::of(&addr) == Family::of(&sender) {
-                addr = SocketAddr::new(sender.ip(), addr.port());
+        nodes.retain_mut(|n| {
+            if n.addr.ip().is_loopback() && Family::of(&n.addr) == Family::of(&sender) {
+                n.addr = SocketAddr::new(sender.ip(), n.addr.port());
             }
-            if n.id == self.id || rpc::is_martian(&addr) || self.blacklist.contains(&addr) {
-                continue;
+            if n.id == self.id || rpc::is_martian(&n.addr) || self.blacklist.contains(&n.addr) {
+                return false;
             }
             let rpc = &self.rpc;
-            let t = &mut self.tables[Family::of(&addr)];
+            let t = &mut self.tables[Family::of(&n.addr)];
             t.on_new_node(
                 now,
                 n.id,
-                addr,
+                n.addr,
                 Confirm::Learned,
                 &|a| rpc.has_pending_to(*a),
                 &mut pings,
             );
-            out.push(NodeInfo { id: n.id, addr });
-        }
+            true
+        });
         self.ping_all(now, pings);
-        out
+        nodes
     }
 
     /// A newly known node joins the searches it is close to (`trySearchInsert`).

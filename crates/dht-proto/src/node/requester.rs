@@ -309,7 +309,7 @@ impl Node {
             Purpose::Maintenance => {
                 let mut nodes = reply.nodes4;
                 nodes.extend(reply.nodes6);
-                let learned = self.learn(now, from, &nodes);
+                let learned = self.learn(now, from, nodes);
                 for n in learned {
                     self.offer_to_searches(now, n);
                 }
@@ -327,7 +327,7 @@ impl Node {
                 }
                 let mut nodes = core::mem::take(&mut reply.nodes4);
                 nodes.append(&mut reply.nodes6);
-                let learned = self.learn(now, from, &nodes);
+                let learned = self.learn(now, from, nodes);
                 let mut changes = Vec::new();
                 if let Some(s) = self.searches.get_mut(&skey) {
                     let wide = s.asked_wide(&reply.id);

@@ -223,7 +223,12 @@ impl Node {
         self.searches.reschedule(now, skey);
     }
 
-    pub(super) fn run_actions(&mut self, now: Instant, skey: SearchKey, actions: Vec<Action>) {
+    pub(super) fn run_actions(
+        &mut self,
+        now: Instant,
+        skey: SearchKey,
+        actions: impl IntoIterator<Item = Action>,
+    ) {
         let (fam, key) = skey;
         for a in actions {
             match a {

@@ -151,7 +151,7 @@ impl Node {
                 .collect();
             r.fields = Some(FieldRows { fields, rows });
         } else if !values.is_empty() {
-            let out = fragment::prepare(&values);
+            let out = fragment::prepare_owned(values);
             r.values = Some(out.values);
             data = out.data;
         }
@@ -463,7 +463,7 @@ impl Node {
         match notice {
             Notice::Values(values) => {
                 for b in Storer::batches(values) {
-                    let out = fragment::prepare(&b);
+                    let out = fragment::prepare_owned(b);
                     let kind = RequestKind::Update(UpdateRequest {
                         key,
                         sid: l.sid,
@@ -487,7 +487,7 @@ impl Node {
         &mut self,
         now: Instant,
         l: &RemoteListener,
-        token: Option<Vec<u8>>,
+        token: Option<crate::wire::Token>,
         payload: UpdatePayload,
     ) {
         let kind = RequestKind::Update(UpdateRequest {

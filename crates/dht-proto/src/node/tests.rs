@@ -1,7 +1,7 @@
 //! Scripted peers: datagrams in, transmits and events out.
 
 use super::*;
-use crate::wire::ErrorReply;
+use crate::wire::{ErrorReply, Token};
 
 const ME: InfoHash = InfoHash([0x11; 20]);
 const SEED: [u8; 32] = [7; 32];
@@ -86,7 +86,7 @@ fn only_error(out: &[(SocketAddr, Message)]) -> &ErrorReply {
 }
 
 /// A token for `from`: asked with a find, as a real requester would.
-fn token_for(n: &mut Node, now: Instant, from: (InfoHash, SocketAddr)) -> Vec<u8> {
+fn token_for(n: &mut Node, now: Instant, from: (InfoHash, SocketAddr)) -> Token {
     send(
         n,
         now,
@@ -107,7 +107,7 @@ fn token_for(n: &mut Node, now: Instant, from: (InfoHash, SocketAddr)) -> Vec<u8
         .expect("find replies carry a token")
 }
 
-fn put_req(key: InfoHash, v: Value, token: Vec<u8>) -> RequestKind {
+fn put_req(key: InfoHash, v: Value, token: Token) -> RequestKind {
     RequestKind::Put(PutRequest {
         key,
         values: Values::Inline(vec![v]),
@@ -430,7 +430,7 @@ fn find_returns_closest_good_nodes_of_the_wanted_family_and_a_token() {
         "closest first, good only"
     );
     assert!(r.nodes6.is_empty(), "no want: the requester's family only");
-    assert_eq!(r.token.as_ref().map(Vec::len), Some(20));
+    assert_eq!(r.token.as_ref().map(|t| t.len()), Some(20));
     send(
         &mut n,
         t(7000),
@@ -482,7 +482,11 @@ fn get_put_and_their_errors() {
         &mut n,
         t(2),
         p.1,
-        &request(p.0, 2, put_req(key, Value::new(5, b"v".to_vec()), vec![0; 20])),
+        &request(
+            p.0,
+            2,
+            put_req(key, Value::new(5, b"v".to_vec()), vec![0; 20].into()),
+        ),
     );
     let out = drain(&mut n);
     assert_eq!(only_error(&out).code, 401);
@@ -741,7 +745,7 @@ fn listen_pushes_existing_new_refreshed_and_expired_values() {
     );
     let _ = drain(&mut n);
 
-    let listen = |token: Vec<u8>| {
+    let listen = |token: Token| {
         RequestKind::Listen(ListenRequest {
             key,
             token,
@@ -754,7 +758,7 @@ fn listen_pushes_existing_new_refreshed_and_expired_values() {
         &mut n,
         t(2),
         listener.1,
-        &request(listener.0, 2, listen(vec![1; 20])),
+        &request(listener.0, 2, listen(vec![1; 20].into())),
     );
     assert_eq!(only_error(&drain(&mut n)).code, 401);
     let tok_l = token_for(&mut n, t(2), listener);
@@ -914,7 +918,7 @@ fn refresh_of_unknown_storage_is_404() {
             RequestKind::Refresh {
                 key: InfoHash::get("none"),
                 vid: 1,
-                token: vec![],
+                token: Token::new(),
             },
         ),
     );
@@ -929,7 +933,7 @@ fn an_update_for_an_unknown_socket_is_still_answered() {
         key: InfoHash::get("x"),
         sid: 12345,
         version: Some(1),
-        token: Some(vec![1]),
+        token: Some(vec![1].into()),
         payload: UpdatePayload::Values {
             values: Values::Inline(vec![Value::new(1, vec![1])]),
             created: None,
@@ -1073,7 +1077,7 @@ fn a_401_on_put_clears_the_token_and_gets_again() {
             find_tid,
             Reply {
                 id: p.0,
-                token: Some(vec![5; 20]),
+                token: Some(vec![5; 20].into()),
                 ..Reply::default()
             },
         ),
@@ -1485,7 +1489,7 @@ fn listen_through_peer(n: &mut Node, key: InfoHash, p: (InfoHash, SocketAddr)) -
             find.tid,
             Reply {
                 id: p.0,
-                token: Some(vec![3; 20]),
+                token: Some(vec![3; 20].into()),
                 ..Reply::default()
             },
         ),
@@ -1509,7 +1513,7 @@ fn listen_through_peer(n: &mut Node, key: InfoHash, p: (InfoHash, SocketAddr)) -
             tid,
             Reply {
                 id: p.0,
-                token: Some(vec![4; 20]),
+                token: Some(vec![4; 20].into()),
                 ..Reply::default()
             },
         ),
@@ -1533,7 +1537,7 @@ fn the_listen_cache_is_bounded_and_evictions_are_reported() {
         key,
         sid,
         version: Some(1),
-        token: Some(vec![1]),
+        token: Some(vec![1].into()),
         payload: UpdatePayload::Values {
             values: Values::Inline(values),
             created: None,
@@ -1592,7 +1596,7 @@ fn the_listen_cache_is_bounded_and_evictions_are_reported() {
             relisten.1.tid,
             Reply {
                 id: p.0,
-                token: Some(vec![4; 20]),
+                token: Some(vec![4; 20].into()),
                 ..Reply::default()
             },
         ),
@@ -1721,7 +1725,7 @@ fn shutdown_waits_for_puts_in_progress() {
             find.tid,
             Reply {
                 id: p.0,
-                token: Some(vec![3; 20]),
+                token: Some(vec![3; 20].into()),
                 ..Reply::default()
             },
         ),
@@ -1816,7 +1820,7 @@ fn a_put_made_while_bootstrapping_over_ipv4_does_not_wait_for_ipv6() {
             let mut r = Reply {
                 id: p.0,
                 addr: Some(to.ip()),
-                token: Some(vec![1; 20]),
+                token: Some(vec![1; 20].into()),
                 ..Reply::default()
             };
             if let Body::Request(Request {
@@ -1904,7 +1908,7 @@ fn forged_values_in_get_replies_and_listen_updates_are_never_delivered() {
     for (to, m) in drain(&mut n) {
         let r = Reply {
             id: p.0,
-            token: Some(vec![1; 20]),
+            token: Some(vec![1; 20].into()),
             values: Some(Values::Inline(vec![good.clone(), bad.clone()])),
             ..Reply::default()
         };
@@ -1937,7 +1941,7 @@ fn forged_values_in_get_replies_and_listen_updates_are_never_delivered() {
                 key,
                 sid,
                 version: Some(1),
-                token: Some(vec![1]),
+                token: Some(vec![1].into()),
                 payload: UpdatePayload::Values {
                     values: Values::Inline(vec![good.clone(), bad]),
                     created: None,
@@ -1982,7 +1986,7 @@ fn ranked_reply(peers: &[(InfoHash, SocketAddr)], rank: usize, ninth_from: Optio
         .collect();
     Reply {
         id: peers[rank - 1].0,
-        token: Some(vec![1; 20]),
+        token: Some(vec![1; 20].into()),
         nodes4: closest,
         ..Reply::default()
     }

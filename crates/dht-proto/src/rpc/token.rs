@@ -5,7 +5,6 @@
 //! length up to 64 is accepted by its requesters). Two 16-byte secrets are kept, current and
 //! previous; the current one is replaced every 15–45 minutes, drawn from the node's seeded RNG.
 
-use crate::prelude::*;
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 
@@ -50,8 +49,8 @@ impl Tokens {
         }
     }
 
-    pub(crate) fn make(&self, addr: &SocketAddr) -> Vec<u8> {
-        make(&self.current, addr).to_vec()
+    pub(crate) fn make(&self, addr: &SocketAddr) -> crate::wire::Token {
+        crate::wire::Token::from_slice(&make(&self.current, addr))
     }
 
     pub(crate) fn check(&self, addr: &SocketAddr, token: &[u8]) -> bool {

@@ -248,6 +248,9 @@ pub(crate) struct Announce {
     pub life: Duration,
 }
 
+/// What one step of a search asks for: on the stack for the few a step usually has.
+pub(crate) type Actions = smallvec::SmallVec<[Action; 4]>;
+
 /// Something the node should send or report for a search.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Action {
@@ -900,8 +903,8 @@ impl Search {
     }
 
     /// One search step (§5.3). `connecting` is true while the family is still bootstrapping.
-    pub(crate) fn step(&mut self, now: Instant, connecting: bool, public_stable: bool) -> Vec<Action> {
-        let mut out = Vec::new();
+    pub(crate) fn step(&mut self, now: Instant, connecting: bool, public_stable: bool) -> Actions {
+        let mut out = Actions::new();
         if self.expired_at.is_some() {
             if now - self.expired_at.unwrap_or(now) < RETRY_EXPIRED || self.is_idle() {
                 return out;
@@ -910,12 +913,14 @@ impl Search {
         }
         let synced = self.is_synced(now);
         if synced {
-            let (done, keep): (Vec<GetOp>, Vec<GetOp>) = core::mem::take(&mut self.gets)
-                .into_iter()
-                .partition(|g| self.get_done(g));
-            self.gets = keep;
-            self.join = false;
-            for g in done {
+            // The gets that are done leave, in order (no new vectors: this runs on every reply).
+            let mut i = 0;
+            while let Some(g) = self.gets.get(i) {
+                if !self.get_done(g) {
+                    i += 1;
+                    continue;
+                }
+                let g = self.gets.remove(i);
                 let (answered, asked) = self.get_tally(&g);
                 out.push(Action::GetDone {
                     op: g.op,
@@ -924,6 +929,7 @@ impl Search {
                     asked,
                 });
             }
+            self.join = false;
             self.check_announces(now, &mut out);
             if self.wide_sent && !self.nodes.iter().any(|n| n.asked_wide && n.get_pending.is_some()) {
                 // Did speculation pay? Only if it found one of the closest 8 (replies to it
@@ -997,7 +1003,7 @@ impl Search {
         out
     }
 
-    fn check_announces(&mut self, now: Instant, out: &mut Vec<Action>) {
+    fn check_announces(&mut self, now: Instant, out: &mut Actions) {
         let targeted = self.non_bad().take(TARGET_NODES).count();
         let mut finished = Vec::new();
         for a in &self.announces {
@@ -1038,7 +1044,7 @@ impl Search {
             .fold(0, |set, (i, _)| set | 1 << i)
     }
 
-    fn send_announces(&mut self, now: Instant, reach: usize, out: &mut Vec<Action>) {
+    fn send_announces(&mut self, now: Instant, reach: usize, out: &mut Actions) {
         if self.announces.is_empty() {
             return;
         }
@@ -1070,7 +1076,7 @@ impl Search {
         }
     }
 
-    fn send_listens(&mut self, now: Instant, reach: usize, _public_stable: bool, out: &mut Vec<Action>) {
+    fn send_listens(&mut self, now: Instant, reach: usize, _public_stable: bool, out: &mut Actions) {
         if self.listens.is_empty() {
             return;
         }
@@ -1104,7 +1110,7 @@ impl Search {
 
     /// §5.2: when the first min(size, 25) nodes are all expired (or there are none), the search
     /// expires: gets fail, non-permanent announces fail, permanent ones and listens wait.
-    fn check_expiry(&mut self, now: Instant, connecting: bool, out: &mut Vec<Action>) {
+    fn check_expiry(&mut self, now: Instant, connecting: bool, out: &mut Actions) {
         let head_expired = self.nodes.iter().take_while(|n| n.expired).count();
         if head_expired < self.nodes.len().min(MAX_BAD_NODES) {
             return;

@@ -61,18 +61,53 @@ pub struct Outgoing {
 
 /// Decides, as OpenDHT's `packValueHeader` does, whether `values` go inline or as value data.
 pub fn prepare(values: &[Value]) -> Outgoing {
-    let data: Vec<Vec<u8>> = values.iter().map(Value::encode_to_vec).collect();
-    let total: usize = data.iter().map(Vec::len).sum();
-    if values.len() < MAX_INLINE_VALUES && total < MAX_INLINE_BYTES {
+    if fits_inline(values) {
         Outgoing {
             values: Values::Inline(values.to_vec()),
             data: Vec::new(),
         }
     } else {
+        as_value_data(values)
+    }
+}
+
+/// [`prepare`] for values the caller owns and gives up: inline ones are moved, not copied.
+pub fn prepare_owned(values: Vec<Value>) -> Outgoing {
+    if fits_inline(&values) {
         Outgoing {
-            values: Values::Sizes(data.iter().map(|d| d.len() as u64).collect()),
-            data,
+            values: Values::Inline(values),
+            data: Vec::new(),
         }
+    } else {
+        as_value_data(&values)
+    }
+}
+
+/// Whether `values` go inline: fewer than [`MAX_INLINE_VALUES`] whose encodings total less
+/// than [`MAX_INLINE_BYTES`]. Measured in one scratch buffer, and only as far as the limit.
+fn fits_inline(values: &[Value]) -> bool {
+    if values.len() >= MAX_INLINE_VALUES {
+        return false;
+    }
+    let mut buf = crate::bufpool::take();
+    let mut total = 0;
+    for v in values {
+        buf.clear();
+        v.encode(&mut buf);
+        total += buf.len();
+        if total >= MAX_INLINE_BYTES {
+            break;
+        }
+    }
+    crate::bufpool::give(buf);
+    total < MAX_INLINE_BYTES
+}
+
+fn as_value_data(values: &[Value]) -> Outgoing {
+    let data: Vec<Vec<u8>> = values.iter().map(Value::encode_to_vec).collect();
+    Outgoing {
+        values: Values::Sizes(data.iter().map(|d| d.len() as u64).collect()),
+        data,
     }
 }
 

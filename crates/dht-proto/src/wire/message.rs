@@ -15,8 +15,9 @@ use crate::value::{Field, FieldRow, FieldValue, Query, Value, ValueId};
 pub type Tid = u32;
 /// A network id; nodes only talk to nodes with the same one. 0 is the public network.
 pub type NetworkId = u32;
-/// An opaque write token issued by a storing node.
-pub type Token = Vec<u8>;
+/// An opaque write token issued by a storing node: held inline up to 32 bytes (ours are 20,
+/// OpenDHT's 32), so the tokens every find and get reply carries cost no allocation.
+pub type Token = smallvec::SmallVec<[u8; 32]>;
 
 /// The `"v"` user agent every OpenDHT message but value data carries.
 const USER_AGENT: &str = "o2";
@@ -738,7 +739,7 @@ impl BodyFields {
                 Some(2) => f.target = Some(read_hash(r, "target")?),
                 Some(3) => f.query = Some(Query::read(r)?),
                 Some(4) => f.want = Some(read_want(r)?),
-                Some(5) => f.reply.token = Some(r.with_blob("token", <[u8]>::to_vec)?),
+                Some(5) => f.reply.token = Some(r.with_blob("token", Token::from_slice)?),
                 Some(6) => f.sid = Some(read_tid(r, "sid")?),
                 Some(7) => f.version = Some(r.uint_as("ve")?),
                 Some(8) => f.reply.vid = Some(r.uint("vid")?),

@@ -254,7 +254,7 @@ fn body_field_rules() {
     write::uint(&mut tok, 8);
     let reply = raw_map(&[("r", body(&[("id", enc_bin(id().as_bytes())), ("token", tok)]))]);
     match decode(&reply).unwrap().body {
-        Body::Reply(r) => assert_eq!(r.token, Some(vec![7, 8])),
+        Body::Reply(r) => assert_eq!(r.token, Some(vec![7, 8].into())),
         other => panic!("{other:?}"),
     }
 }
@@ -401,8 +401,8 @@ fn arb_values() -> impl Strategy<Value = Values> {
     ]
 }
 
-fn arb_token() -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(any::<u8>(), 0..64)
+fn arb_token() -> impl Strategy<Value = Token> {
+    proptest::collection::vec(any::<u8>(), 0..64).prop_map(Token::from_vec)
 }
 
 fn arb_payload() -> impl Strategy<Value = UpdatePayload> {
