@@ -861,10 +861,10 @@ impl Sim {
             c
         };
         if !r.nodes4.is_empty() {
-            r.nodes4 = colluders(false);
+            r.nodes4 = colluders(false).into();
         }
         if !r.nodes6.is_empty() {
-            r.nodes6 = colluders(true);
+            r.nodes6 = colluders(true).into();
         }
         *data = msg.encode_to_vec();
     }

@@ -145,8 +145,8 @@ impl Node {
         let mut r = self.plain_reply(to);
         r.token = Some(self.storer.tokens.make(to));
         match Family::of(to) {
-            Family::V4 => r.nodes4 = vec![node; TARGET_NODES],
-            Family::V6 => r.nodes6 = vec![node; TARGET_NODES],
+            Family::V4 => r.nodes4 = NodeList::from_elem(node, TARGET_NODES),
+            Family::V6 => r.nodes6 = NodeList::from_elem(node, TARGET_NODES),
         }
         self.encoded_len(Message::reply(Tid::default(), r))
     }

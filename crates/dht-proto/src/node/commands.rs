@@ -27,7 +27,7 @@ impl Node {
     /// Adds a known node without contacting it (as learned from another node).
     pub fn insert_node(&mut self, now: Instant, node: NodeInfo) {
         self.last_input = self.last_input.max(now);
-        let learned = self.learn(now, node.addr, vec![node]);
+        let learned = self.learn(now, node.addr, NodeList::from_elem(node, 1));
         for n in learned {
             self.offer_to_searches(now, n);
         }
@@ -386,7 +386,7 @@ impl Node {
     pub fn import_nodes(&mut self, now: Instant, nodes: &[NodeInfo]) {
         self.last_input = self.last_input.max(now);
         for n in nodes {
-            let learned = self.learn(now, n.addr, vec![*n]);
+            let learned = self.learn(now, n.addr, NodeList::from_elem(*n, 1));
             for l in learned {
                 self.offer_to_searches(now, l);
             }

@@ -59,7 +59,7 @@ use crate::storage::{self, Evicted, Life, RemoteListener, Storage, StoreOutcome}
 use crate::value::{FieldRow, FieldValue, Query, Value, ValueId};
 use crate::wire::fragment::{self, Progress, Reassembler};
 use crate::wire::{
-    self, Body, ErrorCode, FieldRows, ListenRequest, Message, NodeInfo, PutRequest, Reply, Request,
+    self, Body, ErrorCode, FieldRows, ListenRequest, Message, NodeInfo, NodeList, PutRequest, Reply, Request,
     RequestKind, Tid, UpdatePayload, UpdateRequest, Values, Want,
 };
 use crate::{InfoHash, Instant};

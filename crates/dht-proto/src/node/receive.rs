@@ -141,14 +141,9 @@ impl Node {
 
     /// Nodes from a reply's `n4`/`n6` (§2.8): into the routing table at confirm level 0.
     /// Returns those it took, addresses as learned, in the vector it was given (no copy).
-    pub(super) fn learn(
-        &mut self,
-        now: Instant,
-        sender: SocketAddr,
-        mut nodes: Vec<NodeInfo>,
-    ) -> Vec<NodeInfo> {
+    pub(super) fn learn(&mut self, now: Instant, sender: SocketAddr, mut nodes: NodeList) -> NodeList {
         let mut pings = Vec::new();
-        nodes.retain_mut(|n| {
+        nodes.retain(|n| {
             if n.addr.ip().is_loopback() && Family::of(&n.addr) == Family::of(&sender) {
                 n.addr = SocketAddr::new(sender.ip(), n.addr.port());
             }

@@ -104,10 +104,12 @@ impl Node {
         });
         let mut r = self.plain_reply(from);
         if want.ipv4 {
-            r.nodes4 = self.tables[Family::V4].closest(now, target, TARGET_NODES, true);
+            self.tables[Family::V4]
+                .closest_each(now, target, TARGET_NODES, true, |n| r.nodes4.push(n.info()));
         }
         if want.ipv6 {
-            r.nodes6 = self.tables[Family::V6].closest(now, target, TARGET_NODES, true);
+            self.tables[Family::V6]
+                .closest_each(now, target, TARGET_NODES, true, |n| r.nodes6.push(n.info()));
         }
         r.token = Some(self.storer.tokens.make(from));
         r

@@ -18,6 +18,9 @@ pub type NetworkId = u32;
 /// An opaque write token issued by a storing node: held inline up to 32 bytes (ours are 20,
 /// OpenDHT's 32), so the tokens every find and get reply carries cost no allocation.
 pub type Token = smallvec::SmallVec<[u8; 32]>;
+/// A reply's node list: held inline up to the 8 nodes a reply carries, so decoding and
+/// answering a find costs no allocation for it.
+pub type NodeList = smallvec::SmallVec<[NodeInfo; 8]>;
 
 /// The `"v"` user agent every OpenDHT message but value data carries.
 const USER_AGENT: &str = "o2";
@@ -203,9 +206,9 @@ pub struct Reply {
     /// The requester's IP as the replier sees it (`sa`).
     pub addr: Option<IpAddr>,
     /// IPv4 nodes close to the target (`n4`).
-    pub nodes4: Vec<NodeInfo>,
+    pub nodes4: NodeList,
     /// IPv6 nodes close to the target (`n6`).
-    pub nodes6: Vec<NodeInfo>,
+    pub nodes6: NodeList,
     /// A write token (find, get and listen replies).
     pub token: Option<Token>,
     /// Values found (get replies).

@@ -26,22 +26,22 @@ pub struct NodeInfo {
 impl NodeInfo {
     /// Parses an `n4` list.
     pub(crate) fn parse_v4(raw: &[u8]) -> Result<Vec<NodeInfo>, DecodeError> {
-        let mut out = Vec::new();
+        let mut out = super::NodeList::new();
         Self::parse_v4_into(raw, &mut out)?;
-        Ok(out)
+        Ok(out.into_vec())
     }
 
     /// Parses an `n6` list.
     pub(crate) fn parse_v6(raw: &[u8]) -> Result<Vec<NodeInfo>, DecodeError> {
-        let mut out = Vec::new();
+        let mut out = super::NodeList::new();
         Self::parse_v6_into(raw, &mut out)?;
-        Ok(out)
+        Ok(out.into_vec())
     }
 
     /// Parses an `n4` list into `out`, replacing what it held; its capacity is the exact count
-    /// (bounded by the input's length). Inlined, so the list is not returned through memory.
+    /// (bounded by the input's length), inline for up to 8. Inlined, so the list is not returned through memory.
     #[inline]
-    pub(crate) fn parse_v4_into(raw: &[u8], out: &mut Vec<NodeInfo>) -> Result<(), DecodeError> {
+    pub(crate) fn parse_v4_into(raw: &[u8], out: &mut super::NodeList) -> Result<(), DecodeError> {
         if !raw.len().is_multiple_of(NODE4_LEN) {
             return Err(DecodeError::BadNodeListLength {
                 field: "n4",
@@ -76,7 +76,7 @@ impl NodeInfo {
 
     /// Parses an `n6` list into `out`, as [`NodeInfo::parse_v4_into`] does.
     #[inline]
-    pub(crate) fn parse_v6_into(raw: &[u8], out: &mut Vec<NodeInfo>) -> Result<(), DecodeError> {
+    pub(crate) fn parse_v6_into(raw: &[u8], out: &mut super::NodeList) -> Result<(), DecodeError> {
         if !raw.len().is_multiple_of(NODE6_LEN) {
             return Err(DecodeError::BadNodeListLength {
                 field: "n6",

@@ -521,8 +521,8 @@ fn arb_reply() -> impl Strategy<Value = Reply> {
         .prop_map(|(id, addr, nodes4, nodes6, token, (values, fields), vid)| Reply {
             id,
             addr,
-            nodes4,
-            nodes6,
+            nodes4: nodes4.into(),
+            nodes6: nodes6.into(),
             token,
             values,
             fields,
