@@ -17,8 +17,10 @@
 //! `BENCH_KINDS=1` also prints, for ours, the datagrams of each kind sent per pair;
 //! `BENCH_NO_AMP=1` runs our nodes without the anti-amplification guard (to see its cost).
 //! `BENCH_CHILD=2 BENCH_MEMORY_ONLY=1` runs one configuration only as far as its memory figures
-//! (RSS, its anonymous part and the live heap per node) and ends there, its nodes alive, for a heap
-//! profiler.
+//! (RSS, its anonymous part, the live heap and its blocks per node) and ends there, its nodes
+//! alive, for a heap profiler; with `BENCH_PAUSE=1` it then waits for a line on stdin (to inspect
+//! the live process) and prints its RSS again. `BENCH_SMAPS=1` prints which mappings the nodes'
+//! memory went to (the main heap, each pool thread's malloc arena).
 //!
 //! Both sides run with their request rate limits off (OpenDHT's `dhtnode -U`): 100 nodes on
 //! 127.0.0.1 are one address to each other, and the per-address limit (1024 requests/s on both
@@ -63,6 +65,45 @@ fn status_kib(field: &str) -> f64 {
 /// pages of code and libraries, faulted in once whatever the number of nodes), in KiB.
 fn rss_kib() -> (f64, f64) {
     (status_kib("VmRSS"), status_kib("RssAnon"))
+}
+
+/// Resident KiB of each mapping of /proc/self/smaps, by its start address and name (for
+/// `BENCH_SMAPS=1`: which mappings the nodes' memory lands in: the main heap, the pool threads'
+/// arenas, stacks).
+fn smaps() -> BTreeMap<String, (String, f64)> {
+    let mut m = BTreeMap::new();
+    let text = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut cur = None;
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.first().is_some_and(|a| a.contains('-') && !a.ends_with(':')) {
+            let start = f[0].split('-').next().unwrap_or("").to_string();
+            let name = f.get(5).copied().unwrap_or("[anon]").to_string();
+            cur = Some(start.clone());
+            m.insert(start, (name, 0.0));
+        } else if f.first() == Some(&"Rss:")
+            && let Some(c) = &cur
+            && let Some(e) = m.get_mut(c)
+        {
+            e.1 = f.get(1).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        }
+    }
+    m
+}
+
+/// Prints the mappings whose resident memory changed between `a` and `b`.
+fn smaps_diff(a: &BTreeMap<String, (String, f64)>, b: &BTreeMap<String, (String, f64)>) {
+    for (k, (name, rss)) in b {
+        let before = a.get(k).map_or(0.0, |e| e.1);
+        if (rss - before).abs() >= 8.0 {
+            eprintln!("smaps {k} {name}: {before} -> {rss} KiB ({:+})", rss - before);
+        }
+    }
+    for (k, (name, rss)) in a {
+        if !b.contains_key(k) {
+            eprintln!("smaps {k} {name}: {rss} -> gone");
+        }
+    }
 }
 
 /// User + system CPU of this process, in seconds (Linux: /proc/self/stat, 100 ticks a second).
@@ -117,6 +158,8 @@ struct Measured {
     cpu: f64,
     per_node: (f64, f64),
     heap_per_node: f64,
+    /// Live heap blocks per node (each costs the allocator a header and rounding).
+    blocks_per_node: f64,
 }
 
 impl Measured {
@@ -135,6 +178,7 @@ impl Measured {
         m.insert("rss_kib_per_node", self.per_node.0);
         m.insert("anon_kib_per_node", self.per_node.1);
         m.insert("heap_kib_per_node", self.heap_per_node);
+        m.insert("heap_blocks_per_node", self.blocks_per_node);
     }
 }
 
@@ -203,6 +247,8 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     timed_get(&warm[2].handle(), wk);
     let base = rss_kib();
     let live0 = dht_tests::counting::live();
+    let allocs0 = dht_tests::counting::live_allocations();
+    let maps0 = smaps();
     let mut rs: Vec<Runner> = Vec::new();
     for i in 0..n {
         let mut s = [3u8; 32];
@@ -235,12 +281,25 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
     let now = rss_kib();
     let per_node = ((now.0 - base.0) / n as f64, (now.1 - base.1) / n as f64);
     let heap_per_node = (dht_tests::counting::live() - live0) as f64 / 1024.0 / n as f64;
+    let blocks_per_node = (dht_tests::counting::live_allocations() - allocs0) as f64 / n as f64;
+    if std::env::var_os("BENCH_SMAPS").is_some() {
+        smaps_diff(&maps0, &smaps());
+    }
     if std::env::var_os("BENCH_MEMORY_ONLY").is_some() {
         // Only the memory figures (for heap profilers: the process ends with the nodes alive).
         println!(
-            "rss_kib_per_node={} anon_kib_per_node={} heap_kib_per_node={} put_p50=0",
-            per_node.0, per_node.1, heap_per_node
+            "rss_kib_per_node={} anon_kib_per_node={} heap_kib_per_node={} blocks_per_node={} put_p50=0",
+            per_node.0, per_node.1, heap_per_node, blocks_per_node
         );
+        if std::env::var_os("BENCH_PAUSE").is_some() {
+            let mut l = String::new();
+            let _ = std::io::stdin().read_line(&mut l);
+            let now = rss_kib();
+            println!("after pause: rss_kib_per_node={}", (now.0 - base.0) / n as f64);
+            if std::env::var_os("BENCH_SMAPS").is_some() {
+                smaps_diff(&maps0, &smaps());
+            }
+        }
         std::process::exit(0);
     }
     let hs: Vec<Handle> = rs.iter().map(|r| r.handle()).collect();
@@ -437,6 +496,7 @@ fn ours(n: usize, secs: u64, pairs: usize, seed: u64, pools: usize) -> BTreeMap<
         cpu: cpu1 - cpu0,
         per_node,
         heap_per_node,
+        blocks_per_node,
     }
     .into_figures(&mut m);
     // Break the chains' self-references so the handles drop.
@@ -489,6 +549,7 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
         let _ = warm[2].get_all(wk).await;
         let base = rss_kib();
         let live0 = dht_tests::counting::live();
+        let allocs0 = dht_tests::counting::live_allocations();
         let mut nodes: Vec<dht_smol::Handle> = Vec::new();
         for i in 0..n {
             let mut s = [3u8; 32];
@@ -515,6 +576,7 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
         let now = rss_kib();
         let per_node = ((now.0 - base.0) / n as f64, (now.1 - base.1) / n as f64);
         let heap_per_node = (dht_tests::counting::live() - live0) as f64 / 1024.0 / n as f64;
+        let blocks_per_node = (dht_tests::counting::live_allocations() - allocs0) as f64 / n as f64;
         let ops = 200;
         let (mut put_t, mut get_t, mut first_t, mut missing) = (Vec::new(), Vec::new(), Vec::new(), 0);
         let keys: Vec<InfoHash> = (0..ops)
@@ -613,6 +675,7 @@ fn ours_smol(n: usize, secs: u64, pairs: usize, seed: u64) -> BTreeMap<&'static 
             cpu: cpu1 - cpu0,
             per_node,
             heap_per_node,
+            blocks_per_node,
         }
         .into_figures(&mut m);
         for node in &nodes {
@@ -772,6 +835,7 @@ fn main() {
         ("RSS KiB per node", "rss_kib_per_node"),
         ("  anonymous (KiB)", "anon_kib_per_node"),
         ("  live heap (KiB)", "heap_kib_per_node"),
+        ("  live heap blocks", "heap_blocks_per_node"),
         ("datagrams sent per pair", "datagrams_per_pair"),
         ("allocations per datagram", "allocs_per_datagram"),
         ("retransmissions (all)", "retransmits"),

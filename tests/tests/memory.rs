@@ -47,7 +47,8 @@ fn idle_network(stack: Stack) -> Sim {
 /// each) and little else once idle: the tables its searches and requests used are given back.
 /// Without that (an emptied `BTreeMap` keeps a leaf of up to 2 KiB) it held 20 KiB; with exact
 /// bucket capacities, the rate limiter forgetting idle addresses and 16-byte round-trip entries
-/// it holds 12.5 KiB after 5 s and 10.6 KiB after 120 s (the limit was 16 KiB before those).
+/// it held 12.8 KiB after 5 s and 11.0 KiB after 120 s; with the secret RNG parked (a node is
+/// 264 bytes smaller) 12.6 and 10.7 (the limit was 16 KiB, then 14).
 #[test]
 fn idle_dual_stack_node_gives_back_transient_tables() {
     // The only test in this binary: the counter sees no other test's allocations.
@@ -55,7 +56,7 @@ fn idle_dual_stack_node_gives_back_transient_tables() {
         let per_node = idle_heap_per_node(Stack::Dual, secs);
         eprintln!("after {secs} s: {:.1} KiB per node", per_node / 1024.0);
         assert!(
-            per_node < 14.0 * 1024.0,
+            per_node < 13.0 * 1024.0,
             "an idle dual-stack node holds {:.1} KiB after {secs} s",
             per_node / 1024.0
         );

@@ -61,10 +61,23 @@ pub(crate) struct Shared {
     pub(crate) id: InfoHash,
     pub(crate) status: PerFamily<Option<Status>>,
     pub(crate) stats: Stats,
-    /// LAN discovery's counters, when it runs (published with `stats`).
-    pub(crate) discovery: Option<dht_driver::DiscoveryStats>,
+    /// LAN discovery's counters, when it runs (published with `stats`; boxed, as most nodes
+    /// run without it: see [`publish_discovery`]).
+    pub(crate) discovery: Option<Box<dht_driver::DiscoveryStats>>,
     /// The node finished its shutdown (or the runner was told to stop).
     pub(crate) stopped: bool,
     /// The host closed the node's sockets.
     pub(crate) removed: bool,
+}
+
+/// Publishes discovery's counters into `to`, in place when they were published before (they
+/// are published every 20 ms: no allocation each time).
+pub(crate) fn publish_discovery(
+    to: &mut Option<Box<dht_driver::DiscoveryStats>>,
+    stats: Option<dht_driver::DiscoveryStats>,
+) {
+    match (to.as_deref_mut(), stats) {
+        (Some(old), Some(new)) => *old = new,
+        (_, new) => *to = new.map(Box::new),
+    }
 }

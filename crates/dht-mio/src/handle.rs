@@ -85,7 +85,10 @@ impl Handle {
     /// LAN peer discovery's counters (heard, answered, bootstrapped, dropped by reason), as of
     /// the node's last published turn; `None` when discovery is off or could not start.
     pub fn discovery_stats(&self) -> Option<dht_driver::DiscoveryStats> {
-        self.shared.lock().ok().and_then(|s| s.discovery)
+        self.shared
+            .lock()
+            .ok()
+            .and_then(|s| s.discovery.as_deref().copied())
     }
 
     /// Connectivity of `family`, as of the node's last turn.

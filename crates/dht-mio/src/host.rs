@@ -200,7 +200,7 @@ impl Host {
             drop(slot);
             if let Ok(mut s) = shared.lock() {
                 s.stats = last;
-                s.discovery = last_discovery;
+                crate::command::publish_discovery(&mut s.discovery, last_discovery);
                 s.stopped = true;
                 s.removed = true;
             }

@@ -126,16 +126,16 @@ impl Runner {
         let sock4 = register(setup.sockets.v4, Token(base))?;
         let sock6 = register(setup.sockets.v6, Token(base + 1))?;
         let discovery = match setup.discovery {
-            Some((ds, lan)) => Some(crate::slot::SlotDiscovery {
+            Some((ds, lan)) => Some(Box::new(crate::slot::SlotDiscovery {
                 sock4: register(ds.v4, Token(base + 2))?,
                 sock6: register(ds.v6, Token(base + 3))?,
                 lan,
-            }),
+            })),
             None => None,
         };
         let shared = Arc::new(Mutex::new(Shared {
             id: setup.node.node_id(),
-            discovery: discovery.as_ref().map(|d| d.lan.stats()),
+            discovery: discovery.as_ref().map(|d| Box::new(d.lan.stats())),
             ..Shared::default()
         }));
         let slot = Slot::new(sock4, sock6, setup.node, shared.clone(), discovery);

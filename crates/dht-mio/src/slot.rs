@@ -28,8 +28,9 @@ pub(crate) struct Slot {
     pub(crate) deadline: Option<dht_proto::Instant>,
     /// When the counters were last published.
     published: Option<dht_proto::Instant>,
-    /// LAN peer discovery, when configured.
-    pub(crate) discovery: Option<SlotDiscovery>,
+    /// LAN peer discovery, when configured (boxed: 432 bytes that most nodes, discovery off,
+    /// would carry for nothing).
+    pub(crate) discovery: Option<Box<SlotDiscovery>>,
 }
 
 impl Slot {
@@ -38,7 +39,7 @@ impl Slot {
         sock6: Option<UdpSocket>,
         node: Node,
         shared: Arc<Mutex<Shared>>,
-        discovery: Option<SlotDiscovery>,
+        discovery: Option<Box<SlotDiscovery>>,
     ) -> Slot {
         Slot {
             sock4,
@@ -173,7 +174,10 @@ impl Slot {
         };
         if publish {
             s.stats = self.node.stats();
-            s.discovery = self.discovery.as_ref().map(|d| d.lan.stats());
+            crate::command::publish_discovery(
+                &mut s.discovery,
+                self.discovery.as_ref().map(|d| d.lan.stats()),
+            );
             self.published = Some(now);
         }
         s.status = PerFamily::new(

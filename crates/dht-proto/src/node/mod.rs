@@ -161,7 +161,8 @@ pub struct Node {
     config: Config,
     id: InfoHash,
     rng: ChaCha20Rng,
-    secret_rng: ChaCha20Rng,
+    /// Token secrets and sealing: drawn a few times an hour, so parked (56 bytes, not 320).
+    secret_rng: rpc::ParkedRng,
     rpc: Rpc,
     limiter: RateLimiter,
     blacklist: Blacklist,
@@ -240,8 +241,7 @@ impl Node {
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Node {
         let mut rng = ChaCha20Rng::from_seed(seed);
         rng.set_stream(1);
-        let mut secret_rng = ChaCha20Rng::from_seed(seed);
-        secret_rng.set_stream(2);
+        let mut secret_rng = rpc::ParkedRng::new(seed, 2);
         let id = config.node_id.unwrap_or_else(|| InfoHash::random(&mut rng));
         let limits = storage::Limits {
             max_keys: config.max_store_keys,

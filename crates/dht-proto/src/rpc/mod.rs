@@ -21,7 +21,7 @@ use crate::wire::Tid;
 use crate::{InfoHash, Instant};
 
 pub(crate) use limiter::{RateLimiter, Refusal};
-pub(crate) use token::Tokens;
+pub(crate) use token::{ParkedRng, Tokens};
 
 /// Sends per request (`MAX_ATTEMPT_COUNT`).
 pub(crate) const MAX_ATTEMPTS: u8 = 3;

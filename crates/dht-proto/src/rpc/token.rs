@@ -8,10 +8,72 @@
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 
-use rand_core::RngCore;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
 use sha1::{Digest, Sha1};
 
 use crate::Instant;
+
+/// A ChaCha20 stream parked as its seed, stream number and word position (56 bytes) instead
+/// of a live generator (320 bytes, most of them its 256-byte block buffer): for randomness
+/// drawn a few times an hour (token secrets, sealing values), in every node of a process that
+/// runs thousands. Each draw rebuilds the generator at its position, so the words drawn are
+/// exactly those the live generator would give.
+#[derive(Clone)]
+pub(crate) struct ParkedRng {
+    seed: [u8; 32],
+    stream: u64,
+    word_pos: u128,
+}
+
+impl core::fmt::Debug for ParkedRng {
+    /// The position only: the seed is secret.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ParkedRng")
+            .field("word_pos", &self.word_pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParkedRng {
+    /// The stream `stream` of the generator seeded with `seed`, at its start.
+    pub(crate) fn new(seed: [u8; 32], stream: u64) -> ParkedRng {
+        ParkedRng {
+            seed,
+            stream,
+            word_pos: 0,
+        }
+    }
+
+    fn draw<R>(&mut self, f: impl FnOnce(&mut ChaCha20Rng) -> R) -> R {
+        let mut rng = ChaCha20Rng::from_seed(self.seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(self.word_pos);
+        let out = f(&mut rng);
+        self.word_pos = rng.get_word_pos();
+        out
+    }
+}
+
+impl RngCore for ParkedRng {
+    fn next_u32(&mut self) -> u32 {
+        self.draw(|r| r.next_u32())
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.draw(|r| r.next_u64())
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.draw(|r| r.fill_bytes(dest));
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.draw(|r| r.try_fill_bytes(dest))
+    }
+}
+
+impl CryptoRng for ParkedRng {}
 
 /// Length of our tokens.
 pub(crate) const TOKEN_LEN: usize = 20;
@@ -80,6 +142,29 @@ mod tests {
     use super::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
+
+    /// A parked generator gives the very words of the live one, whatever mix of draws.
+    #[test]
+    fn parked_rng_draws_what_the_live_generator_draws() {
+        let seed = [9u8; 32];
+        let mut live = ChaCha20Rng::from_seed(seed);
+        live.set_stream(2);
+        let mut parked = ParkedRng::new(seed, 2);
+        for i in 0..200usize {
+            match i % 4 {
+                0 => assert_eq!(parked.next_u32(), live.next_u32()),
+                1 => assert_eq!(parked.next_u64(), live.next_u64()),
+                _ => {
+                    let (mut a, mut b) = ([0u8; 37], [0u8; 37]);
+                    let n = i % 37;
+                    parked.fill_bytes(&mut a[..n]);
+                    live.fill_bytes(&mut b[..n]);
+                    assert_eq!(a, b);
+                }
+            }
+        }
+        assert!(size_of::<ParkedRng>() < size_of::<ChaCha20Rng>() / 4);
+    }
 
     #[test]
     fn tokens_bind_the_address_and_survive_one_rotation() {
