@@ -16,6 +16,9 @@ struct Outcome {
     trace: String,
     jobs: u64,
     delivered: u64,
+    /// Offered to the network; and sent and received, summed over the hosts.
+    traffic: (u64, u64),
+    hosts: (u64, u64, u64, u64),
     ops: Vec<String>,
 }
 
@@ -24,6 +27,16 @@ fn outcome(sim: &Sim) -> Outcome {
         trace: format!("{}", sim.trace()),
         jobs: sim.processed(),
         delivered: sim.delivered(),
+        traffic: sim.traffic(),
+        hosts: sim.hosts.iter().fold((0, 0, 0, 0), |a, h| {
+            let t = h.traffic;
+            (
+                a.0 + t.sent,
+                a.1 + t.sent_bytes,
+                a.2 + t.received,
+                a.3 + t.received_bytes,
+            )
+        }),
         ops: sim
             .ops()
             .map(|(op, r)| {

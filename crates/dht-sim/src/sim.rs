@@ -549,6 +549,8 @@ pub struct Sim {
     placed_at: std::collections::BTreeMap<usize, (Ipv4Addr, Ipv6Addr)>,
     /// Buffers of the parallel windows, kept between them.
     par: par::Buffers,
+    /// Trace links and freed slots the last parallel window still owes.
+    owed: par::Owed,
 }
 
 impl Sim {
@@ -590,6 +592,7 @@ impl Sim {
             placed: std::collections::BTreeMap::new(),
             placed_at: std::collections::BTreeMap::new(),
             par: par::Buffers::default(),
+            owed: par::Owed::default(),
             config,
         };
         sim.observer = OBSERVE_NEW
@@ -848,15 +851,16 @@ impl Sim {
                 *end = bytes.len();
             }
         }
-        self.emit(i, depth, now, out, bytes, events.drain(..));
+        self.emit(i, depth, now, out, bytes, events.drain(..), true);
         self.scratch = scratch;
         self.reschedule(i);
     }
 
     /// What host `i` sent and reported after an input of causal depth `depth` at `now`: its
-    /// datagrams (destination, start and end in `bytes`) go into the network, its events into
-    /// the op records. Everything here depends on the order of jobs: the parallel windows call
-    /// it in the order of one thread.
+    /// datagrams (destination, start and end in `bytes`) go into the network (and, with
+    /// `count`, into the host's traffic), its events into the op records. Everything here
+    /// depends on the order of jobs: the parallel windows call it in the order of one thread.
+    #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
         i: usize,
@@ -865,8 +869,9 @@ impl Sim {
         out: &[(SocketAddr, usize, usize)],
         bytes: &[u8],
         events: impl Iterator<Item = Event>,
+        count: bool,
     ) {
-        if let Some(h) = self.hosts.get_mut(i) {
+        if count && let Some(h) = self.hosts.get_mut(i) {
             h.traffic.sent += out.len() as u64;
             h.traffic.sent_bytes += out.iter().map(|&(_, s, e)| (e - s) as u64).sum::<u64>();
         }
@@ -979,6 +984,7 @@ impl Sim {
     /// Runs one job. Returns false when nothing is left before `until` (time then moves to
     /// `until`).
     pub fn step(&mut self, until: Instant) -> bool {
+        self.settle_trace();
         let Some(at) = self.queue.peek_at() else {
             self.now = self.now.max(until);
             return false;
@@ -1086,6 +1092,7 @@ impl Sim {
                 i += 1;
             }
             if i >= ops.len() {
+                self.settle_trace();
                 return true;
             }
             if self.config.threads > 1 && self.queue.peek_at().is_none_or(|a| a >= stepwise_below) {

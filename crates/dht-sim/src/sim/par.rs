@@ -53,6 +53,9 @@ struct JobOut {
     ran: bool,
     /// The host colludes: its datagrams are rewritten in the merge.
     collude: bool,
+    /// A delivery's sender (host index, family).
+    from: u32,
+    v6: bool,
     depth: u16,
     /// Its transmits and events: ranges in the unit's lists.
     tx: (u32, u32),
@@ -72,6 +75,8 @@ impl JobOut {
             delivery,
             ran: false,
             collude: false,
+            from: 0,
+            v6: false,
             depth: 0,
             tx: (0, 0),
             ev: (0, 0),
@@ -115,6 +120,17 @@ pub(super) struct Buffers {
     order: Vec<(u32, u32)>,
     outs: Vec<UnitOut>,
     loc: Vec<(u32, u32)>,
+}
+
+/// What the last window still owes, kept outside [`Buffers`] (taken out during a window).
+#[derive(Debug, Default)]
+pub(super) struct Owed {
+    /// The deliveries handed to nodes in the last window, in order, whose links of the trace
+    /// hash are still to be made (by a worker during the next window, or by
+    /// [`Sim::settle_trace`]): time, receiver and delivery slot.
+    trace: Vec<(u64, u32, u32)>,
+    /// Delivery slots of the last window, freed once their trace links are made.
+    free: Vec<u32>,
 }
 
 /// What every worker reads.
@@ -250,7 +266,11 @@ impl Ctx<'_> {
                 return;
             }
             h.depth = d.depth;
+            h.traffic.received += 1;
+            h.traffic.received_bytes += d.data.len() as u64;
             jo.depth = d.depth;
+            jo.from = d.from;
+            jo.v6 = d.v6;
             if let Some(node) = h.node.as_mut() {
                 clock.time(|| node.handle_datagram(now, from, &d.data));
             }
@@ -287,6 +307,12 @@ impl Ctx<'_> {
             }
         }
         jo.tx = (tx0, out.tx.len() as u32);
+        if !jo.collude {
+            // A colluder's are counted in the merge, rewritten.
+            let sent = out.tx.get(tx0 as usize..).unwrap_or_default();
+            h.traffic.sent += sent.len() as u64;
+            h.traffic.sent_bytes += sent.iter().map(|&(_, s, e)| (e - s) as u64).sum::<u64>();
+        }
         jo.ev = (ev0, out.events.len() as u32);
         // The timer, as `Sim::reschedule` moves it.
         let next = h.node.as_ref().and_then(Node::poll_timeout).map(|t| t.max(now));
@@ -315,6 +341,14 @@ impl Sim {
     /// `ops`, a window in which every op's host has a job (so that the last of them could end
     /// within it) is not run but handed back to run one job at a time.
     pub(super) fn window(&mut self, until: Instant, ops: Option<&[Op]>) -> Window {
+        let w = self.window_inner(until, ops);
+        if w != Window::Ran {
+            self.settle_trace();
+        }
+        w
+    }
+
+    fn window_inner(&mut self, until: Instant, ops: Option<&[Op]>) -> Window {
         let Some(t) = self.queue.peek_at() else {
             self.now = self.now.max(until);
             return Window::Idle;
@@ -417,8 +451,19 @@ impl Sim {
                 })));
             }
         }
+        // The last window's trace links: made by whichever thread comes first.
+        let pending = std::mem::take(&mut self.owed.trace);
+        let trace_job = Mutex::new(Some((self.trace, std::mem::take(&mut self.scratch.trace))));
+        let traced: Mutex<Option<(InfoHash, Vec<u8>)>> = Mutex::new(None);
         let next = AtomicUsize::new(0);
         let work = || {
+            let job = trace_job.lock().map(|mut j| j.take()).unwrap_or(None);
+            if let Some((prev, mut scratch)) = job {
+                let h = chain(&mut scratch, prev, &pending, ctx.deliveries, ctx.placed_at);
+                if let Ok(mut t) = traced.lock() {
+                    *t = Some((h, scratch));
+                }
+            }
             let mut done = Vec::new();
             loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
@@ -447,6 +492,15 @@ impl Sim {
             finished.extend(work());
         }
         drop(units);
+        if let Some((h, scratch)) = traced.into_inner().unwrap_or(None) {
+            self.trace = h;
+            self.scratch.trace = scratch;
+        }
+        self.owed.trace = pending;
+        self.owed.trace.clear();
+        for i in self.owed.free.drain(..) {
+            self.deliveries.free(i);
+        }
         for (k, out) in finished {
             if let Some(slot) = bufs.outs.get_mut(k) {
                 *slot = out;
@@ -519,19 +573,8 @@ impl Sim {
         let now = self.now;
         let i = jo.host as usize;
         if jo.ran {
-            if jo.delivery != NONE
-                && let Some(d) = self.deliveries.slots.get(jo.delivery as usize)
-            {
-                let from = if d.v6 {
-                    self.host_addr6(d.from as usize)
-                } else {
-                    self.host_addr4(d.from as usize)
-                };
-                if let Some(h) = self.hosts.get_mut(i) {
-                    h.traffic.received += 1;
-                    h.traffic.received_bytes += d.data.len() as u64;
-                }
-                self.trace = trace_step_in(&mut self.scratch.trace, &self.trace, now, &from, i, &d.data);
+            if jo.delivery != NONE {
+                self.owed.trace.push((now.as_micros(), jo.host, jo.delivery));
                 self.delivered += 1;
             }
             let (t0, t1) = (jo.tx.0 as usize, jo.tx.1 as usize);
@@ -557,7 +600,7 @@ impl Sim {
                     .unwrap_or_default()
                     .iter_mut()
                     .filter_map(Option::take);
-                self.emit(i, jo.depth, now, &list, &bytes, events);
+                self.emit(i, jo.depth, now, &list, &bytes, events, true);
             } else {
                 let UnitOut {
                     tx, bytes, events, ..
@@ -574,6 +617,7 @@ impl Sim {
                     tx.get(t0..t1).unwrap_or_default(),
                     bytes,
                     events,
+                    false,
                 );
             }
             if let Some(t) = jo.timer {
@@ -591,7 +635,51 @@ impl Sim {
             }
         }
         if jo.delivery != NONE {
-            self.deliveries.free(jo.delivery);
+            self.owed.free.push(jo.delivery);
         }
     }
+
+    /// Makes the trace links still owed (see [`Owed::trace`]) and frees their slots.
+    pub(super) fn settle_trace(&mut self) {
+        if self.owed.trace.is_empty() && self.owed.free.is_empty() {
+            return;
+        }
+        let mut scratch = std::mem::take(&mut self.scratch.trace);
+        self.trace = chain(
+            &mut scratch,
+            self.trace,
+            &self.owed.trace,
+            &self.deliveries,
+            &self.placed_at,
+        );
+        self.scratch.trace = scratch;
+        self.owed.trace.clear();
+        for i in self.owed.free.drain(..) {
+            self.deliveries.free(i);
+        }
+    }
+}
+
+/// The trace hash after `prev` and the deliveries `list` (time, receiver, slot).
+fn chain(
+    scratch: &mut Vec<u8>,
+    prev: InfoHash,
+    list: &[(u64, u32, u32)],
+    deliveries: &Deliveries,
+    placed_at: &BTreeMap<usize, (Ipv4Addr, Ipv6Addr)>,
+) -> InfoHash {
+    let mut h = prev;
+    for &(at, to, slot) in list {
+        let Some(d) = deliveries.slots.get(slot as usize) else {
+            continue;
+        };
+        let from = match (Sim::placed_at(placed_at, d.from as usize), d.v6) {
+            (Some((_, a6)), true) => SocketAddr::new(IpAddr::V6(a6), 4222),
+            (Some((a4, _)), false) => SocketAddr::new(IpAddr::V4(a4), 4222),
+            (None, true) => Sim::addr6(d.from as usize),
+            (None, false) => Sim::addr4(d.from as usize),
+        };
+        h = trace_step_in(scratch, &h, Instant::from_micros(at), &from, to as usize, &d.data);
+    }
+    h
 }
