@@ -25,8 +25,9 @@ const NONE: u32 = u32::MAX;
 /// Windows with fewer jobs run on the calling thread alone (same outputs, no thread started).
 const MIN_PARALLEL_JOBS: usize = 256;
 
-/// Units of work (runs of hosts) per thread in a window, for balance.
-const UNITS_PER_THREAD: usize = 8;
+/// Units of work (runs of hosts) per thread in a window, for balance: small, so that the
+/// window does not wait long for a thread that was descheduled in its last unit.
+const UNITS_PER_THREAD: usize = 32;
 
 /// What a window did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
