@@ -60,6 +60,7 @@ fn main() {
         },
         node,
         keep_events: false,
+        threads: 1,
     });
     sim.set_node_timing(true);
     for i in 1..N {

@@ -193,6 +193,15 @@ impl Network {
         }
     }
 
+    /// The shortest one-way latency any datagram can have under the current configuration:
+    /// whatever is sent at `t` arrives at `t` plus this or later.
+    pub fn min_latency(&self) -> Duration {
+        match self.config.latency {
+            LinkLatency::Fixed(d) => d,
+            LinkLatency::Uniform(a, _) => a,
+        }
+    }
+
     /// Splits the network: each named group is cut off from every other (nodes not named form
     /// one more group).
     pub fn partition(&mut self, groups: &[(&str, &[usize])]) {

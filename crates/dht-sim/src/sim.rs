@@ -20,6 +20,8 @@ use crate::net::{NetConfig, Network};
 use crate::op::{Op, OpKind, OpRecord, OpTable};
 use crate::report::{End, Mark, Report};
 
+mod par;
+
 /// One link of a delivery trace: the hash of the previous link, the time, the source, the
 /// destination host and the bytes. Equal traces, equal runs.
 pub fn trace_step(prev: &InfoHash, now: Instant, from: &SocketAddr, to: usize, data: &[u8]) -> InfoHash {
@@ -44,7 +46,7 @@ fn trace_step_in(
 ) -> InfoHash {
     use sha1::{Digest, Sha1};
     scratch.clear();
-    let _ = write!(scratch, "{from}");
+    write_addr(scratch, from);
     let mut h = Sha1::new();
     h.update(prev.as_bytes());
     h.update(now.as_micros().to_be_bytes());
@@ -52,6 +54,32 @@ fn trace_step_in(
     h.update((to as u64).to_be_bytes());
     h.update(data);
     InfoHash(h.finalize().into())
+}
+
+/// Writes `a` as its `Display` does: by hand for IPv4 (every delivery of a run is hashed with
+/// its sender's address), through the formatter for IPv6.
+fn write_addr(out: &mut Vec<u8>, a: &SocketAddr) {
+    fn num(out: &mut Vec<u8>, n: u16) {
+        if n >= 10 {
+            num(out, n / 10);
+        }
+        out.push(b'0' + (n % 10) as u8);
+    }
+    match a {
+        SocketAddr::V4(v4) => {
+            for (k, o) in v4.ip().octets().into_iter().enumerate() {
+                if k > 0 {
+                    out.push(b'.');
+                }
+                num(out, u16::from(o));
+            }
+            out.push(b':');
+            num(out, v4.port());
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{a}");
+        }
+    }
 }
 
 /// Which address families the simulated nodes have.
@@ -80,6 +108,11 @@ pub struct SimConfig {
     pub node: Config,
     /// Keep every node's events (for listen checks); off saves memory in big runs.
     pub keep_events: bool,
+    /// Threads that run the nodes' work. 1: one job after another. More: in windows of virtual
+    /// time no longer than the shortest link latency, each node's jobs of a window on one of
+    /// the threads, their outputs merged in the order of one thread; the run (trace, jobs,
+    /// outcomes) is the same for every count (see `docs/simulation.md`).
+    pub threads: usize,
 }
 
 impl Default for SimConfig {
@@ -91,6 +124,7 @@ impl Default for SimConfig {
             net: NetConfig::default(),
             node: Config::default(),
             keep_events: true,
+            threads: 1,
         }
     }
 }
@@ -104,6 +138,9 @@ struct Slot {
     seq: u64,
     /// [`TIMER`] set: the timer of host `job & !TIMER`; else the delivery `job`.
     job: u32,
+    /// The host the job is for (the receiver of a delivery), in the padding: the parallel
+    /// windows share out jobs without reading the deliveries.
+    host: u32,
 }
 
 /// The bit of [`Slot::job`] that marks a timer.
@@ -205,6 +242,25 @@ impl Queue {
     fn len(&self) -> usize {
         self.len
     }
+
+    /// Puts back jobs taken out with [`Queue::pop`] (any keys, earlier ones included): the
+    /// whole queue is sorted into its buckets again, from the earliest key.
+    fn restore(&mut self, slots: &[Slot]) {
+        let mut all: Vec<Slot> = slots.to_vec();
+        for b in &mut self.buckets {
+            all.append(b);
+        }
+        self.last = all
+            .iter()
+            .map(Slot::key)
+            .min()
+            .unwrap_or(self.last)
+            .min(self.last);
+        self.len = 0;
+        for s in all {
+            self.push(s);
+        }
+    }
 }
 
 /// A datagram on its way: the sender is a host, so its address is made again from its index
@@ -259,6 +315,16 @@ impl Deliveries {
             d.v6,
             d.depth,
         ))
+    }
+
+    /// Frees slot `i`, its datagram read in place (not taken).
+    fn free(&mut self, i: u32) {
+        if let Some(d) = self.slots.get_mut(i as usize) {
+            if d.data.capacity() > 2048 {
+                d.data = Vec::new();
+            }
+            self.free.push(i);
+        }
     }
 
     /// Frees slot `i`, giving it back its buffer to use again. Big buffers are dropped, so a
@@ -479,6 +545,12 @@ pub struct Sim {
     joined: Option<(usize, usize)>,
     /// Hosts placed with [`Sim::add_host_on`], by address.
     placed: std::collections::BTreeMap<IpAddr, usize>,
+    /// The same, by host.
+    placed_at: std::collections::BTreeMap<usize, (Ipv4Addr, Ipv6Addr)>,
+    /// Buffers of the parallel windows, kept between them.
+    par: par::Buffers,
+    /// Trace links and freed slots the last parallel window still owes.
+    owed: par::Owed,
 }
 
 impl Sim {
@@ -518,6 +590,9 @@ impl Sim {
             up: 0,
             joined: None,
             placed: std::collections::BTreeMap::new(),
+            placed_at: std::collections::BTreeMap::new(),
+            par: par::Buffers::default(),
+            owed: par::Owed::default(),
             config,
         };
         sim.observer = OBSERVE_NEW
@@ -613,7 +688,7 @@ impl Sim {
 
     /// Host `i`'s IPv4 address: its placed one, or [`Sim::addr4`].
     pub fn host_addr4(&self, i: usize) -> SocketAddr {
-        match self.hosts.get(i).and_then(|h| h.placed) {
+        match Sim::placed_at(&self.placed_at, i) {
             Some((v4, _)) => SocketAddr::new(IpAddr::V4(v4), 4222),
             None => Sim::addr4(i),
         }
@@ -621,9 +696,22 @@ impl Sim {
 
     /// Host `i`'s IPv6 address: its placed one, or [`Sim::addr6`].
     pub fn host_addr6(&self, i: usize) -> SocketAddr {
-        match self.hosts.get(i).and_then(|h| h.placed) {
+        match Sim::placed_at(&self.placed_at, i) {
             Some((_, v6)) => SocketAddr::new(IpAddr::V6(v6), 4222),
             None => Sim::addr6(i),
+        }
+    }
+
+    /// Where host `i` was placed ([`Sim::add_host_on`]), without reading the host (a cache
+    /// miss per datagram in a big run).
+    fn placed_at(
+        placed: &std::collections::BTreeMap<usize, (Ipv4Addr, Ipv6Addr)>,
+        i: usize,
+    ) -> Option<(Ipv4Addr, Ipv6Addr)> {
+        if placed.is_empty() {
+            None
+        } else {
+            placed.get(&i).copied()
         }
     }
 
@@ -663,6 +751,7 @@ impl Sim {
         }
         self.placed.insert(IpAddr::V4(v4), i);
         self.placed.insert(IpAddr::V6(v6), i);
+        self.placed_at.insert(i, (v4, v6));
         i
     }
 
@@ -696,7 +785,7 @@ impl Sim {
             _ => return None,
         };
         let i = i.checked_sub(1)?;
-        (i < self.hosts.len() && self.hosts.get(i).is_some_and(|h| h.placed.is_none())).then_some(i)
+        (i < self.hosts.len() && Sim::placed_at(&self.placed_at, i).is_none()).then_some(i)
     }
 
     fn push(&mut self, at: Instant, job: u32) {
@@ -705,6 +794,7 @@ impl Sim {
             at: at.as_micros(),
             seq: self.seq,
             job,
+            host: job & !TIMER,
         });
     }
 
@@ -753,18 +843,40 @@ impl Sim {
             // A colluder's replies are rewritten: each goes again to the end of `bytes`.
             for (to, start, end) in out.iter_mut() {
                 let mut data = bytes.get(*start..*end).unwrap_or_default().to_vec();
-                self.collude(i, *to, &mut data);
+                if let Some(target) = self.hosts.get(i).and_then(|h| Sim::collude_target(h, *to, &data)) {
+                    self.collude(i, target, &mut data);
+                }
                 *start = bytes.len();
                 bytes.extend_from_slice(&data);
                 *end = bytes.len();
             }
         }
-        if let Some(h) = self.hosts.get_mut(i) {
+        self.emit(i, depth, now, out, bytes, events.drain(..), true);
+        self.scratch = scratch;
+        self.reschedule(i);
+    }
+
+    /// What host `i` sent and reported after an input of causal depth `depth` at `now`: its
+    /// datagrams (destination, start and end in `bytes`) go into the network (and, with
+    /// `count`, into the host's traffic), its events into the op records. Everything here
+    /// depends on the order of jobs: the parallel windows call it in the order of one thread.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        i: usize,
+        depth: u16,
+        now: Instant,
+        out: &[(SocketAddr, usize, usize)],
+        bytes: &[u8],
+        events: impl Iterator<Item = Event>,
+        count: bool,
+    ) {
+        if count && let Some(h) = self.hosts.get_mut(i) {
             h.traffic.sent += out.len() as u64;
             h.traffic.sent_bytes += out.iter().map(|&(_, s, e)| (e - s) as u64).sum::<u64>();
         }
         let depth_next = depth.saturating_add(1);
-        for &(to, start, end) in out.iter() {
+        for &(to, start, end) in out {
             let Some(j) = self.host_of(&to) else {
                 continue;
             };
@@ -777,11 +889,12 @@ impl Sim {
                         at: at.as_micros(),
                         seq: self.seq,
                         job: slot,
+                        host: j as u32,
                     });
                 }
             }
         }
-        for e in events.drain(..) {
+        for e in events {
             self.ops.record(i, &e, now, depth / 2);
             if self.config.keep_events
                 && let Some(h) = self.hosts.get_mut(i)
@@ -789,8 +902,6 @@ impl Sim {
                 h.events.push(e);
             }
         }
-        self.scratch = scratch;
-        self.reschedule(i);
     }
 
     /// A misbehaving host sees a datagram: false when it ignores it (a get, for a host that
@@ -821,20 +932,21 @@ impl Sim {
         true
     }
 
-    /// Host `i` colludes: a reply it sends to a find or get names, instead of the nodes it
-    /// knows, the live colluding hosts closest to the target.
-    fn collude(&self, i: usize, to: SocketAddr, data: &mut Vec<u8>) {
-        let Ok(mut msg) = dht_proto::wire::decode(data) else {
-            return;
-        };
-        let Some(h) = self.hosts.get(i) else { return };
-        let Some(target) = h
-            .asked
+    /// The target of the find or get that a colluding host's datagram `data` to `to` answers,
+    /// as the host remembers it now.
+    fn collude_target(h: &Host, to: SocketAddr, data: &[u8]) -> Option<InfoHash> {
+        let msg = dht_proto::wire::decode(data).ok()?;
+        h.asked
             .iter()
             .rev()
             .find(|(from, tid, _)| *from == to && *tid == msg.tid)
             .map(|a| a.2)
-        else {
+    }
+
+    /// Host `i` colludes: a reply it sends to a find or get of `target` names, instead of the
+    /// nodes it knows, the live colluding hosts closest to the target.
+    fn collude(&self, i: usize, target: InfoHash, data: &mut Vec<u8>) {
+        let Ok(mut msg) = dht_proto::wire::decode(data) else {
             return;
         };
         let dht_proto::wire::Body::Reply(r) = &mut msg.body else {
@@ -872,6 +984,7 @@ impl Sim {
     /// Runs one job. Returns false when nothing is left before `until` (time then moves to
     /// `until`).
     pub fn step(&mut self, until: Instant) -> bool {
+        self.settle_trace();
         let Some(at) = self.queue.peek_at() else {
             self.now = self.now.max(until);
             return false;
@@ -936,6 +1049,19 @@ impl Sim {
     /// Runs for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
         let until = self.now + d;
+        if self.config.threads > 1 {
+            loop {
+                match self.window(until, None) {
+                    par::Window::Ran => {}
+                    par::Window::Idle => return,
+                    par::Window::Off | par::Window::Stepwise(_) => {
+                        if !self.step(until) {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
         while self.step(until) {}
     }
 
@@ -956,6 +1082,8 @@ impl Sim {
     pub fn run_until_done(&mut self, ops: &[Op], d: Duration) -> bool {
         let until = self.now + d;
         let mut i = 0;
+        // Jobs before this time run one at a time: a window that could end the wait.
+        let mut stepwise_below = 0;
         loop {
             while ops
                 .get(i)
@@ -964,7 +1092,16 @@ impl Sim {
                 i += 1;
             }
             if i >= ops.len() {
+                self.settle_trace();
                 return true;
+            }
+            if self.config.threads > 1 && self.queue.peek_at().is_none_or(|a| a >= stepwise_below) {
+                match self.window(until, ops.get(i..)) {
+                    par::Window::Ran => continue,
+                    par::Window::Idle => return false,
+                    par::Window::Stepwise(end) => stepwise_below = end,
+                    par::Window::Off => {}
+                }
             }
             if !self.step(until) {
                 return false;
@@ -1510,7 +1647,12 @@ mod tests {
                 seq += 1;
                 let gaps = [0, 50_000, u64::from(rng.next_u32() % 2_000_000)];
                 let at = now + gaps.get((rng.next_u32() % 3) as usize).copied().unwrap_or(0);
-                q.push(Slot { at, seq, job: round });
+                q.push(Slot {
+                    at,
+                    seq,
+                    job: round,
+                    host: 0,
+                });
                 reference.push(std::cmp::Reverse((at, seq, round)));
             }
             for _ in 0..(rng.next_u32() % 3) {
@@ -1534,12 +1676,14 @@ mod tests {
             at: 900,
             seq: 1,
             job: 1,
+            host: 0,
         });
         assert_eq!(q.peek_at(), Some(900));
         q.push(Slot {
             at: 600,
             seq: 2,
             job: 2,
+            host: 0,
         });
         assert_eq!(q.peek_at(), Some(600));
         assert_eq!(q.pop().map(|s| s.job), Some(2));

@@ -86,6 +86,9 @@ struct RunArgs {
     /// Virtual seconds for which the network is cut in two halves when the gets start.
     #[arg(long, default_value_t = 0)]
     partition_secs: u64,
+    /// Threads that run the nodes' work (the results are the same for every count).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Also print a plain progress line on standard error every this many wall seconds, even
     /// when it is not a terminal (for logs of long runs); 0: never.
     #[arg(long, default_value_t = 0)]
@@ -290,6 +293,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Fail> {
         nodes: args.nodes,
         net,
         keep_events: false,
+        threads: args.threads.max(1),
         ..SimConfig::default()
     });
     let bar = Bar::stderr("swarm");
