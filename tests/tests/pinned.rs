@@ -15,8 +15,9 @@ use dht_sim::{Op, Sim, SimConfig};
 const PINNED_TRACE: &str = "4aab05e9ff47d92f217f0d33be6c8c35283420e4";
 const PINNED_JOBS: u64 = 223_352;
 
-/// Returns (trace hash in hex, jobs run, a summary of what the operations saw).
-fn scenario() -> (String, u64, String) {
+/// Returns (trace hash in hex, jobs run, a summary of what the operations saw), the nodes' work
+/// run on `threads` threads (the simulator gives the same run on any number).
+fn scenario(threads: usize) -> (String, u64, String) {
     let mut sim = Sim::new(SimConfig {
         seed: 16,
         nodes: 300,
@@ -25,6 +26,7 @@ fn scenario() -> (String, u64, String) {
             jitter: Duration::from_millis(10),
             ..NetConfig::default()
         },
+        threads,
         ..SimConfig::default()
     });
     assert!(
@@ -92,11 +94,18 @@ fn scenario() -> (String, u64, String) {
 
 #[test]
 fn the_pinned_scenario_keeps_its_trace_hash_and_job_count() {
-    let (trace, jobs, summary) = scenario();
+    let (trace, jobs, summary) = scenario(1);
     println!("trace {trace} jobs {jobs}\n{summary}");
     assert_eq!(
         (trace.as_str(), jobs),
         (PINNED_TRACE, PINNED_JOBS),
         "behaviour changed: if on purpose, update the pinned values and say why in the commit"
     );
+}
+
+/// The simulator's parallel windows (`SimConfig::threads`) change nothing of the run.
+#[test]
+fn the_pinned_scenario_on_two_threads_keeps_its_trace_hash_and_job_count() {
+    let (trace, jobs, _) = scenario(2);
+    assert_eq!((trace.as_str(), jobs), (PINNED_TRACE, PINNED_JOBS));
 }

@@ -1,6 +1,6 @@
 //! The simulator's parallel windows (`SimConfig::threads`): the same seed gives the same run
 //! (trace hash, jobs run, datagrams delivered, every operation's outcome) on one thread and on
-//! several.
+//! several. (The pinned scenario on two threads is in `pinned.rs`.)
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -129,60 +129,4 @@ fn two_threads_run_the_same_mixed_scenario_as_one() {
     );
     assert_eq!(one, two);
     assert_eq!(mixed(3), one);
-}
-
-/// The pinned scenario of `pinned.rs`, on two threads: the same trace hash and job count.
-#[test]
-fn the_pinned_scenario_on_two_threads_keeps_its_trace_hash_and_job_count() {
-    const PINNED_TRACE: &str = "4aab05e9ff47d92f217f0d33be6c8c35283420e4";
-    const PINNED_JOBS: u64 = 223_352;
-    let mut sim = Sim::new(SimConfig {
-        seed: 16,
-        nodes: 300,
-        net: NetConfig {
-            loss: Loss::Random(0.03),
-            jitter: Duration::from_millis(10),
-            ..NetConfig::default()
-        },
-        threads: 2,
-        ..SimConfig::default()
-    });
-    assert!(sim.bootstrap_all(Duration::from_secs(120)));
-    sim.run_for(Duration::from_secs(30));
-    let keys: Vec<InfoHash> = (0..6).map(|i| InfoHash::get(format!("pinned {i}"))).collect();
-    let _listens: Vec<Op> = (0..6)
-        .map(|i| {
-            let at = sim.random_up();
-            sim.listen(at, keys[i])
-        })
-        .collect();
-    sim.run_for(Duration::from_secs(5));
-    let mut puts = Vec::new();
-    for i in 0..40 {
-        let from = sim.random_up();
-        let opts = if i % 5 == 0 {
-            PutOptions::permanent()
-        } else {
-            PutOptions::default()
-        };
-        puts.push(sim.put(
-            from,
-            keys[i % 6],
-            Value::new(0, format!("v{i}").into_bytes()),
-            opts,
-        ));
-    }
-    assert!(sim.run_until_done(&puts, Duration::from_secs(120)));
-    let gets: Vec<Op> = (0..30)
-        .map(|i| {
-            let at = sim.random_up();
-            sim.get(at, keys[i % 6])
-        })
-        .collect();
-    assert!(sim.run_until_done(&gets, Duration::from_secs(120)));
-    sim.run_for(Duration::from_secs(11 * 60));
-    assert_eq!(
-        (format!("{}", sim.trace()).as_str(), sim.processed()),
-        (PINNED_TRACE, PINNED_JOBS)
-    );
 }
