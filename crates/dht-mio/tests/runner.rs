@@ -12,6 +12,9 @@ use dht_proto::{DropReason, InfoHash, PutOptions};
 
 const WAIT: Duration = Duration::from_secs(15);
 
+#[path = "runner/complete_gets.rs"]
+mod complete_gets;
+
 fn network(n: usize) -> Vec<Runner> {
     let runners: Vec<Runner> = (0..n).map(|_| Runner::run(Config::loopback()).unwrap()).collect();
     for r in runners.iter().skip(1) {

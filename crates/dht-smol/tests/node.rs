@@ -13,6 +13,9 @@ use smol::stream::StreamExt;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+#[path = "node/complete_gets.rs"]
+mod complete_gets;
+
 /// `f`, or a panic after `WAIT`.
 async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     f.or(async {

@@ -14,25 +14,7 @@ use common::{LOOPBACK, OURS, Proc, WAIT, free_port};
 
 #[test]
 fn two_nodes_exchange_a_value_and_a_listen_hears_a_put() {
-    let port = free_port().to_string();
-    let mut args = vec!["-p", &port];
-    args.extend(LOOPBACK);
-    let mut a = Proc::start(&args);
-    let boot = format!("127.0.0.1:{port}");
-    let mut args = vec!["-p", "0", "-b", &boot];
-    args.extend(LOOPBACK);
-    let mut b = Proc::start(&args);
-    // Wait for b to join: `ll` until connected.
-    let end = Instant::now() + WAIT;
-    loop {
-        b.say("ll");
-        let info = b.expect("datagrams in");
-        if info.iter().any(|l| l.contains("IPv4 connected")) {
-            break;
-        }
-        assert!(Instant::now() < end, "b never connected: {info:?}");
-        std::thread::park_timeout(Duration::from_millis(100));
-    }
+    let (mut a, mut b) = common::pair(&[]);
     a.say("p greeting hello from a");
     a.expect("stored on");
     b.say("g greeting");

@@ -6,33 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{LOOPBACK, Proc, WAIT, free_port};
-
-/// Starts `a` (with `a_extra`) and `b`, which joins `a`; returns once `b` is connected.
-fn pair(a_extra: &[&str]) -> (Proc, Proc) {
-    let port = free_port().to_string();
-    let mut args = vec!["-p", &port];
-    args.extend(LOOPBACK);
-    args.extend(a_extra);
-    let a = Proc::start(&args);
-    let boot = format!("127.0.0.1:{port}");
-    let mut args = vec!["-p", "0", "-b", &boot];
-    args.extend(LOOPBACK);
-    let mut b = Proc::start(&args);
-    let end = Instant::now() + WAIT;
-    loop {
-        b.say("ll");
-        let info = b.expect("datagrams in");
-        if info.iter().any(|l| l.contains("IPv4 connected")) {
-            break;
-        }
-        assert!(Instant::now() < end, "b never connected: {info:?}");
-        std::thread::park_timeout(Duration::from_millis(100));
-    }
-    (a, b)
-}
+use common::pair;
 
 /// The figures of "get done: N/M answered in T ms": (N, M, T).
 fn get_done(lines: &[String]) -> (usize, usize, f64) {

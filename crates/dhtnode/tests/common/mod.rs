@@ -155,3 +155,27 @@ pub fn free_port() -> u16 {
 }
 
 pub const LOOPBACK: [&str; 4] = ["--bind4", "127.0.0.1", "--bind6", "::1"];
+
+/// Starts `a` (with `a_extra`) and `b`, which joins `a`; returns once `b` is connected.
+pub fn pair(a_extra: &[&str]) -> (Proc, Proc) {
+    let port = free_port().to_string();
+    let mut args = vec!["-p", &port];
+    args.extend(LOOPBACK);
+    args.extend(a_extra);
+    let a = Proc::start(&args);
+    let boot = format!("127.0.0.1:{port}");
+    let mut args = vec!["-p", "0", "-b", &boot];
+    args.extend(LOOPBACK);
+    let mut b = Proc::start(&args);
+    let end = Instant::now() + WAIT;
+    loop {
+        b.say("ll");
+        let info = b.expect("datagrams in");
+        if info.iter().any(|l| l.contains("IPv4 connected")) {
+            break;
+        }
+        assert!(Instant::now() < end, "b never connected: {info:?}");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    (a, b)
+}

@@ -1,8 +1,6 @@
 //! Complete gets through the runner (issue 20): a get's end tells how many of the closest nodes
-//! answered, and the uplink rate of the driver's config paces a node's replies. Loopback only,
-//! every wait bounded, no fixed sleeps.
-
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test fixtures
+//! answered, and the uplink rate of the driver's config paces a node's replies. A module of
+//! `runner.rs`, on its fixtures.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -11,18 +9,10 @@ use dht_mio::{Config, GetSummary, Runner};
 use dht_proto::value::{Query, Value};
 use dht_proto::{ExportedValue, InfoHash};
 
-const WAIT: Duration = Duration::from_secs(30);
+use super::network;
 
-fn network(n: usize) -> Vec<Runner> {
-    let runners: Vec<Runner> = (0..n).map(|_| Runner::run(Config::loopback()).unwrap()).collect();
-    for r in runners.iter().skip(1) {
-        r.bootstrap_addr(runners[0].local_addrs()[0]).unwrap();
-    }
-    for r in &runners {
-        assert!(r.wait_connected(WAIT), "a runner did not connect");
-    }
-    runners
-}
+/// Longer than the other runner tests' wait: a paced reply takes seconds.
+const WAIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn a_get_tells_how_many_of_the_closest_nodes_answered() {

@@ -1,41 +1,15 @@
 //! Complete gets through the async driver (issue 20): a get's end tells how many of the closest
-//! nodes answered, and the uplink rate of the driver's config paces a node's replies. Loopback
-//! only; every await that could hang is raced against a timer; no fixed sleeps.
-
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test fixtures
+//! nodes answered, and the uplink rate of the driver's config paces a node's replies. A module
+//! of `node.rs`, on its fixtures.
 
 use std::time::{Duration, Instant};
 
 use dht_proto::value::{Query, Value};
 use dht_proto::{ExportedValue, InfoHash};
 use dht_smol::{Config, GetSummary, Handle};
-use smol::future::FutureExt;
 use smol::stream::StreamExt;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-/// `f`, or a panic after `WAIT`.
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    f.or(async {
-        smol::Timer::after(WAIT).await;
-        panic!("timed out: {what}")
-    })
-    .await
-}
-
-async fn network(n: usize) -> Vec<Handle> {
-    let mut nodes = Vec::new();
-    for _ in 0..n {
-        nodes.push(Handle::start(Config::loopback()).await.unwrap());
-    }
-    for node in nodes.iter().skip(1) {
-        node.bootstrap_addr(nodes[0].local_addrs()[0]).unwrap();
-    }
-    for node in &nodes {
-        node.wait_connected(WAIT).await.unwrap();
-    }
-    nodes
-}
+use super::{WAIT, bounded, network};
 
 #[test]
 fn a_get_tells_how_many_of_the_closest_nodes_answered() {
