@@ -2,7 +2,8 @@
 //! registers its sockets under the tokens `4i` (IPv4) and `4i + 1` (IPv6), and its discovery
 //! sockets, if any, under `4i + 2` and `4i + 3`; the waker has its own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,7 +75,7 @@ pub(crate) fn start_host(exclusive: bool) -> Result<(Arc<HostCtl>, JoinHandle<()
         rx,
         clock,
         slots: BTreeMap::new(),
-        timers: BTreeSet::new(),
+        timers: BinaryHeap::new(),
         buf: vec![0u8; dht_proto::wire::MAX_DATAGRAM],
         out: Vec::with_capacity(2048),
         exclusive,
@@ -105,8 +106,12 @@ struct Host {
     rx: Receiver<HostMsg>,
     clock: Clock,
     slots: BTreeMap<u64, Box<Slot>>,
-    /// Every node's next deadline.
-    timers: BTreeSet<(dht_proto::Instant, u64)>,
+    /// Every node's next deadline, earliest first, and old ones: a node whose deadline moves
+    /// leaves its old entry, skipped when it comes up (it is not the slot's `deadline` any
+    /// more), so moving a deadline allocates nothing once the heap has grown (a B-tree set
+    /// allocated and freed nodes as deadlines came and went). Rebuilt from the slots when
+    /// old entries outnumber them.
+    timers: BinaryHeap<Reverse<(dht_proto::Instant, u64)>>,
     buf: Vec<u8>,
     out: Vec<u8>,
     /// A runner's own thread: ends with its node.
@@ -123,7 +128,7 @@ impl Host {
             if self.closed && self.slots.is_empty() {
                 return;
             }
-            let timeout = self.timers.first().map(|(t, _)| self.clock.until(*t));
+            let timeout = self.earliest().map(|t| self.clock.until(t));
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -139,11 +144,13 @@ impl Host {
                 }
             }
             let now = self.clock.now();
-            while let Some(&(t, id)) = self.timers.first() {
+            while let Some(t) = self.earliest() {
                 if t > now {
                     break;
                 }
-                self.timers.remove(&(t, id));
+                let Some(Reverse((_, id))) = self.timers.pop() else {
+                    break;
+                };
                 if let Some(slot) = self.slots.get_mut(&id) {
                     slot.timeout(now);
                 }
@@ -180,9 +187,7 @@ impl Host {
             self.closed = true;
         }
         if let Some(mut slot) = self.slots.remove(&id) {
-            if let Some(t) = slot.deadline {
-                self.timers.remove(&(t, id));
-            }
+            // Its deadline's entry is skipped when it comes up.
             let disc = slot.discovery.as_mut();
             let (d4, d6) = match disc {
                 Some(d) => (d.sock4.as_mut(), d.sock6.as_mut()),
@@ -252,16 +257,40 @@ impl Host {
         let stopped = slot.drain(now, &mut self.out);
         let next = slot.next_deadline();
         if slot.deadline != next {
-            if let Some(t) = slot.deadline {
-                self.timers.remove(&(t, id));
-            }
+            // The old entry, if any, is skipped when it comes up.
             if let Some(t) = next {
-                self.timers.insert((t, id));
+                self.timers.push(Reverse((t, id)));
             }
             slot.deadline = next;
+            if self.timers.len() > 4 * self.slots.len() + 64 {
+                self.rebuild_timers();
+            }
         }
         if stopped {
             self.remove(id);
         }
+    }
+
+    /// The earliest current deadline, after dropping the old entries before it.
+    fn earliest(&mut self) -> Option<dht_proto::Instant> {
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if self.slots.get(&id).is_some_and(|s| s.deadline == Some(t)) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// The heap again from the slots' current deadlines only (in place: its room is kept).
+    fn rebuild_timers(&mut self) {
+        let mut v = std::mem::take(&mut self.timers).into_vec();
+        v.clear();
+        v.extend(
+            self.slots
+                .iter()
+                .filter_map(|(id, s)| s.deadline.map(|t| Reverse((t, *id)))),
+        );
+        self.timers = BinaryHeap::from(v);
     }
 }

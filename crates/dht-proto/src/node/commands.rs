@@ -202,9 +202,10 @@ impl Node {
             None
         };
         let wide = self.speculation.next_search();
-        for fam in Family::ALL {
+        // One copy for each family's search; the last takes the value itself.
+        for (fam, value) in Family::ALL.into_iter().zip([value.clone(), value]) {
             let announce = Announce {
-                value: value.clone(),
+                value,
                 created_unix,
                 permanent: opts.permanent,
                 ops: vec![op],
@@ -234,19 +235,23 @@ impl Node {
         expiration: Option<Instant>,
     ) {
         let fresh = self.storer.storage.get_value(&key, v.id).is_none();
+        let vid = v.id;
+        // Most keys have no one listening: the value is then moved, not copied.
+        let heard = !self.storer.storage.listeners_of(&key).is_empty() || self.ops.listening_to(&key);
+        let copy = heard.then(|| v.clone());
         let mut evicted = Vec::new();
-        let outcome = self.storer.storage.store(
-            now,
-            key,
-            v.clone(),
-            Life { created, expiration },
-            None,
-            &mut evicted,
-        );
+        let outcome =
+            self.storer
+                .storage
+                .store(now, key, v, Life { created, expiration }, None, &mut evicted);
         self.on_evicted(now, evicted);
         match outcome {
-            StoreOutcome::Stored => self.tell_stored(now, key, v, fresh),
-            StoreOutcome::Refreshed => self.notify_listeners(now, key, Notice::Refreshed(vec![v.id])),
+            StoreOutcome::Stored => {
+                if let Some(v) = copy {
+                    self.tell_stored(now, key, v, fresh);
+                }
+            }
+            StoreOutcome::Refreshed => self.notify_listeners(now, key, Notice::Refreshed(vec![vid])),
             // Over the local quota: not kept here, but still announced (as OpenDHT does).
             StoreOutcome::Refused => {}
         }

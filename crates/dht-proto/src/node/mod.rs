@@ -519,7 +519,18 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_input = self.last_input.max(now);
         let mut out = Vec::new();
-        while let Some(t) = self.rpc.poll_timeout(now, &mut self.rng, &mut out) {
+        let (id, network, is_client) = (self.id, self.config.network, self.config.is_client);
+        let encode = |tid, kind| {
+            let mut buf = crate::bufpool::take();
+            let msg = Message {
+                network,
+                is_client,
+                ..Message::request(tid, id, kind)
+            };
+            crate::wire::encode(&msg, &mut buf);
+            buf
+        };
+        while let Some(t) = self.rpc.poll_timeout(now, &mut self.rng, &encode, &mut out) {
             tracing::trace!(reason = ?TimerReason::Request, timeout = ?t, "timer fired");
             for (to, data) in out.drain(..) {
                 // A retransmission keeps to the anti-amplification bound (held or dropped

@@ -142,10 +142,11 @@ impl Node {
         let tid = self.rpc.next_tid(to, &mut self.rng);
         let mk = request_kind(&kind);
         let pad = pad_room(&kind);
+        let resend = rpc::Resend::of(&kind);
         let mut first = self.encode(Message::request(tid, self.id, kind));
-        // Only the first sending is padded: what waits for a retransmission stays small, in
-        // a buffer of its own size.
-        let packet = first.clone();
+        // Only the first sending is padded. A find or plain get is encoded again if it has to
+        // be re-sent; any other request keeps its bytes, in a buffer of their size.
+        let packet = resend.unwrap_or_else(|| rpc::Resend::Bytes(first.clone()));
         self.pad_request(&to, pad, &mut first);
         let parts = self.value_parts(tid, data);
         self.stats.count_out(mk);

@@ -12,7 +12,7 @@ pub(super) struct Searches {
     timers: BTreeSet<(Instant, SearchKey)>,
     wakeups: BTreeMap<SearchKey, Instant>,
     /// Searches touched since they last stepped: they step before the input returns.
-    dirty: BTreeSet<SearchKey>,
+    dirty: Dirty,
     /// Listen socket ids we handed out (per peer address), and the search each belongs to.
     sockets: BTreeMap<(SocketAddr, Tid), SearchKey>,
     /// `Config::max_searches`.
@@ -21,13 +21,39 @@ pub(super) struct Searches {
     per_subnet: Option<usize>,
 }
 
+/// A small set of search keys in key order, inline (a node touches one or two searches per
+/// input; a B-tree set allocated a node for each such input).
+#[derive(Debug, Default)]
+pub(super) struct Dirty(smallvec::SmallVec<[SearchKey; 4]>);
+
+impl Dirty {
+    fn insert(&mut self, k: SearchKey) {
+        if let Err(i) = self.0.binary_search(&k) {
+            self.0.insert(i, k);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl IntoIterator for Dirty {
+    type Item = SearchKey;
+    type IntoIter = smallvec::IntoIter<[SearchKey; 4]>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
 impl Searches {
     pub(super) fn new(max: usize) -> Searches {
         Searches {
             map: BTreeMap::new(),
             timers: BTreeSet::new(),
             wakeups: BTreeMap::new(),
-            dirty: BTreeSet::new(),
+            dirty: Dirty::default(),
             sockets: BTreeMap::new(),
             max,
             per_subnet: None,
@@ -126,7 +152,8 @@ impl Searches {
         !self.dirty.is_empty()
     }
 
-    pub(super) fn take_dirty(&mut self) -> BTreeSet<SearchKey> {
+    /// The searches touched since they last stepped, in key order; none are left touched.
+    pub(super) fn take_dirty(&mut self) -> Dirty {
         core::mem::take(&mut self.dirty)
     }
 
@@ -187,7 +214,6 @@ impl Searches {
         self.map.compact();
         self.timers.compact();
         self.wakeups.compact();
-        self.dirty.compact();
         self.sockets.compact();
     }
 }
@@ -208,7 +234,11 @@ impl Node {
         };
         let mut changes = Vec::new();
         if s.needs_refill(now) {
-            let nodes = self.tables[fam].closest(now, &key, crate::search::SEARCH_NODES, false);
+            let mut nodes: smallvec::SmallVec<[NodeInfo; crate::search::SEARCH_NODES]> =
+                smallvec::SmallVec::new();
+            self.tables[fam].closest_each(now, &key, crate::search::SEARCH_NODES, false, |n| {
+                nodes.push(n.info())
+            });
             changes.extend(s.refill(now, &nodes));
         }
         let actions = s.step(now, connecting, public_stable);
@@ -327,5 +357,34 @@ impl Node {
                 } => self.family_put_done(op, fam, acked, targeted),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn touched_searches_step_once_each_in_key_order() {
+        let k = |f, b| (f, InfoHash([b; 20]));
+        let mut d = Dirty::default();
+        for key in [
+            k(Family::V6, 1),
+            k(Family::V4, 9),
+            k(Family::V4, 2),
+            k(Family::V6, 1),
+            k(Family::V4, 9),
+        ] {
+            d.insert(key);
+        }
+        // More than fit inline still keep the order.
+        for b in (10..20).rev() {
+            d.insert(k(Family::V4, b));
+        }
+        let got: Vec<SearchKey> = d.into_iter().collect();
+        let mut want = vec![k(Family::V4, 2), k(Family::V4, 9), k(Family::V6, 1)];
+        want.extend((10..20).map(|b| k(Family::V4, b)));
+        want.sort();
+        assert_eq!(got, want);
     }
 }

@@ -15,8 +15,7 @@ impl Storer {
     fn values_within(&self, key: &InfoHash, query: &Query, budget: usize) -> Vec<Value> {
         let mut budget = budget;
         self.storage
-            .get(key, query)
-            .into_iter()
+            .matching(key, query)
             .take_while(|v| {
                 let size = v.size();
                 let fits = size <= budget;
@@ -280,14 +279,19 @@ impl Node {
     /// A value newly stored at `key` (`fresh`: no copy of it was there before): remote
     /// listeners and our own listens hear of it.
     pub(super) fn tell_stored(&mut self, now: Instant, key: InfoHash, v: Value, fresh: bool) {
-        self.notify_listeners(now, key, Notice::Values(vec![v.clone()]));
-        self.apply_listen_changes(
-            key,
-            vec![ListenChange::Added {
-                value: v,
-                first: fresh,
-            }],
-        );
+        // Most keys have no listener: nothing is built for them.
+        if !self.storer.storage.listeners_of(&key).is_empty() {
+            self.notify_listeners(now, key, Notice::Values(vec![v.clone()]));
+        }
+        if self.ops.listening_to(&key) {
+            self.apply_listen_changes(
+                key,
+                vec![ListenChange::Added {
+                    value: v,
+                    first: fresh,
+                }],
+            );
+        }
     }
 
     pub(super) fn on_evicted(&mut self, now: Instant, evicted: Evicted) {

@@ -16,8 +16,8 @@ use core::time::Duration;
 use rand_core::RngCore;
 
 use crate::family::Family;
-use crate::value::ValueId;
-use crate::wire::Tid;
+use crate::value::{Query, ValueId};
+use crate::wire::{RequestKind, Tid, Want};
 use crate::{InfoHash, Instant};
 
 pub(crate) use limiter::{RateLimiter, Refusal};
@@ -143,10 +143,72 @@ pub(crate) struct Pending {
     /// Part of the reply has arrived (a fragmented reply's header or value data): no more
     /// retransmissions, and the request lives while datagrams of its reply keep arriving.
     answering: bool,
-    /// The encoded request, re-sent as it is.
-    packet: Vec<u8>,
+    /// How the request is sent again.
+    packet: Resend,
     /// Value-data datagrams that follow the request, re-sent with it.
     parts: Vec<Vec<u8>>,
+}
+
+/// How a request waiting for its reply is sent again.
+///
+/// Most requests are finds and plain gets: those keep only their target and the families they
+/// want and are encoded again (to the same bytes, the transaction id and sender being the same)
+/// when the timer asks for it, so a request in flight holds no buffer of its own. Any other
+/// request keeps its encoded bytes.
+#[derive(Debug)]
+pub(crate) enum Resend {
+    /// The encoded request, re-sent as it is.
+    Bytes(Vec<u8>),
+    /// A `find` of `target`.
+    Find { target: InfoHash, want: Option<Want> },
+    /// A `get` at `key` without a query.
+    Get { key: InfoHash, want: Option<Want> },
+}
+
+impl Resend {
+    /// The compact form of `kind` when it has one (a find, a get without a query).
+    pub(crate) fn of(kind: &RequestKind) -> Option<Resend> {
+        match kind {
+            RequestKind::Find { target, want } => Some(Resend::Find {
+                target: *target,
+                want: *want,
+            }),
+            RequestKind::Get { key, query, want } if query.is_empty() && !query.none => Some(Resend::Get {
+                key: *key,
+                want: *want,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The datagram to send again, from `encode` (the node's encoder: transaction id, request)
+    /// when only the request's fields were kept.
+    fn datagram(&self, tid: Tid, encode: &dyn Fn(Tid, RequestKind) -> Vec<u8>) -> Vec<u8> {
+        match self {
+            Resend::Bytes(b) => b.clone(),
+            Resend::Find { target, want } => encode(
+                tid,
+                RequestKind::Find {
+                    target: *target,
+                    want: *want,
+                },
+            ),
+            Resend::Get { key, want } => encode(
+                tid,
+                RequestKind::Get {
+                    key: *key,
+                    query: Query::default(),
+                    want: *want,
+                },
+            ),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Resend {
+    fn from(bytes: Vec<u8>) -> Resend {
+        Resend::Bytes(bytes)
+    }
 }
 
 /// What happened to a request on a timer.
@@ -195,8 +257,8 @@ pub(crate) struct Outgoing {
     pub node: InfoHash,
     /// What its reply is for.
     pub purpose: Purpose,
-    /// The encoded request.
-    pub packet: Vec<u8>,
+    /// How the request is sent again (its first sending is the caller's).
+    pub packet: Resend,
     /// Value-data datagrams that follow it.
     pub parts: Vec<Vec<u8>>,
 }
@@ -406,12 +468,13 @@ impl Rpc {
     }
 
     /// The next request whose timer has passed: retransmitted (its datagrams are pushed to
-    /// `out`) or expired.
+    /// `out`, a compact request encoded by `encode`) or expired.
     #[must_use]
     pub(crate) fn poll_timeout(
         &mut self,
         now: Instant,
         rng: &mut impl RngCore,
+        encode: &dyn Fn(Tid, RequestKind) -> Vec<u8>,
         out: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) -> Option<Timeout> {
         let &(at, to, tid) = self.timers.first()?;
@@ -434,7 +497,7 @@ impl Rpc {
         };
         p.next = now + p.wait;
         self.timers.insert((p.next, to, tid));
-        out.push((to, p.packet.clone()));
+        out.push((to, p.packet.datagram(tid, encode)));
         out.extend(p.parts.iter().map(|d| (to, d.clone())));
         Some(Timeout::Retransmit {
             tid,
@@ -539,6 +602,75 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// For requests that keep their bytes: nothing is encoded again.
+    fn no_encoder(_: Tid, kind: RequestKind) -> Vec<u8> {
+        panic!("nothing to encode: {kind:?}")
+    }
+
+    #[test]
+    fn finds_and_plain_gets_are_encoded_again_other_requests_resent_as_kept() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let mut rpc = Rpc::new(16);
+        let to = addr("10.0.0.1:4222");
+        let target = InfoHash([7; 20]);
+        let want = Some(Want {
+            ipv4: true,
+            ipv6: false,
+        });
+        let mut query = Query::default();
+        let kinds = [
+            RequestKind::Find { target, want },
+            RequestKind::Get {
+                key: target,
+                query: Query::default(),
+                want: None,
+            },
+            RequestKind::Ping,
+        ];
+        let mut tids = Vec::new();
+        for kind in &kinds {
+            let tid = rpc.next_tid(to, &mut rng);
+            let packet = Resend::of(kind).unwrap_or(Resend::Bytes(vec![0xaa]));
+            tids.push(tid);
+            rpc.start(
+                Instant::ZERO,
+                &mut rng,
+                Outgoing {
+                    to,
+                    tid,
+                    node: InfoHash::ZERO,
+                    purpose: Purpose::Ping,
+                    packet,
+                    parts: vec![],
+                },
+            );
+        }
+        query.where_ = "WHERE id=1".parse::<Query>().expect("query").where_;
+        assert!(
+            Resend::of(&RequestKind::Get {
+                key: target,
+                query,
+                want
+            })
+            .is_none(),
+            "a get with a query keeps its bytes"
+        );
+        // The encoder writes the transaction id and the request it is given.
+        let encode = |tid: Tid, kind: RequestKind| {
+            let i = tids.iter().position(|t| *t == tid).expect("a pending tid");
+            assert_eq!(kind, kinds[i], "the request rebuilt as it was");
+            vec![i as u8]
+        };
+        let mut out = Vec::new();
+        while out.len() < 3 {
+            let t = rpc.next_deadline().expect("requests pending");
+            let _ = rpc.poll_timeout(t, &mut rng, &encode, &mut out);
+        }
+        let mut sent: Vec<u8> = out.iter().map(|(_, d)| d[0]).collect();
+        sent.sort();
+        assert_eq!(sent[..3], [0, 1, 0xaa]);
+    }
+
     #[test]
     fn retransmits_twice_then_expires_on_opendht_schedule() {
         let mut rng = ChaCha20Rng::seed_from_u64(1);
@@ -553,7 +685,7 @@ mod tests {
                 tid,
                 node: InfoHash::ZERO,
                 purpose: Purpose::Ping,
-                packet: vec![1],
+                packet: vec![1].into(),
                 parts: vec![vec![2]],
             },
         );
@@ -563,7 +695,7 @@ mod tests {
         let mut now = Instant::ZERO;
         while let Some(t) = rpc.next_deadline() {
             now = t;
-            match rpc.poll_timeout(now, &mut rng, &mut out) {
+            match rpc.poll_timeout(now, &mut rng, &no_encoder, &mut out) {
                 Some(Timeout::Retransmit { second, .. }) => {
                     assert_eq!(second, sends.len() == 1);
                     sends.push(now);
@@ -608,7 +740,7 @@ mod tests {
                 tid,
                 node: InfoHash::ZERO,
                 purpose: Purpose::Ping,
-                packet: vec![],
+                packet: vec![].into(),
                 parts: vec![],
             },
         );
@@ -638,7 +770,7 @@ mod tests {
                     tid,
                     node: InfoHash::ZERO,
                     purpose: Purpose::Ping,
-                    packet: vec![],
+                    packet: vec![].into(),
                     parts: vec![],
                 },
             );
@@ -666,7 +798,7 @@ mod tests {
                 tid,
                 node: InfoHash::ZERO,
                 purpose: Purpose::Ping,
-                packet: vec![1],
+                packet: vec![1].into(),
                 parts: vec![],
             },
         );
@@ -679,7 +811,7 @@ mod tests {
         let mut out = Vec::new();
         let mut at = vec![];
         while let Some(t) = rpc.next_deadline() {
-            if rpc.poll_timeout(t, rng, &mut out).is_some() {
+            if rpc.poll_timeout(t, rng, &no_encoder, &mut out).is_some() {
                 at.push(t - t0);
             }
         }
@@ -716,7 +848,7 @@ mod tests {
         let tid = ping(&mut rpc, &mut rng, now, a);
         let mut out = Vec::new();
         let t = rpc.next_deadline().unwrap();
-        assert!(rpc.poll_timeout(t, &mut rng, &mut out).is_some());
+        assert!(rpc.poll_timeout(t, &mut rng, &no_encoder, &mut out).is_some());
         assert!(rpc.complete(t + ms(900), a, tid).is_some());
         assert_eq!(*rpc.rtt(&a).unwrap(), e);
         // The bounds: a very slow peer waits at most OpenDHT's first wait, a fast one 100 ms.
@@ -766,7 +898,7 @@ mod tests {
         for _ in 0..10 {
             now += ms(2000);
             let mut out = Vec::new();
-            assert!(rpc.poll_timeout(now, &mut rng, &mut out).is_none());
+            assert!(rpc.poll_timeout(now, &mut rng, &no_encoder, &mut out).is_none());
             assert!(out.is_empty());
             assert!(rpc.progress(now, a, tid).is_some());
         }
@@ -778,11 +910,11 @@ mod tests {
         assert!(rpc.progress(now, a, tid).is_some());
         let mut out = Vec::new();
         assert!(
-            rpc.poll_timeout(now + (ANSWER_IDLE - ms(1)), &mut rng, &mut out)
+            rpc.poll_timeout(now + (ANSWER_IDLE - ms(1)), &mut rng, &no_encoder, &mut out)
                 .is_none()
         );
         assert!(matches!(
-            rpc.poll_timeout(now + ANSWER_IDLE, &mut rng, &mut out),
+            rpc.poll_timeout(now + ANSWER_IDLE, &mut rng, &no_encoder, &mut out),
             Some(Timeout::Expired { .. })
         ));
         assert!(out.is_empty());

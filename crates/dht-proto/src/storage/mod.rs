@@ -145,6 +145,20 @@ impl Storage {
             .unwrap_or_default()
     }
 
+    /// The values stored at `key` that match `query`, in order, without gathering them.
+    pub(crate) fn matching<'a>(
+        &'a self,
+        key: &InfoHash,
+        query: &'a Query,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        self.keys
+            .get(key)
+            .into_iter()
+            .flat_map(|k| k.values.iter())
+            .map(|s| &s.value)
+            .filter(|v| query.where_.matches(v))
+    }
+
     pub(crate) fn get_value(&self, key: &InfoHash, vid: ValueId) -> Option<&Stored> {
         self.keys.get(key)?.values.iter().find(|s| s.value.id == vid)
     }
