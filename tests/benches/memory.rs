@@ -115,7 +115,7 @@ fn full_table_and_values() {
         key.0[19] ^= 0x5a;
         let kind = RequestKind::Put(PutRequest {
             key,
-            values: Values::Inline(vec![Value::new(i + 1, vec![7; 32])]),
+            values: Values::Inline(vec![Value::new(i + 1, vec![7; 32])].into()),
             created: None,
             token: token.clone(),
         });

@@ -124,7 +124,7 @@ fn reply(body: Body) -> Reply {
 
 fn values(r: &Reply) -> Vec<Value> {
     match &r.values {
-        Some(Values::Inline(v)) => v.clone(),
+        Some(Values::Inline(v)) => v.to_vec(),
         other => panic!("expected values, got {other:?}"),
     }
 }
@@ -194,7 +194,7 @@ fn messages_against(version: Version) {
     let bad = c.ask(
         RequestKind::Put(PutRequest {
             key,
-            values: Values::Inline(vec![Value::new(9, b"x".to_vec())]),
+            values: Values::Inline(vec![Value::new(9, b"x".to_vec())].into()),
             created: None,
             token: b"forged".as_slice().into(),
         }),

@@ -60,7 +60,7 @@ use crate::value::{FieldRow, FieldValue, Query, Value, ValueId};
 use crate::wire::fragment::{self, Progress, Reassembler};
 use crate::wire::{
     self, Body, ErrorCode, FieldRows, ListenRequest, Message, NodeInfo, NodeList, PutRequest, Reply, Request,
-    RequestKind, Tid, UpdatePayload, UpdateRequest, Values, Want,
+    RequestKind, Tid, UpdatePayload, UpdateRequest, ValueList, Values, Want,
 };
 use crate::{InfoHash, Instant};
 

@@ -340,7 +340,7 @@ impl Node {
     }
 
     /// Removes signed values whose signature fails (counted): they are never delivered.
-    pub(super) fn drop_forged(&mut self, values: &mut Vec<Value>) {
+    pub(super) fn drop_forged(&mut self, values: &mut ValueList) {
         let before = values.len();
         values.retain(|v| crate::crypto::check_signature(v) != crate::crypto::SignatureCheck::Invalid);
         self.stats.bad_signatures += (before - values.len()) as u64;

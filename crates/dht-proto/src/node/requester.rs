@@ -339,7 +339,7 @@ impl Node {
                 self.apply_listen_changes(key, changes);
                 let mut values = match reply.values {
                     Some(Values::Inline(v)) => v,
-                    _ => Vec::new(),
+                    _ => ValueList::new(),
                 };
                 self.drop_forged(&mut values);
                 if let Some(rows) = reply.fields {
@@ -349,7 +349,7 @@ impl Node {
                     && let Some(s) = self.searches.get_mut(&skey)
                 {
                     s.on_values(&values);
-                    let ops: Vec<OpId> = s.gets.iter().map(|g| g.op).collect();
+                    let ops: smallvec::SmallVec<[OpId; 4]> = s.gets.iter().map(|g| g.op).collect();
                     for op in ops {
                         self.deliver(op, &values);
                     }

@@ -12,7 +12,7 @@ pub(super) struct Storer {
 
 impl Storer {
     /// Values stored at `key` that match `query`, in order, while they fit in `budget` bytes.
-    fn values_within(&self, key: &InfoHash, query: &Query, budget: usize) -> Vec<Value> {
+    fn values_within(&self, key: &InfoHash, query: &Query, budget: usize) -> ValueList {
         let mut budget = budget;
         self.storage
             .matching(key, query)
@@ -403,7 +403,7 @@ impl Node {
                 ..
             } => {
                 self.drop_forged(&mut v);
-                (v, Vec::new(), Vec::new())
+                (v.into_vec(), Vec::new(), Vec::new())
             }
             UpdatePayload::Values { .. } => return,
             UpdatePayload::Refreshed(r) => (Vec::new(), r, Vec::new()),
@@ -469,7 +469,7 @@ impl Node {
         match notice {
             Notice::Values(values) => {
                 for b in Storer::batches(values) {
-                    let out = fragment::prepare_owned(b);
+                    let out = fragment::prepare_owned(ValueList::from_vec(b));
                     let kind = RequestKind::Update(UpdateRequest {
                         key,
                         sid: l.sid,

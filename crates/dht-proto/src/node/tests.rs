@@ -110,7 +110,7 @@ fn token_for(n: &mut Node, now: Instant, from: (InfoHash, SocketAddr)) -> Token 
 fn put_req(key: InfoHash, v: Value, token: Token) -> RequestKind {
     RequestKind::Put(PutRequest {
         key,
-        values: Values::Inline(vec![v]),
+        values: Values::Inline(vec![v].into()),
         created: None,
         token,
     })
@@ -553,7 +553,10 @@ fn get_put_and_their_errors() {
     );
     let out = drain(&mut n);
     let r = only_reply(&out);
-    assert_eq!(r.values, Some(Values::Inline(vec![Value::new(5, b"v".to_vec())])));
+    assert_eq!(
+        r.values,
+        Some(Values::Inline(vec![Value::new(5, b"v".to_vec())].into()))
+    );
     assert!(r.token.is_some());
     // SELECT id: field rows instead of values.
     let q = Query::parse("SELECT id").unwrap();
@@ -935,7 +938,7 @@ fn an_update_for_an_unknown_socket_is_still_answered() {
         version: Some(1),
         token: Some(vec![1].into()),
         payload: UpdatePayload::Values {
-            values: Values::Inline(vec![Value::new(1, vec![1])]),
+            values: Values::Inline(vec![Value::new(1, vec![1])].into()),
             created: None,
         },
     });
@@ -1539,7 +1542,7 @@ fn the_listen_cache_is_bounded_and_evictions_are_reported() {
         version: Some(1),
         token: Some(vec![1].into()),
         payload: UpdatePayload::Values {
-            values: Values::Inline(values),
+            values: Values::Inline(values.into()),
             created: None,
         },
     });
@@ -1909,7 +1912,7 @@ fn forged_values_in_get_replies_and_listen_updates_are_never_delivered() {
         let r = Reply {
             id: p.0,
             token: Some(vec![1; 20].into()),
-            values: Some(Values::Inline(vec![good.clone(), bad.clone()])),
+            values: Some(Values::Inline(vec![good.clone(), bad.clone()].into())),
             ..Reply::default()
         };
         send(&mut n, t(2), to, &Message::reply(m.tid, r));
@@ -1943,7 +1946,7 @@ fn forged_values_in_get_replies_and_listen_updates_are_never_delivered() {
                 version: Some(1),
                 token: Some(vec![1].into()),
                 payload: UpdatePayload::Values {
-                    values: Values::Inline(vec![good.clone(), bad]),
+                    values: Values::Inline(vec![good.clone(), bad].into()),
                     created: None,
                 },
             }),
@@ -2236,7 +2239,7 @@ fn get_asking(peers: &[(InfoHash, SocketAddr)], holders: &[usize]) -> (Vec<usize
             let Body::Request(req) = &m.body else { continue };
             let mut r = ranked_reply(peers, rank, None);
             if matches!(req.kind, RequestKind::Get { .. }) && holders.contains(&rank) {
-                r.values = Some(Values::Inline(vec![Value::new(7, b"x".to_vec())]));
+                r.values = Some(Values::Inline(vec![Value::new(7, b"x".to_vec())].into()));
             }
             send(&mut n, t(now), to, &Message::reply(m.tid, r));
             now += 1;

@@ -37,7 +37,8 @@ use core::time::Duration;
 
 use super::message::MAX_FRAGMENTED_VALUE;
 use super::{
-    Body, DecodeError, Message, PutRequest, RequestKind, Tid, UpdatePayload, UpdateRequest, ValuePart, Values,
+    Body, DecodeError, Message, PutRequest, RequestKind, Tid, UpdatePayload, UpdateRequest, ValueList,
+    ValuePart, Values,
 };
 use crate::Instant;
 use crate::value::Value;
@@ -63,7 +64,7 @@ pub struct Outgoing {
 pub fn prepare(values: &[Value]) -> Outgoing {
     if fits_inline(values) {
         Outgoing {
-            values: Values::Inline(values.to_vec()),
+            values: Values::Inline(values.iter().cloned().collect()),
             data: Vec::new(),
         }
     } else {
@@ -72,7 +73,7 @@ pub fn prepare(values: &[Value]) -> Outgoing {
 }
 
 /// [`prepare`] for values the caller owns and gives up: inline ones are moved, not copied.
-pub fn prepare_owned(values: Vec<Value>) -> Outgoing {
+pub fn prepare_owned(values: ValueList) -> Outgoing {
     if fits_inline(&values) {
         Outgoing {
             values: Values::Inline(values),
@@ -350,7 +351,7 @@ fn fill_values(msg: &mut Message, values: Vec<Value>) {
         _ => None,
     };
     if let Some(v) = slot {
-        *v = Values::Inline(values);
+        *v = Values::Inline(values.into());
     }
 }
 
@@ -594,7 +595,7 @@ mod tests {
             Progress::Complete(Message {
                 body: Body::Reply(r), ..
             }) => match r.values {
-                Some(Values::Inline(v)) => v,
+                Some(Values::Inline(v)) => v.into_vec(),
                 other => panic!("not inline: {other:?}"),
             },
             other => panic!("not complete: {other:?}"),

@@ -186,18 +186,22 @@ pub enum UpdatePayload {
     Expired(Vec<ValueId>),
 }
 
+/// The values a message carries inline: OpenDHT puts one value in a put and few in a reply,
+/// so one is held in place (a decoded put or reply allocates no list).
+pub type ValueList = smallvec::SmallVec<[Value; 1]>;
+
 /// A `values` array: the values themselves, or their sizes when they follow as value data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Values {
     /// Values carried in the message. Values that fail to decode are skipped, as OpenDHT does.
-    Inline(Vec<Value>),
+    Inline(ValueList),
     /// Serialized size of each value, by index; the bytes follow in [`Body::ValueData`] messages.
     Sizes(Vec<u64>),
 }
 
 impl Default for Values {
     fn default() -> Self {
-        Values::Inline(Vec::new())
+        Values::Inline(ValueList::new())
     }
 }
 
@@ -621,7 +625,7 @@ fn read_want(r: &mut Reader<'_>) -> Result<Want, DecodeError> {
 
 fn read_values(r: &mut Reader<'_>) -> Result<Values, DecodeError> {
     let n = r.array_len("values")?;
-    let mut inline = Vec::new();
+    let mut inline = ValueList::new();
     let mut sizes = Vec::new();
     for _ in 0..n {
         let mut item = r.clone();

@@ -23,8 +23,8 @@ mod node_info;
 pub use crate::msgpack::{DecodeError, MAX_DATAGRAM, MAX_DEPTH};
 pub use message::{
     Body, ErrorCode, ErrorReply, FieldRows, LegacyUpdate, ListenRequest, Message, NetworkId, NodeList,
-    PutRequest, Reply, Request, RequestKind, Tid, Token, UpdatePayload, UpdateRequest, ValuePart, Values,
-    Want, decode, encode,
+    PutRequest, Reply, Request, RequestKind, Tid, Token, UpdatePayload, UpdateRequest, ValueList, ValuePart,
+    Values, Want, decode, encode,
 };
 pub use node_info::{NODE4_LEN, NODE6_LEN, NodeInfo};
 

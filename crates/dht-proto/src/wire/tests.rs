@@ -272,7 +272,10 @@ fn values_array_rules() {
     good.encode(&mut values);
     let m = raw_map(&[("r", body(&[("id", enc_bin(id().as_bytes())), ("values", values)]))]);
     match decode(&m).unwrap().body {
-        Body::Reply(r) => assert_eq!(r.values, Some(Values::Inline(vec![good.clone(), good.clone()]))),
+        Body::Reply(r) => assert_eq!(
+            r.values,
+            Some(Values::Inline(vec![good.clone(), good.clone()].into()))
+        ),
         other => panic!("{other:?}"),
     }
     // "values" must be an array.
@@ -396,7 +399,7 @@ fn arb_want() -> impl Strategy<Value = Option<Want>> {
 
 fn arb_values() -> impl Strategy<Value = Values> {
     prop_oneof![
-        proptest::collection::vec(arb_value(), 0..4).prop_map(Values::Inline),
+        proptest::collection::vec(arb_value(), 0..4).prop_map(|v| Values::Inline(v.into())),
         proptest::collection::vec(0u64..100_000, 1..6).prop_map(Values::Sizes),
     ]
 }
