@@ -24,7 +24,7 @@ pub(super) struct Searches {
 /// A small set of search keys in key order, inline (a node touches one or two searches per
 /// input; a B-tree set allocated a node for each such input).
 #[derive(Debug, Default)]
-pub(super) struct Dirty(smallvec::SmallVec<[SearchKey; 4]>);
+pub(super) struct Dirty(smallvec::SmallVec<[SearchKey; 2]>);
 
 impl Dirty {
     fn insert(&mut self, k: SearchKey) {
@@ -40,7 +40,7 @@ impl Dirty {
 
 impl IntoIterator for Dirty {
     type Item = SearchKey;
-    type IntoIter = smallvec::IntoIter<[SearchKey; 4]>;
+    type IntoIter = smallvec::IntoIter<[SearchKey; 2]>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
