@@ -7,6 +7,7 @@
 //! them and reports the transaction ids back with [`Search::sent`].
 
 use crate::prelude::*;
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -151,20 +152,53 @@ struct NodeListen {
     cache: BTreeMap<ValueId, (Instant, Duration)>,
 }
 
+/// The query of a get sent to a node, or of the last one it answered, in 16 bytes instead of
+/// an `Option<Query>`'s 56: a find carries none, most gets the default query (every value),
+/// and only another query is boxed. A node of a search is mostly a find's (bootstrap).
+#[derive(Clone, Debug)]
+enum SentQuery {
+    /// A find: no query.
+    Find,
+    /// `Query::default()`.
+    All,
+    /// Any other query.
+    Other(Box<Query>),
+}
+
+impl SentQuery {
+    fn new(query: Option<Query>) -> SentQuery {
+        match query {
+            None => SentQuery::Find,
+            Some(q) if q == Query::default() => SentQuery::All,
+            Some(q) => SentQuery::Other(Box::new(q)),
+        }
+    }
+
+    /// Whether it answers `query` in full (a find answers none).
+    fn satisfies(&self, query: &Query) -> bool {
+        match self {
+            SentQuery::Find => false,
+            SentQuery::All => query.is_satisfied_by(&Query::default()),
+            SentQuery::Other(q) => query.is_satisfied_by(q),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct SearchNode {
     pub id: InfoHash,
     pub addr: SocketAddr,
     token: Option<Token>,
     last_reply: Option<Instant>,
-    /// The query the last get answered; `None` for a find.
-    replied_query: Option<Query>,
-    get_pending: Option<(Tid, Option<Query>)>,
+    /// The query the last get answered; `Find` for a find.
+    replied_query: SentQuery,
+    get_pending: Option<(Tid, SentQuery)>,
     candidate: bool,
     expired: bool,
     last_expired: Option<Instant>,
     acks: Vec<Ack>,
-    listen: Option<NodeListen>,
+    /// Boxed: most search nodes never carry a listen.
+    listen: Option<Box<NodeListen>>,
     /// The last get or find to this node went past the first 8 non-bad nodes: a speculative
     /// request, made in case the closest 8 are not yet the true ones.
     asked_wide: bool,
@@ -180,7 +214,7 @@ impl SearchNode {
             addr: info.addr,
             token: None,
             last_reply: None,
-            replied_query: None,
+            replied_query: SentQuery::Find,
             get_pending: None,
             candidate: false,
             expired: false,
@@ -572,16 +606,18 @@ impl Search {
         let Some(n) = self.node_mut(to) else { return };
         match what {
             Sent::Get => {
-                n.get_pending = Some((tid, query));
+                n.get_pending = Some((tid, SentQuery::new(query)));
                 n.asked_wide = wide;
             }
             Sent::Put(vid) => n.ack(vid).pending = Some(tid),
             Sent::Listen(sid) => {
-                let l = n.listen.get_or_insert_with(|| NodeListen {
-                    sid,
-                    pending: None,
-                    refresh_at: None,
-                    cache: BTreeMap::new(),
+                let l = n.listen.get_or_insert_with(|| {
+                    Box::new(NodeListen {
+                        sid,
+                        pending: None,
+                        refresh_at: None,
+                        cache: BTreeMap::new(),
+                    })
                 });
                 l.sid = sid;
                 l.pending = Some(tid);
@@ -608,11 +644,13 @@ impl Search {
         token: Option<&Token>,
     ) -> bool {
         let Some(n) = self.node_mut(id) else { return true };
-        let query = match &n.get_pending {
-            Some((t, q)) if *t == tid => q.clone(),
-            _ => return true,
+        let query = match n.get_pending.take() {
+            Some((t, q)) if t == tid => q,
+            other => {
+                n.get_pending = other;
+                return true;
+            }
         };
-        n.get_pending = None;
         let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN) else {
             n.expired = true;
             n.last_expired = Some(now);
@@ -846,9 +884,7 @@ impl Search {
     fn answered_get(n: &SearchNode, g: &GetOp) -> bool {
         n.get_pending.is_none()
             && n.last_reply.is_some_and(|t| t >= g.started)
-            && n.replied_query
-                .as_ref()
-                .is_some_and(|q| g.query.is_satisfied_by(q))
+            && n.replied_query.satisfies(&g.query)
     }
 
     /// A get is done when every live node among the closest [`TARGET_NODES`] has answered it in
@@ -896,9 +932,7 @@ impl Search {
         }
         !self.gets.iter().all(|g| {
             n.last_reply.is_some_and(|t| t >= g.started)
-                && n.replied_query
-                    .as_ref()
-                    .is_some_and(|q| g.query.is_satisfied_by(q))
+                && n.replied_query.satisfies(&g.query)
         }) || !n.is_synced(now)
     }
 
@@ -1244,10 +1278,38 @@ impl Search {
 
 #[cfg(test)]
 mod tests {
-    use super::{Search, Speculation};
+    use super::{Search, SearchNode, SentQuery, Speculation};
     use crate::prelude::*;
+    use crate::value::{Field, Query, Select};
     use crate::wire::NodeInfo;
     use crate::{Family, InfoHash, Instant};
+
+    /// A search keeps up to 14 good and 25 bad nodes, most of them a bootstrap's finds: their
+    /// size is what a joining node's searches cost. The queries and the listen state are out
+    /// of line (they were 312 bytes with both inline).
+    #[test]
+    fn a_search_node_holds_its_queries_and_listen_out_of_line() {
+        let size = core::mem::size_of::<SearchNode>();
+        std::println!("SearchNode: {size} bytes, Search: {}", core::mem::size_of::<Search>());
+        assert!(size <= 208, "SearchNode is {size} bytes");
+        assert_eq!(core::mem::size_of::<SentQuery>(), 16);
+    }
+
+    /// The compact form answers exactly what the query it stands for answers.
+    #[test]
+    fn a_sent_query_satisfies_what_its_query_satisfies() {
+        let some = Query::new(Select::all().field(Field::Id), Default::default());
+        let queries = [Query::default(), some.clone()];
+        for sent in [None, Some(Query::default()), Some(some)] {
+            let compact = SentQuery::new(sent.clone());
+            for q in &queries {
+                let want = sent.as_ref().is_some_and(|s| q.is_satisfied_by(s));
+                assert_eq!(compact.satisfies(q), want, "{sent:?} answering {q:?}");
+            }
+        }
+        assert!(matches!(SentQuery::new(Some(Query::default())), SentQuery::All));
+        assert!(matches!(SentQuery::new(None), SentQuery::Find));
+    }
 
     #[test]
     fn a_search_keeps_at_most_a_few_nodes_of_one_subnet_the_closest_of_them() {
