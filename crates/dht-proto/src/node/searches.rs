@@ -11,9 +11,8 @@ pub(super) struct Searches {
     /// Boxed: a B-tree leaf holds 11 entries, and a node mostly has one or two searches (a
     /// leaf of 11 inline searches was 2.3 KB).
     map: BTreeMap<SearchKey, Box<Search>>,
-    /// Wake-ups, earliest first (with `wakeups`, each search's current one, to move it).
+    /// Wake-ups, earliest first (with `Search::wakeup`, each search's current one, to move it).
     timers: BTreeSet<(Instant, SearchKey)>,
-    wakeups: BTreeMap<SearchKey, Instant>,
     /// Searches touched since they last stepped: they step before the input returns.
     dirty: BTreeSet<SearchKey>,
     /// Listen socket ids we handed out (per peer address), and the search each belongs to.
@@ -29,7 +28,6 @@ impl Searches {
         Searches {
             map: BTreeMap::new(),
             timers: BTreeSet::new(),
-            wakeups: BTreeMap::new(),
             dirty: BTreeSet::new(),
             sockets: BTreeMap::new(),
             max,
@@ -135,10 +133,10 @@ impl Searches {
 
     /// After a step: the search's next wake-up, or its end when it has nothing left to do.
     pub(super) fn reschedule(&mut self, now: Instant, skey: SearchKey) {
-        if let Some(old) = self.wakeups.remove(&skey) {
+        let Some(s) = self.map.get_mut(&skey) else { return };
+        if let Some(old) = s.wakeup.take() {
             self.timers.remove(&(old, skey));
         }
-        let Some(s) = self.map.get(&skey) else { return };
         if s.is_idle() {
             self.map.remove(&skey);
             self.sockets.retain(|_, k| *k != skey);
@@ -146,7 +144,7 @@ impl Searches {
         }
         if let Some(t) = s.next_wakeup(now) {
             let t = t.max(now + Duration::from_millis(1));
-            self.wakeups.insert(skey, t);
+            s.wakeup = Some(t);
             self.timers.insert((t, skey));
         }
     }
@@ -164,7 +162,9 @@ impl Searches {
             }
             tracing::trace!(reason = ?TimerReason::Search, key = %skey.1, family = ?skey.0, "timer fired");
             self.timers.remove(&(t, skey));
-            self.wakeups.remove(&skey);
+            if let Some(s) = self.map.get_mut(&skey) {
+                s.wakeup = None;
+            }
             self.dirty.insert(skey);
         }
     }
@@ -189,7 +189,6 @@ impl Searches {
         use crate::compact::Compact;
         self.map.compact();
         self.timers.compact();
-        self.wakeups.compact();
         self.dirty.compact();
         self.sockets.compact();
     }
