@@ -953,8 +953,7 @@ impl Search {
             return !n.is_synced(now);
         }
         !self.gets.iter().all(|g| {
-            n.last_reply.get().is_some_and(|t| t >= g.started)
-                && n.replied_query.satisfies(&g.query)
+            n.last_reply.get().is_some_and(|t| t >= g.started) && n.replied_query.satisfies(&g.query)
         }) || !n.is_synced(now)
     }
 
@@ -1313,7 +1312,10 @@ mod tests {
     #[test]
     fn a_search_node_holds_its_queries_and_listen_out_of_line() {
         let size = core::mem::size_of::<SearchNode>();
-        std::println!("SearchNode: {size} bytes, Search: {}", core::mem::size_of::<Search>());
+        std::println!(
+            "SearchNode: {size} bytes, Search: {}",
+            core::mem::size_of::<Search>()
+        );
         assert!(size <= 192, "SearchNode is {size} bytes");
         assert_eq!(core::mem::size_of::<SentQuery>(), 16);
     }
