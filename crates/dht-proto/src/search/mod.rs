@@ -7,6 +7,7 @@
 //! them and reports the transaction ids back with [`Search::sent`].
 
 use crate::prelude::*;
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -151,20 +152,71 @@ struct NodeListen {
     cache: BTreeMap<ValueId, (Instant, Duration)>,
 }
 
+/// An optional instant in 8 bytes instead of 16: `Instant::MAX` (584,000 years after the
+/// origin, never a `now`) stands for none.
+#[derive(Clone, Copy, Debug)]
+struct Stamp(Instant);
+
+impl Stamp {
+    const NONE: Stamp = Stamp(Instant::MAX);
+
+    fn at(t: Instant) -> Stamp {
+        debug_assert!(t != Instant::MAX);
+        Stamp(t)
+    }
+
+    fn get(self) -> Option<Instant> {
+        (self.0 != Instant::MAX).then_some(self.0)
+    }
+}
+
+/// The query of a get sent to a node, or of the last one it answered, in 16 bytes instead of
+/// an `Option<Query>`'s 56: a find carries none, most gets the default query (every value),
+/// and only another query is boxed. A node of a search is mostly a find's (bootstrap).
+#[derive(Clone, Debug)]
+enum SentQuery {
+    /// A find: no query.
+    Find,
+    /// `Query::default()`.
+    All,
+    /// Any other query.
+    Other(Box<Query>),
+}
+
+impl SentQuery {
+    fn new(query: Option<Query>) -> SentQuery {
+        match query {
+            None => SentQuery::Find,
+            Some(q) if q == Query::default() => SentQuery::All,
+            Some(q) => SentQuery::Other(Box::new(q)),
+        }
+    }
+
+    /// Whether it answers `query` in full (a find answers none).
+    fn satisfies(&self, query: &Query) -> bool {
+        match self {
+            SentQuery::Find => false,
+            SentQuery::All => query.is_satisfied_by(&Query::default()),
+            SentQuery::Other(q) => query.is_satisfied_by(q),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct SearchNode {
     pub id: InfoHash,
     pub addr: SocketAddr,
     token: Option<Token>,
-    last_reply: Option<Instant>,
-    /// The query the last get answered; `None` for a find.
-    replied_query: Option<Query>,
-    get_pending: Option<(Tid, Option<Query>)>,
+    last_reply: Stamp,
+    /// The query the last get answered; `Find` for a find.
+    replied_query: SentQuery,
+    get_pending: Option<(Tid, SentQuery)>,
     candidate: bool,
     expired: bool,
-    last_expired: Option<Instant>,
+    last_expired: Stamp,
     acks: Vec<Ack>,
-    listen: Option<NodeListen>,
+    /// Boxed: most search nodes never carry a listen.
+    listen: Option<Box<NodeListen>>,
     /// The last get or find to this node went past the first 8 non-bad nodes: a speculative
     /// request, made in case the closest 8 are not yet the true ones.
     asked_wide: bool,
@@ -179,12 +231,12 @@ impl SearchNode {
             id: info.id,
             addr: info.addr,
             token: None,
-            last_reply: None,
-            replied_query: None,
+            last_reply: Stamp::NONE,
+            replied_query: SentQuery::Find,
             get_pending: None,
             candidate: false,
             expired: false,
-            last_expired: None,
+            last_expired: Stamp::NONE,
             acks: Vec::new(),
             listen: None,
             asked_wide: false,
@@ -197,7 +249,7 @@ impl SearchNode {
     }
 
     fn is_synced(&self, now: Instant) -> bool {
-        !self.expired && self.token.is_some() && self.last_reply.is_some_and(|t| now - t < SYNC_TIME)
+        !self.expired && self.token.is_some() && self.last_reply.get().is_some_and(|t| now - t < SYNC_TIME)
     }
 
     fn ack(&mut self, vid: ValueId) -> &mut Ack {
@@ -336,6 +388,9 @@ pub(crate) struct Search {
     pub verdict: Option<bool>,
     /// Sybil limit (`Config::max_search_nodes_per_subnet`): non-bad nodes of one subnet kept.
     pub per_subnet: Option<usize>,
+    /// The wake-up the node's timers hold for this search, to move it (kept by the node's
+    /// searches, here rather than in a map of their own: one B-tree leaf less per node).
+    pub wakeup: Option<Instant>,
 }
 
 impl Search {
@@ -357,12 +412,13 @@ impl Search {
             wide_sent: false,
             verdict: None,
             per_subnet: None,
+            wakeup: None,
         }
     }
 
     /// Some node has replied to this search.
     fn answered(&self) -> bool {
-        self.nodes.iter().any(|n| n.last_reply.is_some())
+        self.nodes.iter().any(|n| n.last_reply.get().is_some())
     }
 
     /// No get, announce or listen left: the search can go.
@@ -489,7 +545,7 @@ impl Search {
         }
         if let Some(n) = self.nodes.iter_mut().find(|n| n.id == info.id) {
             n.wide_only &= wide;
-            if n.expired && n.last_expired.is_some_and(|t| now - t >= SYNC_TIME) {
+            if n.expired && n.last_expired.get().is_some_and(|t| now - t >= SYNC_TIME) {
                 n.addr = info.addr;
             }
             return false;
@@ -572,16 +628,18 @@ impl Search {
         let Some(n) = self.node_mut(to) else { return };
         match what {
             Sent::Get => {
-                n.get_pending = Some((tid, query));
+                n.get_pending = Some((tid, SentQuery::new(query)));
                 n.asked_wide = wide;
             }
             Sent::Put(vid) => n.ack(vid).pending = Some(tid),
             Sent::Listen(sid) => {
-                let l = n.listen.get_or_insert_with(|| NodeListen {
-                    sid,
-                    pending: None,
-                    refresh_at: None,
-                    cache: BTreeMap::new(),
+                let l = n.listen.get_or_insert_with(|| {
+                    Box::new(NodeListen {
+                        sid,
+                        pending: None,
+                        refresh_at: None,
+                        cache: BTreeMap::new(),
+                    })
                 });
                 l.sid = sid;
                 l.pending = Some(tid);
@@ -608,18 +666,20 @@ impl Search {
         token: Option<&Token>,
     ) -> bool {
         let Some(n) = self.node_mut(id) else { return true };
-        let query = match &n.get_pending {
-            Some((t, q)) if *t == tid => q.clone(),
-            _ => return true,
+        let query = match n.get_pending.take() {
+            Some((t, q)) if t == tid => q,
+            other => {
+                n.get_pending = other;
+                return true;
+            }
         };
-        n.get_pending = None;
         let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN) else {
             n.expired = true;
-            n.last_expired = Some(now);
+            n.last_expired = Stamp::at(now);
             return false;
         };
         n.token = Some(token.clone());
-        n.last_reply = Some(now);
+        n.last_reply = Stamp::at(now);
         n.replied_query = query;
         n.candidate = false;
         n.expired = false;
@@ -653,7 +713,7 @@ impl Search {
     pub(crate) fn on_node_expired(&mut self, now: Instant, id: &InfoHash) -> bool {
         let Some(n) = self.node_mut(id) else { return false };
         n.expired = true;
-        n.last_expired = Some(now);
+        n.last_expired = Stamp::at(now);
         n.get_pending = None;
         for a in &mut n.acks {
             a.pending = None;
@@ -693,7 +753,7 @@ impl Search {
     pub(crate) fn on_unauthorized(&mut self, id: &InfoHash) {
         if let Some(n) = self.node_mut(id) {
             n.token = None;
-            n.last_reply = None;
+            n.last_reply = Stamp::NONE;
             for a in &mut n.acks {
                 a.pending = None;
             }
@@ -845,10 +905,8 @@ impl Search {
     /// Whether `n` has answered get `g` in full.
     fn answered_get(n: &SearchNode, g: &GetOp) -> bool {
         n.get_pending.is_none()
-            && n.last_reply.is_some_and(|t| t >= g.started)
-            && n.replied_query
-                .as_ref()
-                .is_some_and(|q| g.query.is_satisfied_by(q))
+            && n.last_reply.get().is_some_and(|t| t >= g.started)
+            && n.replied_query.satisfies(&g.query)
     }
 
     /// A get is done when every live node among the closest [`TARGET_NODES`] has answered it in
@@ -895,10 +953,7 @@ impl Search {
             return !n.is_synced(now);
         }
         !self.gets.iter().all(|g| {
-            n.last_reply.is_some_and(|t| t >= g.started)
-                && n.replied_query
-                    .as_ref()
-                    .is_some_and(|q| g.query.is_satisfied_by(q))
+            n.last_reply.get().is_some_and(|t| t >= g.started) && n.replied_query.satisfies(&g.query)
         }) || !n.is_synced(now)
     }
 
@@ -1167,7 +1222,7 @@ impl Search {
             return None;
         }
         for n in &self.nodes {
-            if let Some(t) = n.last_reply {
+            if let Some(t) = n.last_reply.get() {
                 consider(t + SYNC_TIME);
             }
             for a in &n.acks {
@@ -1244,10 +1299,42 @@ impl Search {
 
 #[cfg(test)]
 mod tests {
-    use super::{Search, Speculation};
+    use super::{Search, SearchNode, SentQuery, Speculation};
     use crate::prelude::*;
+    use crate::value::{Field, Query, Select};
     use crate::wire::NodeInfo;
     use crate::{Family, InfoHash, Instant};
+
+    /// A search keeps up to 14 good and 25 bad nodes, most of them a bootstrap's finds: their
+    /// size is what a joining node's searches cost. The queries and the listen state are out
+    /// of line and its instants are 8 bytes each
+    /// (it was 312 bytes).
+    #[test]
+    fn a_search_node_holds_its_queries_and_listen_out_of_line() {
+        let size = core::mem::size_of::<SearchNode>();
+        std::println!(
+            "SearchNode: {size} bytes, Search: {}",
+            core::mem::size_of::<Search>()
+        );
+        assert!(size <= 192, "SearchNode is {size} bytes");
+        assert_eq!(core::mem::size_of::<SentQuery>(), 16);
+    }
+
+    /// The compact form answers exactly what the query it stands for answers.
+    #[test]
+    fn a_sent_query_satisfies_what_its_query_satisfies() {
+        let some = Query::new(Select::all().field(Field::Id), Default::default());
+        let queries = [Query::default(), some.clone()];
+        for sent in [None, Some(Query::default()), Some(some)] {
+            let compact = SentQuery::new(sent.clone());
+            for q in &queries {
+                let want = sent.as_ref().is_some_and(|s| q.is_satisfied_by(s));
+                assert_eq!(compact.satisfies(q), want, "{sent:?} answering {q:?}");
+            }
+        }
+        assert!(matches!(SentQuery::new(Some(Query::default())), SentQuery::All));
+        assert!(matches!(SentQuery::new(None), SentQuery::Find));
+    }
 
     #[test]
     fn a_search_keeps_at_most_a_few_nodes_of_one_subnet_the_closest_of_them() {
