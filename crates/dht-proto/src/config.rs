@@ -3,6 +3,7 @@
 //! has none.
 
 use crate::prelude::*;
+use alloc::borrow::Cow;
 use core::time::Duration;
 
 use crate::InfoHash;
@@ -30,8 +31,9 @@ pub struct Config {
     /// Listens are re-sent every 4 min 50 s instead of every 20 s (OpenDHT's `public_stable`), and an
     /// expired search does not reset the family's connectivity.
     pub public_stable: bool,
-    /// Value types the node knows (others are stored with type 0's rules).
-    pub types: Vec<ValueType>,
+    /// Value types the node knows (others are stored with type 0's rules). The defaults are
+    /// borrowed, not copied into every node; `types.to_mut()` gives a list to change.
+    pub types: Cow<'static, [ValueType]>,
 
     /// Incoming requests per second from all peers (`max_req_per_sec`); `None`: no limit.
     pub max_req_per_sec: Option<u32>,
@@ -135,7 +137,7 @@ impl Default for Config {
             bootstrap_mode: false,
             dual_stack: true,
             public_stable: false,
-            types: ValueType::defaults().to_vec(),
+            types: Cow::Borrowed(ValueType::defaults()),
             max_req_per_sec: Some(8192),
             max_peer_req_per_sec: Some(1024),
             max_rate_limited_ips: 65_536,

@@ -614,8 +614,9 @@ impl PyDhtRunner {
             return Err(PyRuntimeError::new_err("the DhtRunner is already running"));
         }
         for t in &st.types {
-            node.types.retain(|x| x.id != t.id);
-            node.types.push(t.clone());
+            let types = node.types.to_mut();
+            types.retain(|x| x.id != t.id);
+            types.push(t.clone());
         }
         let rc = dht_mio::Config {
             port,
