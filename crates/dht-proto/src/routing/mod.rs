@@ -150,7 +150,7 @@ struct Bucket {
     /// A replacement candidate, pinged when a place frees up.
     cached: Option<NodeInfo>,
     /// Last reply from any node of the bucket.
-    time: Option<Instant>,
+    time: Stamp,
 }
 
 impl Bucket {
@@ -160,7 +160,7 @@ impl Bucket {
             nodes: Vec::new(),
             tags: [0; BUCKET_SIZE],
             cached: None,
-            time: None,
+            time: Stamp::NEVER,
         }
     }
 
@@ -329,7 +329,7 @@ impl RoutingTable {
                 return false;
             };
             if confirm == Confirm::Replied {
-                b.time = Some(now);
+                b.time = Stamp::at(now);
             }
             // Most nodes a reply names are known already: settle those before anything else.
             if let Some(k) = b.find(&id)
@@ -643,7 +643,7 @@ impl RoutingTable {
     ) -> Vec<(NodeInfo, InfoHash)> {
         let mut out = Vec::new();
         for (i, b) in self.buckets.iter().enumerate() {
-            let stale = b.time.is_none_or(|t| now - t > BUCKET_REFRESH);
+            let stale = b.time.get().is_none_or(|t| now - t > BUCKET_REFRESH);
             if !b.nodes.is_empty() && !stale {
                 continue;
             }
@@ -692,7 +692,7 @@ impl RoutingTable {
     /// Every bucket's time becomes "never" and every node dubious (`connectivityChanged`).
     pub(crate) fn reset_times(&mut self) {
         for b in &mut self.buckets {
-            b.time = None;
+            b.time = Stamp::NEVER;
             for n in &mut b.nodes {
                 n.last_replied = Stamp::NEVER;
                 n.expired = false;
@@ -912,6 +912,13 @@ mod tests {
         assert_eq!(t.status(now), Status::Connected);
         // A good node's state decays: dubious after 10 min without hearing from it.
         assert_eq!(t.status(now + Duration::from_secs(601)), Status::Connecting);
+    }
+
+    #[test]
+    fn a_bucket_with_its_tags_is_no_bigger_than_one_without() {
+        // 20 (first) + 24 (nodes) + 52 (cached) + 8 (time) + 8 (tags): the tags took the place
+        // of the 8 bytes an `Option<Instant>` time took beyond a `Stamp`.
+        assert!(size_of::<Bucket>() <= 112, "{}", size_of::<Bucket>());
     }
 
     #[test]
