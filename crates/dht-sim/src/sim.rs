@@ -304,6 +304,27 @@ impl Deliveries {
         i
     }
 
+    /// Stores a datagram by moving its buffer into a slot (no copy); returns the slot and the
+    /// slot's former buffer, empty, to be used again by a sender.
+    fn put_owned(&mut self, data: Vec<u8>, to: usize, from: usize, v6: bool, depth: u16) -> (u32, Vec<u8>) {
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Delivery::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let mut old = Vec::new();
+        if let Some(d) = self.slots.get_mut(i as usize) {
+            old = std::mem::replace(&mut d.data, data);
+            d.to = to as u32;
+            d.from = from as u32;
+            d.v6 = v6;
+            d.depth = depth;
+        }
+        (i, old)
+    }
+
     /// Takes the datagram out of slot `i`: its buffer, receiver, sender and depth. The slot
     /// stays taken until [`Deliveries::release`].
     fn take(&mut self, i: u32) -> Option<(Vec<u8>, usize, usize, bool, u16)> {
@@ -343,12 +364,52 @@ impl Deliveries {
 /// Buffers of [`Sim::flush`], kept between calls.
 #[derive(Debug, Default)]
 struct Scratch {
-    buf: Vec<u8>,
-    /// Destination, then start and end in `bytes`, of each transmit drained.
-    out: Vec<(SocketAddr, usize, usize)>,
-    bytes: Vec<u8>,
+    /// Each transmit drained: its destination and bytes, in a buffer that moves on into a
+    /// delivery slot (see [`Deliveries::put_owned`]).
+    out: Vec<(SocketAddr, Vec<u8>)>,
+    /// Empty buffers to drain transmits into: the former buffers of the slots filled.
+    spare: Vec<Vec<u8>>,
     events: Vec<Event>,
     trace: Vec<u8>,
+}
+
+/// Spare transmit buffers kept at most (per [`Scratch`] or parallel unit).
+const MAX_SPARE: usize = 4096;
+
+/// Keeps `buf` (emptied) to drain a later transmit into, unless it is unused, big or one too
+/// many.
+fn recycle(spare: &mut Vec<Vec<u8>>, mut buf: Vec<u8>) {
+    if buf.capacity() > 0 && buf.capacity() <= 2048 && spare.len() < MAX_SPARE {
+        buf.clear();
+        spare.push(buf);
+    }
+}
+
+/// Drains `node`'s transmits into `out` (each in a buffer of its own, from `spare` when there
+/// is one) and its events into `events`.
+fn drain_node(
+    node: &mut Node,
+    now: Instant,
+    out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    spare: &mut Vec<Vec<u8>>,
+    mut event: impl FnMut(Event),
+) {
+    loop {
+        let mut b = spare.pop().unwrap_or_default();
+        match node.poll_transmit(now, &mut b) {
+            Some(t) => {
+                b.truncate(t.len);
+                out.push((t.destination, b));
+            }
+            None => {
+                recycle(spare, b);
+                break;
+            }
+        }
+    }
+    while let Some(e) = node.poll_event() {
+        event(e);
+    }
 }
 
 /// A simulated host: an address (per family) and, while it is up, a node.
@@ -818,80 +879,83 @@ impl Sim {
         // capacity it grew) at the end.
         let mut scratch = std::mem::take(&mut self.scratch);
         let Scratch {
-            buf,
-            out,
-            bytes,
-            events,
-            ..
+            out, spare, events, ..
         } = &mut scratch;
         out.clear();
-        bytes.clear();
         events.clear();
         if let Some(node) = self.hosts.get_mut(i).and_then(|h| h.node.as_mut()) {
-            self.node_clock.time(|| {
-                while let Some(t) = node.poll_transmit(now, buf) {
-                    let start = bytes.len();
-                    bytes.extend_from_slice(buf.get(..t.len).unwrap_or_default());
-                    out.push((t.destination, start, bytes.len()));
-                }
-                while let Some(e) = node.poll_event() {
-                    events.push(e);
-                }
-            });
+            self.node_clock
+                .time(|| drain_node(node, now, out, spare, |e| events.push(e)));
         }
         if self.hosts.get(i).is_some_and(|h| h.misbehaviour.collude) {
-            // A colluder's replies are rewritten: each goes again to the end of `bytes`.
-            for (to, start, end) in out.iter_mut() {
-                let mut data = bytes.get(*start..*end).unwrap_or_default().to_vec();
-                if let Some(target) = self.hosts.get(i).and_then(|h| Sim::collude_target(h, *to, &data)) {
-                    self.collude(i, target, &mut data);
+            // A colluder's replies are rewritten.
+            for (to, data) in out.iter_mut() {
+                if let Some(target) = self.hosts.get(i).and_then(|h| Sim::collude_target(h, *to, data)) {
+                    self.collude(i, target, data);
                 }
-                *start = bytes.len();
-                bytes.extend_from_slice(&data);
-                *end = bytes.len();
             }
         }
-        self.emit(i, depth, now, out, bytes, events.drain(..), true);
+        self.emit(i, depth, now, out, spare, events.drain(..), true);
         self.scratch = scratch;
         self.reschedule(i);
     }
 
     /// What host `i` sent and reported after an input of causal depth `depth` at `now`: its
-    /// datagrams (destination, start and end in `bytes`) go into the network (and, with
-    /// `count`, into the host's traffic), its events into the op records. Everything here
-    /// depends on the order of jobs: the parallel windows call it in the order of one thread.
+    /// datagrams (destination and bytes, whose buffers move into the delivery slots; the
+    /// slots' former buffers go to `spare`) go into the network (and, with `count`, into the
+    /// host's traffic), its events into the op records. Everything here depends on the order
+    /// of jobs: the parallel windows call it in the order of one thread.
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
         i: usize,
         depth: u16,
         now: Instant,
-        out: &[(SocketAddr, usize, usize)],
-        bytes: &[u8],
+        out: &mut [(SocketAddr, Vec<u8>)],
+        spare: &mut Vec<Vec<u8>>,
         events: impl Iterator<Item = Event>,
         count: bool,
     ) {
         if count && let Some(h) = self.hosts.get_mut(i) {
             h.traffic.sent += out.len() as u64;
-            h.traffic.sent_bytes += out.iter().map(|&(_, s, e)| (e - s) as u64).sum::<u64>();
+            h.traffic.sent_bytes += out.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
         }
         let depth_next = depth.saturating_add(1);
-        for &(to, start, end) in out {
-            let Some(j) = self.host_of(&to) else {
+        for (to, data) in out.iter_mut() {
+            let data = std::mem::take(data);
+            let v6 = !to.is_ipv4();
+            let Some(j) = self.host_of(to) else {
+                recycle(spare, data);
                 continue;
             };
-            let data = bytes.get(start..end).unwrap_or_default();
-            if let Ok(times) = self.net.route_times(now, i, j, data.len()) {
-                for at in times {
-                    let slot = self.deliveries.put(data, j, i, !to.is_ipv4(), depth_next);
-                    self.seq += 1;
-                    self.queue.push(Slot {
-                        at: at.as_micros(),
-                        seq: self.seq,
-                        job: slot,
-                        host: j as u32,
-                    });
-                }
+            let Ok(times) = self.net.route_times(now, i, j, data.len()) else {
+                recycle(spare, data);
+                continue;
+            };
+            let mut times = times.peekable();
+            let mut data = Some(data);
+            while let Some(at) = times.next() {
+                let slot = if times.peek().is_some() {
+                    // A duplicate: a copy; the last arrival takes the buffer.
+                    let bytes = data.as_deref().unwrap_or_default();
+                    self.deliveries.put(bytes, j, i, v6, depth_next)
+                } else {
+                    let (slot, old) =
+                        self.deliveries
+                            .put_owned(data.take().unwrap_or_default(), j, i, v6, depth_next);
+                    recycle(spare, old);
+                    slot
+                };
+                self.seq += 1;
+                self.queue.push(Slot {
+                    at: at.as_micros(),
+                    seq: self.seq,
+                    job: slot,
+                    host: j as u32,
+                });
+            }
+            if let Some(d) = data {
+                recycle(spare, d);
             }
         }
         for e in events {

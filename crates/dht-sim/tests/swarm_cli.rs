@@ -149,3 +149,34 @@ fn bad_input_gets_a_clear_message_and_no_file() {
     refuse(cmp("a.json", "missing.json"), "missing.json: cannot read it");
     assert!(!r.exists(), "no report for refused input");
 }
+
+#[test]
+fn a_run_starts_itself_again_on_huge_pages_unless_told_not_to() {
+    let small = [
+        "--nodes", "20", "--puts", "3", "--gets", "3", "--settle", "2", "--rate", "5",
+    ];
+    let run = |extra: &[&str], tunables: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_swarm"));
+        c.args(small).args(extra).env_remove("DHT_SIM_SEED");
+        match tunables {
+            Some(t) => c.env("GLIBC_TUNABLES", t),
+            None => c.env_remove("GLIBC_TUNABLES"),
+        };
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let on = run(&[], None);
+    assert!(on.contains("huge pages: asked"), "{on}");
+    // Other tunables are kept, the setting added after them.
+    let kept = run(&[], Some("glibc.malloc.arena_max=2"));
+    assert!(kept.contains("huge pages: asked"), "{kept}");
+    let off = run(&["--no-huge-pages"], None);
+    assert!(off.contains("huge pages: no"), "{off}");
+    // A setting of the caller's own is left as it is.
+    let theirs = run(&[], Some("glibc.malloc.hugetlb=0"));
+    assert!(theirs.contains("huge pages: no"), "{theirs}");
+    // The same run either way.
+    let trace = |s: &str| s.lines().find(|l| l.contains("trace ")).map(str::to_string);
+    assert_eq!(trace(&on), trace(&off));
+}

@@ -143,10 +143,14 @@ impl NodeEntry {
 struct Bucket {
     first: InfoHash,
     nodes: Vec<NodeEntry>,
+    /// The last byte of each node's id, in the order of `nodes`: a lookup by id reads these
+    /// (in the bucket's own cache lines) and only the entry they point at, not the whole list
+    /// of 72-byte entries (at a hundred thousand nodes, each a cache miss).
+    tags: [u8; BUCKET_SIZE],
     /// A replacement candidate, pinged when a place frees up.
     cached: Option<NodeInfo>,
     /// Last reply from any node of the bucket.
-    time: Option<Instant>,
+    time: Stamp,
 }
 
 impl Bucket {
@@ -154,9 +158,37 @@ impl Bucket {
         Bucket {
             first,
             nodes: Vec::new(),
+            tags: [0; BUCKET_SIZE],
             cached: None,
-            time: None,
+            time: Stamp::NEVER,
         }
+    }
+
+    fn tag(id: &InfoHash) -> u8 {
+        let [.., t] = *id.as_bytes();
+        t
+    }
+
+    /// Makes `tags` follow `nodes` again, after a change of its ids.
+    fn retag(&mut self) {
+        for (t, n) in self.tags.iter_mut().zip(&self.nodes) {
+            *t = Bucket::tag(&n.id);
+        }
+    }
+
+    /// The index of node `id` in `nodes`.
+    fn find(&self, id: &InfoHash) -> Option<usize> {
+        if self.nodes.len() > BUCKET_SIZE {
+            return self.nodes.iter().position(|n| n.id == *id);
+        }
+        let t = Bucket::tag(id);
+        self.tags
+            .iter()
+            .take(self.nodes.len())
+            .enumerate()
+            .filter(|&(_, x)| *x == t)
+            .map(|(k, _)| k)
+            .find(|&k| self.nodes.get(k).is_some_and(|n| n.id == *id))
     }
 }
 
@@ -251,8 +283,10 @@ impl RoutingTable {
         stay.shrink_to_fit();
         go.shrink_to_fit();
         b.nodes = stay;
+        b.retag();
         let mut nb = Bucket::new(first);
         nb.nodes = go;
+        nb.retag();
         nb.time = b.time;
         // A table has a few dozen buckets at most, split one at a time: exact capacities.
         self.buckets.reserve_exact(1);
@@ -264,16 +298,15 @@ impl RoutingTable {
     }
 
     pub(crate) fn get(&self, id: &InfoHash) -> Option<&NodeEntry> {
-        self.buckets
-            .get(self.bucket_of(id))?
-            .nodes
-            .iter()
-            .find(|n| n.id == *id)
+        let b = self.buckets.get(self.bucket_of(id))?;
+        b.nodes.get(b.find(id)?)
     }
 
     pub(crate) fn get_mut(&mut self, id: &InfoHash) -> Option<&mut NodeEntry> {
         let i = self.bucket_of(id);
-        self.buckets.get_mut(i)?.nodes.iter_mut().find(|n| n.id == *id)
+        let b = self.buckets.get_mut(i)?;
+        let k = b.find(id)?;
+        b.nodes.get_mut(k)
     }
 
     /// OpenDHT's `onNewNode`. Returns true when the node was added. Nodes the caller should ping
@@ -296,10 +329,12 @@ impl RoutingTable {
                 return false;
             };
             if confirm == Confirm::Replied {
-                b.time = Some(now);
+                b.time = Stamp::at(now);
             }
             // Most nodes a reply names are known already: settle those before anything else.
-            if let Some(n) = b.nodes.iter_mut().find(|n| n.id == id) {
+            if let Some(k) = b.find(&id)
+                && let Some(n) = b.nodes.get_mut(k)
+            {
                 n.touch(now, addr, confirm);
                 return false;
             }
@@ -333,6 +368,7 @@ impl RoutingTable {
                     .find(|n| n.expired && crate::subnet::same_subnet(&n.addr.ip(), &addr.ip()))
                 {
                     *slot = entry;
+                    b.retag();
                     return true;
                 }
                 return false;
@@ -342,6 +378,7 @@ impl RoutingTable {
                 // bucket of 5 nodes holds 5 entries, not the 8 of a doubling growth.
                 b.nodes.reserve_exact(1);
                 b.nodes.insert(0, entry);
+                b.retag();
                 if b.first <= own && self.bucket_of(&own) == i {
                     self.grow_time = Some(now);
                 }
@@ -349,6 +386,7 @@ impl RoutingTable {
             }
             if let Some(slot) = b.nodes.iter_mut().find(|n| n.expired) {
                 *slot = entry;
+                b.retag();
                 return true;
             }
             let mut dubious = false;
@@ -544,6 +582,7 @@ impl RoutingTable {
                 }
                 !n.expired
             });
+            b.retag();
             if b.nodes.len() < before
                 && let Some(c) = b.cached.take()
             {
@@ -604,7 +643,7 @@ impl RoutingTable {
     ) -> Vec<(NodeInfo, InfoHash)> {
         let mut out = Vec::new();
         for (i, b) in self.buckets.iter().enumerate() {
-            let stale = b.time.is_none_or(|t| now - t > BUCKET_REFRESH);
+            let stale = b.time.get().is_none_or(|t| now - t > BUCKET_REFRESH);
             if !b.nodes.is_empty() && !stale {
                 continue;
             }
@@ -653,7 +692,7 @@ impl RoutingTable {
     /// Every bucket's time becomes "never" and every node dubious (`connectivityChanged`).
     pub(crate) fn reset_times(&mut self) {
         for b in &mut self.buckets {
-            b.time = None;
+            b.time = Stamp::NEVER;
             for n in &mut b.nodes {
                 n.last_replied = Stamp::NEVER;
                 n.expired = false;
@@ -873,6 +912,65 @@ mod tests {
         assert_eq!(t.status(now), Status::Connected);
         // A good node's state decays: dubious after 10 min without hearing from it.
         assert_eq!(t.status(now + Duration::from_secs(601)), Status::Connecting);
+    }
+
+    #[test]
+    fn a_bucket_with_its_tags_is_no_bigger_than_one_without() {
+        // 20 (first) + 24 (nodes) + 52 (cached) + 8 (time) + 8 (tags): the tags took the place
+        // of the 8 bytes an `Option<Instant>` time took beyond a `Stamp`.
+        assert!(size_of::<Bucket>() <= 112, "{}", size_of::<Bucket>());
+    }
+
+    #[test]
+    fn every_node_is_found_by_its_id_through_splits_replacements_and_expiry() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let own = InfoHash::random(&mut rng);
+        let mut t = RoutingTable::new(Family::V4, own, false);
+        let mut pings = Vec::new();
+        let mut now = Instant::from_secs(1);
+        let check = |t: &RoutingTable| {
+            for b in &t.buckets {
+                for (k, n) in b.nodes.iter().enumerate() {
+                    assert_eq!(b.tags.get(k), Some(&Bucket::tag(&n.id)));
+                }
+            }
+            for n in t.nodes() {
+                assert_eq!(t.get(&n.id).map(|e| e.id), Some(n.id));
+            }
+        };
+        for round in 0..6u32 {
+            for i in 0..400 {
+                let mut id = InfoHash::random(&mut rng);
+                if i % 3 == 0 {
+                    // Same last byte as our own id: tags that collide.
+                    let [.., last] = *own.as_bytes();
+                    if let Some(b) = id.0.last_mut() {
+                        *b = last;
+                    }
+                }
+                t.on_new_node(now, id, addr(i), Confirm::Replied, &|_| false, &mut pings);
+                assert!(t.get(&id).is_none_or(|e| e.id == id));
+            }
+            check(&t);
+            let ids: Vec<InfoHash> = t.nodes().map(|n| n.id).collect();
+            for id in ids.iter().step_by(round as usize + 2) {
+                t.mark_expired(id);
+            }
+            check(&t);
+            if round % 2 == 1 {
+                t.expire(now);
+                for id in ids.iter().step_by(round as usize + 2) {
+                    assert!(t.get(id).is_none());
+                }
+            }
+            check(&t);
+            now += Duration::from_secs(60);
+        }
+        let mut unknown = InfoHash::random(&mut rng);
+        if let Some(b) = unknown.0.last_mut() {
+            *b = 0;
+        }
+        assert!(t.get(&unknown).is_none());
     }
 
     #[test]

@@ -93,12 +93,14 @@ pub(super) struct UnitOut {
     jobs: Vec<JobOut>,
     /// (window ordinal of a job taken from the queue, its index in `jobs`).
     placed: Vec<(u32, u32)>,
-    /// Destination, start and end in `bytes`, and the collusion target (index in `targets`).
-    tx: Vec<(SocketAddr, usize, usize)>,
+    /// Destination and bytes (a buffer that the merge moves into a delivery slot).
+    tx: Vec<(SocketAddr, Vec<u8>)>,
+    /// The collusion targets (index in `tx`).
     targets: Vec<(u32, InfoHash)>,
-    bytes: Vec<u8>,
     events: Vec<Option<Event>>,
-    buf: Vec<u8>,
+    /// Empty buffers to drain transmits into: the former buffers of the slots the merge
+    /// filled with this unit's datagrams.
+    spare: Vec<Vec<u8>>,
     node_time: Duration,
 }
 
@@ -106,9 +108,10 @@ impl UnitOut {
     fn clear(&mut self) {
         self.jobs.clear();
         self.placed.clear();
-        self.tx.clear();
         self.targets.clear();
-        self.bytes.clear();
+        for (_, b) in self.tx.drain(..) {
+            recycle(&mut self.spare, b);
+        }
         self.events.clear();
         self.node_time = Duration::ZERO;
     }
@@ -281,27 +284,14 @@ impl Ctx<'_> {
         let (tx0, ev0) = (out.tx.len() as u32, out.events.len() as u32);
         if let Some(node) = h.node.as_mut() {
             let UnitOut {
-                tx,
-                bytes,
-                events,
-                buf,
-                ..
+                tx, events, spare, ..
             } = out;
-            clock.time(|| {
-                while let Some(t) = node.poll_transmit(now, buf) {
-                    let start = bytes.len();
-                    bytes.extend_from_slice(buf.get(..t.len).unwrap_or_default());
-                    tx.push((t.destination, start, bytes.len()));
-                }
-                while let Some(e) = node.poll_event() {
-                    events.push(Some(e));
-                }
-            });
+            clock.time(|| drain_node(node, now, tx, spare, |e| events.push(Some(e))));
         }
         if jo.collude {
             for n in tx0..out.tx.len() as u32 {
-                if let Some(&(to, s, e)) = out.tx.get(n as usize)
-                    && let Some(t) = Sim::collude_target(h, to, out.bytes.get(s..e).unwrap_or_default())
+                if let Some((to, data)) = out.tx.get(n as usize)
+                    && let Some(t) = Sim::collude_target(h, *to, data)
                 {
                     out.targets.push((n, t));
                 }
@@ -312,7 +302,7 @@ impl Ctx<'_> {
             // A colluder's are counted in the merge, rewritten.
             let sent = out.tx.get(tx0 as usize..).unwrap_or_default();
             h.traffic.sent += sent.len() as u64;
-            h.traffic.sent_bytes += sent.iter().map(|&(_, s, e)| (e - s) as u64).sum::<u64>();
+            h.traffic.sent_bytes += sent.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
         }
         jo.ev = (ev0, out.events.len() as u32);
         // The timer, as `Sim::reschedule` moves it.
@@ -579,48 +569,37 @@ impl Sim {
                 self.delivered += 1;
             }
             let (t0, t1) = (jo.tx.0 as usize, jo.tx.1 as usize);
+            let UnitOut {
+                tx,
+                targets,
+                events,
+                spare,
+                ..
+            } = out;
             if jo.collude {
-                // Rewritten as `flush` does, into a list of its own.
-                let mut bytes = Vec::new();
-                let mut list = Vec::new();
+                // Rewritten as `flush` does.
                 for n in t0..t1 {
-                    let Some(&(to, s, e)) = out.tx.get(n) else {
-                        continue;
-                    };
-                    let mut data = out.bytes.get(s..e).unwrap_or_default().to_vec();
-                    if let Some(&(_, target)) = out.targets.iter().find(|t| t.0 as usize == n) {
-                        self.collude(i, target, &mut data);
+                    if let Some((_, data)) = tx.get_mut(n)
+                        && let Some(&(_, target)) = targets.iter().find(|t| t.0 as usize == n)
+                    {
+                        self.collude(i, target, data);
                     }
-                    let start = bytes.len();
-                    bytes.extend_from_slice(&data);
-                    list.push((to, start, bytes.len()));
                 }
-                let events = out
-                    .events
-                    .get_mut(jo.ev.0 as usize..jo.ev.1 as usize)
-                    .unwrap_or_default()
-                    .iter_mut()
-                    .filter_map(Option::take);
-                self.emit(i, jo.depth, now, &list, &bytes, events, true);
-            } else {
-                let UnitOut {
-                    tx, bytes, events, ..
-                } = out;
-                let events = events
-                    .get_mut(jo.ev.0 as usize..jo.ev.1 as usize)
-                    .unwrap_or_default()
-                    .iter_mut()
-                    .filter_map(Option::take);
-                self.emit(
-                    i,
-                    jo.depth,
-                    now,
-                    tx.get(t0..t1).unwrap_or_default(),
-                    bytes,
-                    events,
-                    false,
-                );
             }
+            let events = events
+                .get_mut(jo.ev.0 as usize..jo.ev.1 as usize)
+                .unwrap_or_default()
+                .iter_mut()
+                .filter_map(Option::take);
+            self.emit(
+                i,
+                jo.depth,
+                now,
+                tx.get_mut(t0..t1).unwrap_or_default(),
+                spare,
+                events,
+                jo.collude,
+            );
             if let Some(t) = jo.timer {
                 self.seq += 1;
                 if jo.next == NONE {
