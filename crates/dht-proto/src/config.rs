@@ -2,7 +2,6 @@
 //! constants (`opendht-wire.md` §15) where OpenDHT has one, and a stated choice of ours where it
 //! has none.
 
-use crate::prelude::*;
 use alloc::borrow::Cow;
 use core::time::Duration;
 
