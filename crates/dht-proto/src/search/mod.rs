@@ -588,6 +588,11 @@ impl Search {
             .partition_point(|n| self.key.xor_cmp(&n.id, &info.id) == core::cmp::Ordering::Less);
         let mut n = SearchNode::new(info);
         n.wide_only = wide;
+        if self.nodes.capacity() == 0 {
+            // Room for the 14 wanted and the one more a closer node brings before the trim,
+            // at once: growing 4, 8, 16 made two blocks more, freed as the search filled.
+            self.nodes.reserve_exact(SEARCH_NODES + 2);
+        }
         self.nodes.insert(pos, n);
         self.trim(changes);
         true
