@@ -629,21 +629,8 @@ mod tests {
         ];
         let mut tids = Vec::new();
         for kind in &kinds {
-            let tid = rpc.next_tid(to, &mut rng);
             let packet = Resend::of(kind).unwrap_or(Resend::Bytes(vec![0xaa]));
-            tids.push(tid);
-            rpc.start(
-                Instant::ZERO,
-                &mut rng,
-                Outgoing {
-                    to,
-                    tid,
-                    node: InfoHash::ZERO,
-                    purpose: Purpose::Ping,
-                    packet,
-                    parts: vec![],
-                },
-            );
+            tids.push(start(&mut rpc, &mut rng, Instant::ZERO, to, packet));
         }
         query.where_ = "WHERE id=1".parse::<Query>().expect("query").where_;
         assert!(
@@ -789,6 +776,11 @@ mod tests {
     }
 
     fn ping(rpc: &mut Rpc, rng: &mut ChaCha20Rng, now: Instant, to: SocketAddr) -> Tid {
+        start(rpc, rng, now, to, vec![1].into())
+    }
+
+    /// A request to `to` started at `now`, re-sent as `packet` says.
+    fn start(rpc: &mut Rpc, rng: &mut ChaCha20Rng, now: Instant, to: SocketAddr, packet: Resend) -> Tid {
         let tid = rpc.next_tid(to, rng);
         rpc.start(
             now,
@@ -798,7 +790,7 @@ mod tests {
                 tid,
                 node: InfoHash::ZERO,
                 purpose: Purpose::Ping,
-                packet: vec![1].into(),
+                packet,
                 parts: vec![],
             },
         );

@@ -132,17 +132,8 @@ impl Storage {
     }
 
     /// Values at `key` matching `query`'s where part.
-    pub(crate) fn get(&self, key: &InfoHash, query: &Query) -> Vec<&Value> {
-        self.keys
-            .get(key)
-            .map(|k| {
-                k.values
-                    .iter()
-                    .map(|s| &s.value)
-                    .filter(|v| query.where_.matches(v))
-                    .collect()
-            })
-            .unwrap_or_default()
+    pub(crate) fn get<'a>(&'a self, key: &InfoHash, query: &'a Query) -> Vec<&'a Value> {
+        self.matching(key, query).collect()
     }
 
     /// The values stored at `key` that match `query`, in order, without gathering them.
