@@ -232,6 +232,8 @@ pub struct ServerStats {
     pub connections: usize,
     /// Listen streams open now.
     pub listens: usize,
+    /// Request bodies being read now ([`Limits::max_bodies_in_flight`] bounds them).
+    pub bodies_in_flight: usize,
     /// Permanent puts held.
     pub permanent_puts: usize,
     /// Keys with at least one permanent put.

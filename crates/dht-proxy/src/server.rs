@@ -191,6 +191,7 @@ impl Server {
         ServerStats {
             connections: c.connections.load(Ordering::Relaxed),
             listens: c.listens.load(Ordering::Relaxed),
+            bodies_in_flight: c.bodies.load(Ordering::Relaxed),
             permanent_puts: st.n_puts,
             permanent_put_keys: st.puts.len(),
             subscriptions: st.subs.len(),

@@ -725,14 +725,25 @@ fn connection_and_listen_limits() {
             (r.status, r.body.as_str()),
             (503, "{\"err\":\"Too many listens\"}")
         );
+        // A connection that has had its answer may still be counted for a moment: each step
+        // waits until the server has let go of the previous one, so the counts below are exact.
+        eventually(10, "the refused listen closed", || {
+            server.stats().connections == 1
+        })
+        .await;
         // A body that dribbles in holds the only body slot: another POST is told the server is busy.
         let mut stalled = Conn::connect(addr).await;
         stalled
             .send(b"POST /key/foo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{")
             .await;
-        eventually(10, "two connections", || server.stats().connections == 2).await;
+        eventually(10, "the stalled body holds the slot", || {
+            let s = server.stats();
+            s.connections == 2 && s.bodies_in_flight == 1
+        })
+        .await;
         let r = exchange(addr, &request("POST", "/key/foo", "{}")).await;
         assert_eq!((r.status, r.body.as_str()), (503, "{\"err\":\"Server busy\"}"));
+        eventually(10, "the refused POST closed", || server.stats().connections == 2).await;
         let idle = Conn::connect(addr).await;
         eventually(10, "three connections", || server.stats().connections == 3).await;
         let r = exchange(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
