@@ -9,6 +9,7 @@ mod limiter;
 mod token;
 
 use crate::prelude::*;
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
@@ -38,6 +39,8 @@ pub(crate) const MAX_RTO: Duration = Duration::from_millis(1000);
 pub(crate) const ANSWER_IDLE: Duration = Duration::from_secs(3);
 /// Peers whose round-trip estimate is kept at most (the least recently measured goes first).
 const MAX_RTT_PEERS: usize = 32;
+/// Boxes of finished requests kept for the next ones (see [`Rpc::spare`]).
+const MAX_SPARE: usize = 16;
 
 /// A round-trip estimate: smoothed RTT and its mean deviation (RFC 6298 §2, as QUIC's), in
 /// microseconds (8 bytes: a node keeps one per recent peer).
@@ -149,6 +152,24 @@ pub(crate) struct Pending {
     parts: Vec<Vec<u8>>,
 }
 
+impl Pending {
+    /// What a spare box holds: nothing allocated.
+    const EMPTY: Pending = Pending {
+        node: InfoHash::ZERO,
+        purpose: Purpose::Ping,
+        attempts: 0,
+        wait: Duration::ZERO,
+        next: Instant::ZERO,
+        sent: Instant::ZERO,
+        answering: false,
+        packet: Resend::Find {
+            target: InfoHash::ZERO,
+            want: None,
+        },
+        parts: Vec::new(),
+    };
+}
+
 /// How a request waiting for its reply is sent again.
 ///
 /// Most requests are finds and plain gets: those keep only their target and the families they
@@ -229,7 +250,13 @@ pub(crate) enum Timeout {
 /// The table of requests in flight.
 #[derive(Debug)]
 pub(crate) struct Rpc {
-    pending: BTreeMap<(SocketAddr, Tid), Pending>,
+    /// Each request is boxed: a B-tree leaf holds 11 entries whether 1 or 11 are in flight,
+    /// and a leaf of 144-byte requests (2 KiB) was the largest thing a joining node held.
+    pending: BTreeMap<(SocketAddr, Tid), Box<Pending>>,
+    /// Boxes of answered requests, reused by the next requests so a busy node allocates none;
+    /// on timer ticks, no more are kept than requests are in flight.
+    #[allow(clippy::vec_box)] // the boxes themselves are what is kept
+    spare: Vec<Box<Pending>>,
     timers: BTreeSet<(Instant, SocketAddr, Tid)>,
     /// Per-peer transaction counters, each starting at a random value (OpenDHT keeps one per
     /// node object). A peer learns nothing from its own tids about those we use with others.
@@ -268,6 +295,9 @@ impl Rpc {
     pub(crate) fn compact(&mut self) {
         use crate::compact::Compact;
         self.pending.compact();
+        // A node with few requests in flight keeps as few spare boxes.
+        self.spare.truncate(self.pending.len());
+        self.spare.compact();
         self.timers.compact();
         self.counters.compact();
     }
@@ -275,6 +305,7 @@ impl Rpc {
     pub(crate) fn new(max_pending: usize) -> Rpc {
         Rpc {
             pending: BTreeMap::new(),
+            spare: Vec::new(),
             timers: BTreeSet::new(),
             counters: BTreeMap::new(),
             max_pending,
@@ -395,24 +426,38 @@ impl Rpc {
         let wait = self.first_wait(&to, rng);
         let next = now + wait;
         self.timers.insert((next, to, tid));
-        self.pending.insert(
-            (to, tid),
-            Pending {
-                node,
-                purpose,
-                attempts: 1,
-                wait,
-                next,
-                sent: now,
-                answering: false,
-                packet,
-                parts,
-            },
-        );
+        let p = Pending {
+            node,
+            purpose,
+            attempts: 1,
+            wait,
+            next,
+            sent: now,
+            answering: false,
+            packet,
+            parts,
+        };
+        let b = match self.spare.pop() {
+            Some(mut b) => {
+                *b = p;
+                b
+            }
+            None => Box::new(p),
+        };
+        self.pending.insert((to, tid), b);
+    }
+
+    /// The request in `b`, its box kept for the next request.
+    fn unbox(&mut self, mut b: Box<Pending>) -> Pending {
+        let p = core::mem::replace(&mut *b, Pending::EMPTY);
+        if self.spare.len() < MAX_SPARE {
+            self.spare.push(b);
+        }
+        p
     }
 
     pub(crate) fn get(&self, from: SocketAddr, tid: Tid) -> Option<&Pending> {
-        self.pending.get(&(from, tid))
+        self.pending.get(&(from, tid)).map(|b| &**b)
     }
 
     /// Takes the request a reply or error from `from` answers (at `now`: the answer to a
@@ -427,7 +472,8 @@ impl Rpc {
 
     /// Takes a request out, unanswered.
     fn take(&mut self, from: SocketAddr, tid: Tid) -> Option<Pending> {
-        let p = self.pending.remove(&(from, tid))?;
+        let b = self.pending.remove(&(from, tid))?;
+        let p = self.unbox(b);
         self.timers.remove(&(p.next, from, tid));
         self.forget(from, &p);
         Some(p)
@@ -484,7 +530,8 @@ impl Rpc {
         self.timers.remove(&(at, to, tid));
         let p = self.pending.get_mut(&(to, tid))?;
         if p.attempts >= MAX_ATTEMPTS || p.answering {
-            let pending = self.pending.remove(&(to, tid))?;
+            let b = self.pending.remove(&(to, tid))?;
+            let pending = self.unbox(b);
             self.forget(to, &pending);
             return Some(Timeout::Expired { to, pending });
         }
@@ -711,6 +758,49 @@ mod tests {
         );
         assert_eq!(rpc.len(), 0);
         let _ = now;
+    }
+
+    #[test]
+    fn answered_requests_boxes_are_reused_and_let_go_when_few_are_in_flight() {
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let mut rpc = Rpc::new(64);
+        let start = |rpc: &mut Rpc, rng: &mut ChaCha20Rng, port: u16| {
+            let to = SocketAddr::from(([10, 0, 0, 1], port));
+            let tid = rpc.next_tid(to, rng);
+            let node = InfoHash([port as u8; 20]);
+            let purpose = Purpose::Ping;
+            rpc.start(
+                Instant::ZERO,
+                rng,
+                Outgoing {
+                    to,
+                    tid,
+                    node,
+                    purpose,
+                    packet: vec![1].into(),
+                    parts: vec![],
+                },
+            );
+            (to, tid)
+        };
+        let sent: Vec<_> = (1..=5).map(|p| start(&mut rpc, &mut rng, p)).collect();
+        for (i, &(to, tid)) in sent.iter().enumerate() {
+            let p = rpc.complete(Instant::ZERO, to, tid).unwrap();
+            assert_eq!(
+                p.node,
+                InfoHash([i as u8 + 1; 20]),
+                "the request itself, not the spare's"
+            );
+        }
+        assert_eq!(rpc.spare.len(), 5);
+        let (to, tid) = start(&mut rpc, &mut rng, 9);
+        assert_eq!(rpc.spare.len(), 4, "a new request takes a spare box");
+        assert_eq!(rpc.get(to, tid).unwrap().node, InfoHash([9; 20]));
+        rpc.compact();
+        assert_eq!(rpc.spare.len(), 1, "no more spares than requests in flight");
+        rpc.complete(Instant::ZERO, to, tid).unwrap();
+        rpc.compact();
+        assert_eq!((rpc.spare.len(), rpc.spare.capacity()), (0, 0));
     }
 
     #[test]
