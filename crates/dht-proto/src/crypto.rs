@@ -121,9 +121,12 @@ impl PublicKey {
 }
 
 /// A node's or user's secret: signs values and opens boxes sealed to its [`PublicKey`].
+///
+/// Shared, not copied, when cloned: the key (232 bytes with its public half) lives once behind a
+/// pointer, so a [`Config`](crate::Config) without an identity carries 8 bytes for it, not 232.
 #[derive(Clone)]
 pub struct Identity {
-    signing: SigningKey,
+    signing: alloc::sync::Arc<SigningKey>,
 }
 
 impl core::fmt::Debug for Identity {
@@ -139,7 +142,7 @@ impl Identity {
     /// From a 32-byte secret seed (RFC 8032's private key).
     pub fn from_seed(seed: &[u8; 32]) -> Identity {
         Identity {
-            signing: SigningKey::from_bytes(seed),
+            signing: alloc::sync::Arc::new(SigningKey::from_bytes(seed)),
         }
     }
 
