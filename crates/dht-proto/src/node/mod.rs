@@ -564,7 +564,7 @@ impl Node {
         }
         self.searches.wake_due(now);
         self.after_input(now);
-        self.compact();
+        self.compact(now);
     }
 
     /// Gives back what emptied tables hold. A node's tables fill for a moment (a search, a
@@ -572,9 +572,9 @@ impl Node {
     /// most of an idle node's heap. Called on timer ticks and when nothing of ours is in
     /// flight, not after every datagram, so a busy node does not free and allocate the same
     /// table again and again.
-    fn compact(&mut self) {
+    fn compact(&mut self, now: Instant) {
         use crate::compact::Compact;
-        self.rpc.compact();
+        self.rpc.compact(now);
         self.blacklist.compact();
         self.limiter.compact();
         self.reassembler.compact();
@@ -613,7 +613,7 @@ impl Node {
         }
         if self.searches.is_empty() && self.rpc.len() == 0 {
             // Nothing of ours in flight: the moment the transient tables have emptied.
-            self.compact();
+            self.compact(now);
         }
     }
 }

@@ -41,6 +41,8 @@ pub(crate) const ANSWER_IDLE: Duration = Duration::from_secs(3);
 const MAX_RTT_PEERS: usize = 32;
 /// Boxes of finished requests kept for the next ones (see [`Rpc::spare`]).
 const MAX_SPARE: usize = 16;
+/// How often the spare boxes are trimmed to the requests in flight.
+const SPARE_TRIM_PERIOD: Duration = Duration::from_secs(1);
 
 /// A round-trip estimate: smoothed RTT and its mean deviation (RFC 6298 §2, as QUIC's), in
 /// microseconds (8 bytes: a node keeps one per recent peer).
@@ -254,9 +256,11 @@ pub(crate) struct Rpc {
     /// and a leaf of 144-byte requests (2 KiB) was the largest thing a joining node held.
     pending: BTreeMap<(SocketAddr, Tid), Box<Pending>>,
     /// Boxes of answered requests, reused by the next requests so a busy node allocates none;
-    /// on timer ticks, no more are kept than requests are in flight.
+    /// trimmed to the requests in flight when the node compacts, at most once a second.
     #[allow(clippy::vec_box)] // the boxes themselves are what is kept
     spare: Vec<Box<Pending>>,
+    /// When the spare boxes were last trimmed.
+    spare_trimmed: Instant,
     timers: BTreeSet<(Instant, SocketAddr, Tid)>,
     /// Per-peer transaction counters, each starting at a random value (OpenDHT keeps one per
     /// node object). A peer learns nothing from its own tids about those we use with others.
@@ -292,12 +296,17 @@ pub(crate) struct Outgoing {
 
 impl Rpc {
     /// Frees what emptied tables hold (see [`crate::compact`]).
-    pub(crate) fn compact(&mut self) {
+    pub(crate) fn compact(&mut self, now: Instant) {
         use crate::compact::Compact;
         self.pending.compact();
-        // A node with few requests in flight keeps as few spare boxes.
-        self.spare.truncate(self.pending.len());
-        self.spare.compact();
+        // No more spare boxes than requests in flight, checked at most once a second: a busy
+        // node compacts after nearly every datagram (and whenever its requests have all been
+        // answered), and trimming each time would free boxes its next requests allocate again.
+        if now >= self.spare_trimmed + SPARE_TRIM_PERIOD {
+            self.spare.truncate(self.pending.len());
+            self.spare.compact();
+            self.spare_trimmed = now;
+        }
         self.timers.compact();
         self.counters.compact();
     }
@@ -306,6 +315,7 @@ impl Rpc {
         Rpc {
             pending: BTreeMap::new(),
             spare: Vec::new(),
+            spare_trimmed: Instant::ZERO,
             timers: BTreeSet::new(),
             counters: BTreeMap::new(),
             max_pending,
@@ -450,6 +460,9 @@ impl Rpc {
     /// The request in `b`, its box kept for the next request.
     fn unbox(&mut self, mut b: Box<Pending>) -> Pending {
         let p = core::mem::replace(&mut *b, Pending::EMPTY);
+        if self.spare.capacity() == 0 {
+            self.spare.reserve_exact(MAX_SPARE);
+        }
         if self.spare.len() < MAX_SPARE {
             self.spare.push(b);
         }
@@ -761,7 +774,7 @@ mod tests {
     }
 
     #[test]
-    fn answered_requests_boxes_are_reused_and_let_go_when_few_are_in_flight() {
+    fn answered_requests_boxes_are_reused_and_trimmed_to_the_requests_in_flight() {
         let mut rng = ChaCha20Rng::seed_from_u64(6);
         let mut rpc = Rpc::new(64);
         let start = |rpc: &mut Rpc, rng: &mut ChaCha20Rng, port: u16| {
@@ -796,11 +809,20 @@ mod tests {
         let (to, tid) = start(&mut rpc, &mut rng, 9);
         assert_eq!(rpc.spare.len(), 4, "a new request takes a spare box");
         assert_eq!(rpc.get(to, tid).unwrap().node, InfoHash([9; 20]));
-        rpc.compact();
+        let t = Instant::ZERO + SPARE_TRIM_PERIOD;
+        rpc.compact(Instant::ZERO + (SPARE_TRIM_PERIOD - Duration::from_millis(1)));
+        assert_eq!(rpc.spare.len(), 4, "a busy node keeps its spares between trims");
+        rpc.compact(t);
         assert_eq!(rpc.spare.len(), 1, "no more spares than requests in flight");
-        rpc.complete(Instant::ZERO, to, tid).unwrap();
-        rpc.compact();
-        assert_eq!((rpc.spare.len(), rpc.spare.capacity()), (0, 0));
+        rpc.complete(t, to, tid).unwrap();
+        rpc.compact(t);
+        assert_eq!(rpc.spare.len(), 2, "trimmed at most once a period");
+        rpc.compact(t + SPARE_TRIM_PERIOD);
+        assert_eq!(
+            (rpc.spare.len(), rpc.spare.capacity()),
+            (0, 0),
+            "nothing in flight: every spare is freed"
+        );
     }
 
     #[test]
