@@ -777,44 +777,26 @@ mod tests {
     fn answered_requests_boxes_are_reused_and_trimmed_to_the_requests_in_flight() {
         let mut rng = ChaCha20Rng::seed_from_u64(6);
         let mut rpc = Rpc::new(64);
-        let start = |rpc: &mut Rpc, rng: &mut ChaCha20Rng, port: u16| {
-            let to = SocketAddr::from(([10, 0, 0, 1], port));
-            let tid = rpc.next_tid(to, rng);
-            let node = InfoHash([port as u8; 20]);
-            let purpose = Purpose::Ping;
-            rpc.start(
-                Instant::ZERO,
-                rng,
-                Outgoing {
-                    to,
-                    tid,
-                    node,
-                    purpose,
-                    packet: vec![1].into(),
-                    parts: vec![],
-                },
-            );
-            (to, tid)
-        };
-        let sent: Vec<_> = (1..=5).map(|p| start(&mut rpc, &mut rng, p)).collect();
-        for (i, &(to, tid)) in sent.iter().enumerate() {
-            let p = rpc.complete(Instant::ZERO, to, tid).unwrap();
-            assert_eq!(
-                p.node,
-                InfoHash([i as u8 + 1; 20]),
-                "the request itself, not the spare's"
-            );
+        let to = |port: u16| SocketAddr::from(([10, 0, 0, 1], port));
+        // A spare holds `Pending::EMPTY` (0 attempts, nothing kept to re-send).
+        let is_request = |p: &Pending| p.attempts == 1 && matches!(&p.packet, Resend::Bytes(b) if b == &[1]);
+        let sent: Vec<_> = (1..=5)
+            .map(|p| (to(p), ping(&mut rpc, &mut rng, Instant::ZERO, to(p))))
+            .collect();
+        for &(a, tid) in &sent {
+            let p = rpc.complete(Instant::ZERO, a, tid).unwrap();
+            assert!(is_request(&p), "the request itself, not the spare's: {p:?}");
         }
         assert_eq!(rpc.spare.len(), 5);
-        let (to, tid) = start(&mut rpc, &mut rng, 9);
+        let (a, tid) = (to(9), ping(&mut rpc, &mut rng, Instant::ZERO, to(9)));
         assert_eq!(rpc.spare.len(), 4, "a new request takes a spare box");
-        assert_eq!(rpc.get(to, tid).unwrap().node, InfoHash([9; 20]));
+        assert!(is_request(rpc.get(a, tid).unwrap()));
         let t = Instant::ZERO + SPARE_TRIM_PERIOD;
         rpc.compact(Instant::ZERO + (SPARE_TRIM_PERIOD - Duration::from_millis(1)));
         assert_eq!(rpc.spare.len(), 4, "a busy node keeps its spares between trims");
         rpc.compact(t);
         assert_eq!(rpc.spare.len(), 1, "no more spares than requests in flight");
-        rpc.complete(t, to, tid).unwrap();
+        rpc.complete(t, a, tid).unwrap();
         rpc.compact(t);
         assert_eq!(rpc.spare.len(), 2, "trimmed at most once a period");
         rpc.compact(t + SPARE_TRIM_PERIOD);
